@@ -1,0 +1,61 @@
+//! AWS implementations of the [ports](crate::ports).
+
+pub mod dynamodb;
+pub mod sqs;
+
+use crate::ports::BackendError;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// Error codes that mean "try again later" on any AWS service.
+const RETRYABLE_CODES: [&str; 8] = [
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionConflictException",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "RequestThrottled",
+];
+
+/// Classifies an SDK error: transport failures, timeouts, throttling and 5xx are retryable; anything
+/// else (access denied, a missing table or queue) is configuration a person must fix.
+pub(crate) fn backend_error<E, R>(service: &'static str, operation: &'static str, error: &SdkError<E, R>) -> BackendError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (retryable, message) = match error {
+        SdkError::ServiceError(context) => {
+            let err = context.err();
+            let code = err.code().unwrap_or("Unknown");
+            let retryable = RETRYABLE_CODES.contains(&code) || code.ends_with("ServerError");
+            (retryable, format!("{code}: {}", err.message().unwrap_or("no message")))
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, aws_smithy_types::error::display::DisplayErrorContext(error).to_string())
+        }
+        _ => (false, aws_smithy_types::error::display::DisplayErrorContext(error).to_string()),
+    };
+    BackendError { service, operation, message, retryable }
+}
+
+/// The shared AWS configuration: region, credentials and `AWS_ENDPOINT_URL` from the environment, with
+/// Herald's own timeouts and retry budget, so one slow call cannot eat a Lambda's whole deadline.
+pub async fn load_aws_config() -> aws_config::SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
+
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}

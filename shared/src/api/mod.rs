@@ -1,0 +1,233 @@
+//! The management API: health, event types, templates and rules, each tenant's alone.
+
+use crate::config::HttpSettings;
+use crate::domain::event_type::EventTypeSpec;
+use crate::domain::rule::RuleSpec;
+use crate::domain::template::TemplateContent;
+use crate::domain::validation::is_valid_name;
+use crate::domain::{FieldError, Problem, ProblemCode, TenantId, Timestamp};
+use crate::http::{
+    Authenticator, Cursor, HttpResponse, MAX_BODY_BYTES, empty_response, json_body, json_response,
+    method_not_allowed, not_found_route, page_request, path_segments, problem_response, query_parameter,
+    unavailable,
+};
+use crate::ports::{ApiKeyStore, BackendError, EventTypeStore, Page, RuleStore, Saved, TemplateStore, WriteError};
+use lambda_http::Request;
+use lambda_http::http::Method;
+use serde_json::{Value, json};
+
+/// Everything the API function holds between invocations.
+#[derive(Debug)]
+pub struct Api<K, C> {
+    auth: Authenticator<K>,
+    store: C,
+    settings: HttpSettings,
+}
+
+fn backend(error: &BackendError) -> Problem {
+    unavailable(error)
+}
+
+fn write_problem(error: WriteError) -> Problem {
+    match error {
+        WriteError::Backend(error) => unavailable(&error),
+        WriteError::Conflict(detail) => Problem::new(ProblemCode::Conflict, detail),
+        WriteError::Invalid(error) => Problem::validation(vec![error]),
+    }
+}
+
+fn path_name(name: &str) -> Result<&str, Problem> {
+    if is_valid_name(name) {
+        Ok(name)
+    } else {
+        Err(Problem::new(ProblemCode::ValidationFailed, format!("{name:?} is not a valid name: use [a-z0-9_.-]{{1,64}}")))
+    }
+}
+
+fn saved_status(saved: Saved) -> u16 {
+    match saved {
+        Saved::Created => 201,
+        Saved::Replaced => 200,
+    }
+}
+
+fn list_response<T>(tenant: &TenantId, list: &str, page: Page<T>, to_json: impl Fn(&T) -> Value) -> HttpResponse {
+    let next_cursor = page.next.map(|after| Cursor::encode(tenant, list, &after));
+    json_response(200, &json!({"items": page.items.iter().map(to_json).collect::<Vec<_>>(), "next_cursor": next_cursor}))
+}
+
+impl<K, C> Api<K, C>
+where
+    K: ApiKeyStore,
+    C: EventTypeStore + TemplateStore + RuleStore,
+{
+    pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
+        Self { auth: Authenticator::new(keys, settings.cache_ttl), store, settings }
+    }
+
+    /// The Lambda handler: every outcome, problems included, is an HTTP answer.
+    pub async fn handle(&self, request: Request) -> Result<HttpResponse, lambda_http::Error> {
+        let outcome = self.route(&request).await;
+        Ok(outcome.unwrap_or_else(|problem| problem_response(&problem, &self.settings.problem_type_base)))
+    }
+
+    async fn route(&self, request: &Request) -> Result<HttpResponse, Problem> {
+        let segments = path_segments(request);
+        if segments == ["v1", "health"] {
+            return match *request.method() {
+                Method::GET => Ok(json_response(200, &json!({"status": "ok"}))),
+                _ => Err(method_not_allowed(request)),
+            };
+        }
+        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules", ..] if segments.len() <= 3);
+        if !known {
+            return Err(not_found_route(request));
+        }
+        let tenant = self.auth.authenticate(request).await?;
+        let method = request.method().clone();
+        match (method, segments.as_slice()) {
+            (Method::GET, ["v1", "event-types"]) => self.list_event_types(request, &tenant).await,
+            (Method::PUT, ["v1", "event-types", name]) => self.put_event_type(request, &tenant, path_name(name)?).await,
+            (Method::GET, ["v1", "event-types", name]) => self.get_event_type(&tenant, name).await,
+            (Method::DELETE, ["v1", "event-types", name]) => self.delete_event_type(&tenant, name).await,
+            (Method::GET, ["v1", "templates"]) => self.list_templates(request, &tenant).await,
+            (Method::PUT, ["v1", "templates", name]) => self.put_template(request, &tenant, path_name(name)?).await,
+            (Method::GET, ["v1", "templates", name]) => self.get_template(request, &tenant, name).await,
+            (Method::DELETE, ["v1", "templates", name]) => self.delete_template(&tenant, name).await,
+            (Method::GET, ["v1", "rules"]) => self.list_rules(request, &tenant).await,
+            (Method::PUT, ["v1", "rules", id]) => self.put_rule(request, &tenant, path_name(id)?).await,
+            (Method::GET, ["v1", "rules", id]) => self.get_rule(&tenant, id).await,
+            (Method::DELETE, ["v1", "rules", id]) => self.delete_rule(&tenant, id).await,
+            _ => Err(method_not_allowed(request)),
+        }
+    }
+
+    // ------------------------------------------------------------------------------------ event types
+
+    async fn put_event_type(&self, request: &Request, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
+        let spec = EventTypeSpec::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
+        let saved = self.store.put_event_type(tenant, name, &spec, Timestamp::now()).await.map_err(|e| backend(&e))?;
+        let stored = self.store.event_type(tenant, name).await.map_err(|e| backend(&e))?;
+        let body = stored.map_or_else(|| json!({"name": name}), |event_type| event_type.to_json());
+        Ok(json_response(saved_status(saved), &body))
+    }
+
+    async fn get_event_type(&self, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
+        let found = if is_valid_name(name) { self.store.event_type(tenant, name).await.map_err(|e| backend(&e))? } else { None };
+        let event_type = found.ok_or_else(|| Problem::not_found(&format!("event type {name}")))?;
+        Ok(json_response(200, &event_type.to_json()))
+    }
+
+    async fn list_event_types(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
+        let page = page_request(request, tenant, "event-types")?;
+        let listed = self.store.list_event_types(tenant, &page).await.map_err(|e| backend(&e))?;
+        Ok(list_response(tenant, "event-types", listed, super::domain::event_type::EventType::to_json))
+    }
+
+    async fn delete_event_type(&self, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
+        let deleted = is_valid_name(name) && self.store.delete_event_type(tenant, name).await.map_err(|e| backend(&e))?;
+        if deleted { Ok(empty_response(204)) } else { Err(Problem::not_found(&format!("event type {name}"))) }
+    }
+
+    // -------------------------------------------------------------------------------------- templates
+
+    async fn put_template(&self, request: &Request, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
+        let content = TemplateContent::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
+        let stored = self.store.put_template(tenant, name, &content, Timestamp::now()).await.map_err(write_problem)?;
+        Ok(json_response(
+            201,
+            &json!({"name": stored.name, "channel": stored.content.channel, "locale": stored.content.locale, "version": stored.version}),
+        ))
+    }
+
+    async fn get_template(&self, request: &Request, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
+        let not_found = || Problem::not_found(&format!("template {name}"));
+        if !is_valid_name(name) {
+            return Err(not_found());
+        }
+        let head = self.store.template_head(tenant, name).await.map_err(|e| backend(&e))?.ok_or_else(not_found)?;
+        let locale = query_parameter(request, "locale").unwrap_or_else(|| head.default_locale.clone());
+        let version = match query_parameter(request, "version") {
+            None => head.live_versions.get(&locale).copied(),
+            Some(raw) => Some(raw.parse::<u32>().map_err(|_| {
+                Problem::validation(vec![FieldError::new("/version", "must be a positive whole number")])
+            })?),
+        };
+        let not_found_version = || Problem::not_found(&format!("template {name} in locale {locale}"));
+        let version = version.ok_or_else(not_found_version)?;
+        let stored = self
+            .store
+            .template_version(tenant, name, &locale, version)
+            .await
+            .map_err(|e| backend(&e))?
+            .ok_or_else(not_found_version)?;
+        let mut body = stored.to_json();
+        body["default_locale"] = json!(head.default_locale);
+        body["locales"] = json!(head.live_versions);
+        body["live"] = json!(head.live_versions.get(&locale) == Some(&version));
+        Ok(json_response(200, &body))
+    }
+
+    async fn list_templates(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
+        let page = page_request(request, tenant, "templates")?;
+        let listed = self.store.list_templates(tenant, &page).await.map_err(|e| backend(&e))?;
+        Ok(list_response(tenant, "templates", listed, super::domain::template::TemplateHead::to_json))
+    }
+
+    async fn delete_template(&self, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
+        let deleted = is_valid_name(name) && self.store.delete_template(tenant, name).await.map_err(|e| backend(&e))?;
+        if deleted { Ok(empty_response(204)) } else { Err(Problem::not_found(&format!("template {name}"))) }
+    }
+
+    // ------------------------------------------------------------------------------------------ rules
+
+    async fn put_rule(&self, request: &Request, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
+        let spec = RuleSpec::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
+        // A rule naming a type or template that does not exist would silently never send: refuse it now.
+        let (event_type, template) = futures::try_join!(
+            self.store.event_type(tenant, &spec.event),
+            self.store.template_head(tenant, &spec.template)
+        )
+        .map_err(|e| backend(&e))?;
+        let mut errors = Vec::new();
+        if event_type.is_none() {
+            errors.push(FieldError::new("/event", format!("event type {} does not exist", spec.event)));
+        }
+        match template {
+            None => errors.push(FieldError::new("/template", format!("template {} does not exist", spec.template))),
+            Some(head) if head.channel != spec.channel => errors.push(FieldError::new(
+                "/template",
+                format!("template {} is for {}, not {}", spec.template, head.channel, spec.channel),
+            )),
+            Some(_) => {}
+        }
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
+        let saved = self.store.put_rule(tenant, id, &spec, Timestamp::now()).await.map_err(write_problem)?;
+        let stored = self.store.rule(tenant, id).await.map_err(|e| backend(&e))?;
+        Ok(json_response(saved_status(saved), &stored.map_or_else(|| json!({"id": id}), |rule| rule.to_json())))
+    }
+
+    async fn get_rule(&self, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
+        let found = if is_valid_name(id) { self.store.rule(tenant, id).await.map_err(|e| backend(&e))? } else { None };
+        let rule = found.ok_or_else(|| Problem::not_found(&format!("rule {id}")))?;
+        Ok(json_response(200, &rule.to_json()))
+    }
+
+    async fn list_rules(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
+        let event = query_parameter(request, "event");
+        if event.as_deref().is_some_and(|event| !is_valid_name(event)) {
+            return Err(Problem::validation(vec![FieldError::new("/event", "must match [a-z0-9_.-]{1,64}")]));
+        }
+        let list = format!("rules:{}", event.as_deref().unwrap_or("*"));
+        let page = page_request(request, tenant, &list)?;
+        let listed = self.store.list_rules(tenant, event.as_deref(), &page).await.map_err(|e| backend(&e))?;
+        Ok(list_response(tenant, &list, listed, super::domain::rule::Rule::to_json))
+    }
+
+    async fn delete_rule(&self, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
+        let deleted = is_valid_name(id) && self.store.delete_rule(tenant, id).await.map_err(write_problem)?;
+        if deleted { Ok(empty_response(204)) } else { Err(Problem::not_found(&format!("rule {id}"))) }
+    }
+}

@@ -1,0 +1,197 @@
+//! Typed configuration, read once at init from the environment the template sets, failing loudly.
+
+use crate::domain::Channel;
+use crate::domain::address::WebhookPolicy;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name}={value:?} is not valid: {reason}")]
+    Invalid { name: &'static str, value: String, reason: &'static str },
+}
+
+/// Reads variables from any source, so tests need not touch the process environment.
+#[derive(Debug)]
+pub struct Env<F>(F);
+
+impl Env<fn(&str) -> Option<String>> {
+    pub fn process() -> Self {
+        Env(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn from_fn(lookup: F) -> Self {
+        Env(lookup)
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        (self.0)(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn optional(&self, name: &'static str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        self.optional(name).map_or(Ok(default), |value| {
+            value.parse().map_err(|_| ConfigError::Invalid { name, value, reason: "must be a whole number" })
+        })
+    }
+
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.optional(name).as_deref() {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                value: other.to_owned(),
+                reason: "must be true or false",
+            }),
+        }
+    }
+}
+
+/// The two DynamoDB tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Tenants, keys, event types, templates, rules, users: kept until deleted.
+    pub config: String,
+    /// Idempotency records, events, notifications, attempts: expire by TTL.
+    pub activity: String,
+}
+
+impl Tables {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self { config: env.required("HERALD_CONFIG_TABLE")?, activity: env.required("HERALD_ACTIVITY_TABLE")? })
+    }
+}
+
+/// One SQS queue URL per channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUrls(HashMap<Channel, String>);
+
+impl QueueUrls {
+    pub fn new(urls: impl IntoIterator<Item = (Channel, String)>) -> Self {
+        Self(urls.into_iter().collect())
+    }
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self::new([
+            (Channel::Email, env.required("HERALD_EMAIL_QUEUE_URL")?),
+            (Channel::Sms, env.required("HERALD_SMS_QUEUE_URL")?),
+            (Channel::Slack, env.required("HERALD_SLACK_QUEUE_URL")?),
+        ]))
+    }
+
+    pub fn get(&self, channel: Channel) -> Option<&str> {
+        self.0.get(&channel).map(String::as_str)
+    }
+}
+
+/// What both HTTP functions need besides their clients.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Prefix of every problem's `type`; ends in `/problems/`.
+    pub problem_type_base: String,
+    /// How long keys, event types, rules and templates are cached per container.
+    pub cache_ttl: Duration,
+    pub webhook_policy: WebhookPolicy,
+    /// How long events and notifications are kept (the activity table's TTL).
+    pub retention: Duration,
+}
+
+impl HttpSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let allowed_hosts = env
+            .optional("HERALD_SLACK_ALLOWED_HOSTS")
+            .unwrap_or_else(|| "hooks.slack.com".to_owned())
+            .split(',')
+            .map(|host| host.trim().to_owned())
+            .filter(|host| !host.is_empty())
+            .collect::<Vec<_>>();
+        let problem_type_base = env
+            .optional("HERALD_PROBLEM_TYPE_BASE")
+            .unwrap_or_else(|| "https://herald.dev/problems/".to_owned());
+        if !problem_type_base.ends_with("/problems/") {
+            return Err(ConfigError::Invalid {
+                name: "HERALD_PROBLEM_TYPE_BASE",
+                value: problem_type_base,
+                reason: "must end with /problems/",
+            });
+        }
+        Ok(Self {
+            problem_type_base,
+            cache_ttl: Duration::from_secs(env.number("HERALD_CONFIG_CACHE_SECONDS", 30)?),
+            webhook_policy: WebhookPolicy::new(allowed_hosts, env.flag("HERALD_ALLOW_LOOPBACK_WEBHOOKS")?),
+            retention: Duration::from_secs(env.number("HERALD_RETENTION_DAYS", 30)? * 86_400),
+        })
+    }
+}
+
+/// The ingest function's configuration.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub tables: Tables,
+    pub queues: QueueUrls,
+    pub http: HttpSettings,
+}
+
+impl IngestConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self { tables: Tables::from_env(env)?, queues: QueueUrls::from_env(env)?, http: HttpSettings::from_env(env)? })
+    }
+}
+
+/// The management API function's configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub tables: Tables,
+    pub http: HttpSettings,
+}
+
+impl ApiConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self { tables: Tables::from_env(env)?, http: HttpSettings::from_env(env)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        Env::from_fn(move |name| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned()))
+    }
+
+    #[test]
+    fn reads_a_complete_ingest_config_with_defaults() {
+        let config = IngestConfig::from_env(&env(&[
+            ("HERALD_CONFIG_TABLE", "cfg"),
+            ("HERALD_ACTIVITY_TABLE", "act"),
+            ("HERALD_EMAIL_QUEUE_URL", "http://q/email"),
+            ("HERALD_SMS_QUEUE_URL", "http://q/sms"),
+            ("HERALD_SLACK_QUEUE_URL", "http://q/slack"),
+        ]))
+        .unwrap();
+        assert_eq!(config.queues.get(Channel::Sms), Some("http://q/sms"));
+        assert_eq!(config.http.cache_ttl, Duration::from_secs(30));
+        assert!(config.http.webhook_policy.check("https://hooks.slack.com/services/x").is_ok());
+        assert!(config.http.webhook_policy.check("http://127.0.0.1:9/x").is_err());
+    }
+
+    #[test]
+    fn fails_loudly_on_missing_or_invalid_values() {
+        assert_eq!(ApiConfig::from_env(&env(&[])).unwrap_err(), ConfigError::Missing("HERALD_CONFIG_TABLE"));
+        let error = ApiConfig::from_env(&env(&[
+            ("HERALD_CONFIG_TABLE", "c"),
+            ("HERALD_ACTIVITY_TABLE", "a"),
+            ("HERALD_ALLOW_LOOPBACK_WEBHOOKS", "yes"),
+        ]))
+        .unwrap_err();
+        assert!(error.to_string().contains("HERALD_ALLOW_LOOPBACK_WEBHOOKS"));
+    }
+}

@@ -1,0 +1,18 @@
+//! The domain: types, validation and the rules of Herald, with no AWS or HTTP detail.
+
+pub mod address;
+pub mod channel;
+pub mod event;
+pub mod event_type;
+pub mod ids;
+pub mod notification;
+pub mod problem;
+pub mod rule;
+pub mod template;
+pub mod time;
+pub mod validation;
+
+pub use channel::Channel;
+pub use ids::{EventId, NotificationId, TenantId};
+pub use problem::{FieldError, Problem, ProblemCode};
+pub use time::Timestamp;

@@ -1,0 +1,180 @@
+//! Notifications: one per rule that applies to an event, with its status and the template version
+//! pinned when the event was accepted.
+
+use super::address::{mask_email, mask_phone, mask_webhook};
+use super::{Channel, EventId, NotificationId, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationStatus {
+    Queued,
+    Sending,
+    Sent,
+    Retrying,
+    Failed,
+    DeadLettered,
+    Suppressed,
+    RateLimited,
+    Skipped,
+}
+
+impl NotificationStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::DeadLettered => "dead_lettered",
+            Self::Suppressed => "suppressed",
+            Self::RateLimited => "rate_limited",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the notification goes on a channel queue when its event is accepted.
+    pub const fn needs_delivery(self) -> bool {
+        matches!(self, Self::Queued)
+    }
+}
+
+impl fmt::Display for NotificationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NotificationStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(Value::String(s.to_owned())).map_err(|_| format!("unknown status {s:?}"))
+    }
+}
+
+/// Machine codes for why a notification is where it is.
+pub mod reason {
+    pub const NO_ADDRESS: &str = "no_address";
+    pub const TEMPLATE_NOT_FOUND: &str = "template_not_found";
+}
+
+/// Where a notification's template comes from: pinned at acceptance, so later edits never change what
+/// an accepted event sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedTemplate {
+    pub name: String,
+    pub locale: String,
+    pub version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub tenant: TenantId,
+    pub event_id: EventId,
+    pub event: String,
+    pub rule_id: String,
+    pub channel: Channel,
+    pub status: NotificationStatus,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    /// The full address; shown masked.
+    pub to: Option<String>,
+    pub template: String,
+    pub pinned: Option<PinnedTemplate>,
+    pub user_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub provider_message_id: Option<String>,
+}
+
+impl Notification {
+    pub fn masked_to(&self) -> Option<String> {
+        self.to.as_deref().map(|to| match self.channel {
+            Channel::Email => mask_email(to),
+            Channel::Sms => mask_phone(to),
+            Channel::Slack => mask_webhook(to),
+        })
+    }
+
+    /// The short form listed in an event's answer.
+    pub fn summary_json(&self) -> Value {
+        let mut summary = json!({"id": self.id, "channel": self.channel, "status": self.status});
+        if let Some(reason) = &self.reason {
+            summary["reason"] = json!(reason);
+        }
+        summary
+    }
+
+    /// The full form of `GET /v1/notifications/{id}`, less its attempts.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "event_id": self.event_id,
+            "event": self.event,
+            "rule_id": self.rule_id,
+            "channel": self.channel,
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            "to": self.masked_to(),
+            "user_id": self.user_id,
+            "template": self.template,
+            "locale": self.pinned.as_ref().map(|pinned| &pinned.locale),
+            "template_version": self.pinned.as_ref().map(|pinned| pinned.version),
+            "created_at": self.created_at.to_rfc3339(),
+            "updated_at": self.updated_at.to_rfc3339(),
+            "sent_at": self.sent_at.map(Timestamp::to_rfc3339),
+            "provider_message_id": self.provider_message_id,
+        })
+    }
+}
+
+/// The message put on a channel queue: ids only, versioned, so a message never carries personal data
+/// and old messages stay readable after the format changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    pub tenant: TenantId,
+    pub notification_id: NotificationId,
+    pub correlation_id: String,
+}
+
+impl Envelope {
+    pub const VERSION: u32 = 1;
+
+    pub fn new(tenant: TenantId, notification_id: NotificationId, correlation_id: String) -> Self {
+        Self { v: Self::VERSION, tenant, notification_id, correlation_id }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_as_snake_case() {
+        assert_eq!("dead_lettered".parse::<NotificationStatus>(), Ok(NotificationStatus::DeadLettered));
+        assert_eq!(NotificationStatus::RateLimited.to_string(), "rate_limited");
+        assert!("lost".parse::<NotificationStatus>().is_err());
+    }
+
+    #[test]
+    fn envelope_is_ids_only_and_versioned() {
+        let envelope = Envelope::new(
+            TenantId::new("acme"),
+            NotificationId::parse("ntf_0190000000007000800000000000000a").unwrap(),
+            "evt_x".into(),
+        );
+        assert_eq!(
+            serde_json::to_value(&envelope).unwrap(),
+            json!({"v": 1, "tenant": "acme", "notification_id": "ntf_0190000000007000800000000000000a", "correlation_id": "evt_x"})
+        );
+    }
+}

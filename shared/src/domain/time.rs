@@ -1,0 +1,52 @@
+//! Timestamps as milliseconds since the Unix epoch, written as RFC 3339 in JSON.
+
+use aws_smithy_types::date_time::{DateTime, Format};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A point in time with millisecond precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Self(i64::try_from(millis).unwrap_or(i64::MAX))
+    }
+
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// Seconds since the epoch: the unit DynamoDB's TTL expects.
+    pub const fn epoch_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    #[must_use]
+    pub const fn plus_seconds(self, seconds: i64) -> Self {
+        Self(self.0.saturating_add(seconds.saturating_mul(1000)))
+    }
+
+    /// RFC 3339 in UTC, e.g. `2026-11-22T04:05:55.123Z`.
+    pub fn to_rfc3339(self) -> String {
+        DateTime::from_millis(self.0)
+            .fmt(Format::DateTime)
+            .unwrap_or_else(|_| self.0.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_as_rfc3339_utc_with_millis() {
+        assert_eq!(Timestamp::from_millis(1_795_000_000_123).to_rfc3339(), "2026-11-18T11:06:40.123Z");
+        assert_eq!(Timestamp::from_millis(1_500).plus_seconds(2).millis(), 3_500);
+        assert_eq!(Timestamp::from_millis(1_999).epoch_seconds(), 1);
+    }
+}

@@ -1,0 +1,72 @@
+//! What ingest needs to know about an event type — its schema, rules and their templates — compiled once
+//! and cached per container for a short while.
+
+use crate::domain::TenantId;
+use crate::domain::event_type::{EventType, compile_schema};
+use crate::domain::rule::RuleSet;
+use crate::domain::template::TemplateHead;
+use crate::ports::{BackendError, EventTypeStore, RuleStore, TemplateStore};
+use jsonschema::Validator;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An event type ready for ingest.
+#[derive(Debug)]
+pub struct CompiledEventType {
+    pub event_type: EventType,
+    pub validator: Option<Validator>,
+    pub rules: RuleSet,
+    /// The head of every template a rule names; `None` for a template that does not exist.
+    pub templates: HashMap<String, Option<TemplateHead>>,
+}
+
+type CacheKey = (TenantId, String);
+
+/// Loads and caches compiled event types. Unknown types are not cached, so a type created a moment ago
+/// is usable at once.
+#[derive(Debug)]
+pub struct Catalog<C> {
+    store: C,
+    ttl: Duration,
+    cache: Mutex<HashMap<CacheKey, (Arc<CompiledEventType>, Instant)>>,
+}
+
+impl<C: EventTypeStore + RuleStore + TemplateStore> Catalog<C> {
+    pub fn new(store: C, ttl: Duration) -> Self {
+        Self { store, ttl, cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn store(&self) -> &C {
+        &self.store
+    }
+
+    pub async fn event_type(&self, tenant: &TenantId, name: &str) -> Result<Option<Arc<CompiledEventType>>, BackendError> {
+        let cache_key = (tenant.clone(), name.to_owned());
+        if let Some(compiled) = self.cached(&cache_key) {
+            return Ok(Some(compiled));
+        }
+        let (event_type, rules) =
+            futures::try_join!(self.store.event_type(tenant, name), self.store.rules_for_event(tenant, name))?;
+        let Some(event_type) = event_type else { return Ok(None) };
+        let names: BTreeSet<&str> = rules.iter().map(|rule| rule.spec.template.as_str()).collect();
+        let heads = futures::future::try_join_all(names.iter().map(|name| self.store.template_head(tenant, name))).await?;
+        let templates = names.iter().map(|name| (*name).to_owned()).zip(heads).collect();
+        let validator = event_type.spec.schema.as_ref().and_then(|schema| {
+            compile_schema(schema)
+                .map_err(|error| tracing::error!(event_type = name, %error, "stored schema does not compile; payloads are not checked"))
+                .ok()
+        });
+        let compiled = Arc::new(CompiledEventType { event_type, validator, rules: RuleSet::new(rules), templates });
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(cache_key, (Arc::clone(&compiled), Instant::now()));
+        }
+        Ok(Some(compiled))
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Arc<CompiledEventType>> {
+        let cache = self.cache.lock().ok()?;
+        let (compiled, at) = cache.get(key)?;
+        (at.elapsed() < self.ttl).then(|| Arc::clone(compiled))
+    }
+}

@@ -1,0 +1,131 @@
+//! The ingest function's HTTP side: `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`.
+
+use super::{Accepted, Ingest};
+use crate::domain::validation::Violations;
+use crate::domain::{EventId, FieldError, Problem, TenantId};
+use crate::http::{
+    HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, json_body, json_response, method_not_allowed, not_found_route,
+    path_segments, problem_response, unavailable,
+};
+use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, RuleStore, TemplateStore};
+use lambda_http::http::{HeaderValue, Method, header};
+use lambda_http::Request;
+use serde_json::{Value, json};
+
+/// A batch holds at most this many events.
+pub const MAX_BATCH_EVENTS: usize = 100;
+/// Events of one batch accepted at once.
+const BATCH_CONCURRENCY: usize = 8;
+
+impl<K, C, A, Q> Ingest<K, C, A, Q>
+where
+    K: ApiKeyStore,
+    C: EventTypeStore + RuleStore + TemplateStore,
+    A: ActivityStore,
+    Q: NotificationQueue,
+{
+    /// The Lambda handler: every outcome, problems included, is an HTTP answer.
+    pub async fn handle(&self, request: Request) -> Result<HttpResponse, lambda_http::Error> {
+        let outcome = match (request.method(), path_segments(&request).as_slice()) {
+            (&Method::POST, ["v1", "events"]) => self.post_event(&request).await,
+            (&Method::POST, ["v1", "events", "batch"]) => self.post_batch(&request).await,
+            (&Method::GET, ["v1", "events", id]) => self.get_event(&request, id).await,
+            (_, ["v1", "events"] | ["v1", "events", "batch" | _]) => Err(method_not_allowed(&request)),
+            _ => Err(not_found_route(&request)),
+        };
+        Ok(outcome.unwrap_or_else(|problem| problem_response(&problem, &self.settings.problem_type_base)))
+    }
+
+    async fn post_event(&self, request: &Request) -> Result<HttpResponse, Problem> {
+        let tenant = self.auth.authenticate(request).await?;
+        let body = json_body(request, MAX_BODY_BYTES)?;
+        let header_key = idempotency_header(request)?;
+        let accepted = self.accept(&tenant, &body, "", header_key).await?;
+        Ok(accepted_response(accepted))
+    }
+
+    async fn post_batch(&self, request: &Request) -> Result<HttpResponse, Problem> {
+        let tenant = self.auth.authenticate(request).await?;
+        let body = json_body(request, MAX_BATCH_BODY_BYTES)?;
+        if idempotency_header(request)?.is_some() {
+            return Err(Problem::validation(vec![FieldError::new(
+                "/events",
+                "a batch takes no Idempotency-Key header; give each event its own idempotency_key",
+            )]));
+        }
+        let events = batch_events(&body)?;
+        let mut results = Vec::with_capacity(events.len());
+        for chunk in events.chunks(BATCH_CONCURRENCY) {
+            results.extend(futures::future::join_all(chunk.iter().map(|event| self.batch_item(&tenant, event))).await);
+        }
+        Ok(json_response(207, &json!({"results": results})))
+    }
+
+    /// One event of a batch, answered exactly as a single POST would be.
+    async fn batch_item(&self, tenant: &TenantId, event: &Value) -> Value {
+        match self.accept(tenant, event, "", None).await {
+            Ok(Accepted::New { body, .. }) => json!({"status": 202, "body": body}),
+            Ok(Accepted::Replayed { body, .. }) => json!({"status": 200, "body": body}),
+            Err(problem) => json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)}),
+        }
+    }
+
+    async fn get_event(&self, request: &Request, id: &str) -> Result<HttpResponse, Problem> {
+        let tenant = self.auth.authenticate(request).await?;
+        let not_found = || Problem::not_found(&format!("event {id}"));
+        let id = EventId::parse(id).ok_or_else(not_found)?;
+        let activity = self.activity();
+        let event = activity.event(&tenant, &id).await.map_err(|error| unavailable(&error))?.ok_or_else(not_found)?;
+        let notifications =
+            activity.notifications(&tenant, &event.notification_ids).await.map_err(|error| unavailable(&error))?;
+        Ok(json_response(200, &event.to_json(&notifications)))
+    }
+}
+
+fn idempotency_header(request: &Request) -> Result<Option<&str>, Problem> {
+    request
+        .headers()
+        .get("idempotency-key")
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                Problem::validation(vec![FieldError::new("/idempotency_key", "the Idempotency-Key header must be ASCII")])
+            })
+        })
+        .transpose()
+}
+
+fn batch_events(body: &Value) -> Result<&[Value], Problem> {
+    let mut violations = Violations::default();
+    let events = violations.object(body, "", &["events"]).and_then(|object| match object.get("events") {
+        Some(Value::Array(events)) if (1..=MAX_BATCH_EVENTS).contains(&events.len()) => Some(events.as_slice()),
+        Some(Value::Array(_)) => {
+            violations.add("/events", format!("must hold 1 to {MAX_BATCH_EVENTS} events"));
+            None
+        }
+        _ => {
+            violations.add("/events", "is required: an array of events");
+            None
+        }
+    });
+    match events {
+        Some(events) if violations.is_empty() => Ok(events),
+        _ => Err(Problem::validation(violations.into_errors())),
+    }
+}
+
+fn accepted_response(accepted: Accepted) -> HttpResponse {
+    let (status, event_id, body, replayed) = match accepted {
+        Accepted::New { event_id, body } => (202, event_id, body, false),
+        Accepted::Replayed { event_id, body } => (200, event_id, body, true),
+    };
+    let mut response = json_response(status, &body);
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/events/{event_id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+

@@ -1,0 +1,258 @@
+//! Ingest: validate an event, record it with its notifications in one transaction, fan it out to the
+//! channel queues. The HTTP side is in [`handler`].
+
+mod catalog;
+pub mod handler;
+
+pub use catalog::{Catalog, CompiledEventType};
+
+use crate::config::HttpSettings;
+use crate::domain::event::{Acceptance, EventSubmission, IdempotencyRecord, StoredEvent};
+use crate::domain::event_type::payload_violations;
+use crate::domain::notification::{Envelope, Notification, NotificationStatus, PinnedTemplate, reason};
+use crate::domain::{Channel, EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
+use crate::http::{Authenticator, unavailable};
+use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Idempotency keys are remembered this long (the contract promises at least 24 h).
+const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 3600;
+/// How long a request may hold an event's fan-out before another may take it over. Longer than the
+/// ingest function's timeout, so a live request is never overtaken.
+pub const FANOUT_LEASE: Duration = Duration::from_secs(30);
+
+/// The outcome of one accepted submission.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// First time: 202.
+    New { event_id: EventId, body: Value },
+    /// The idempotency key was seen with the same request: 200 with the first answer.
+    Replayed { event_id: EventId, body: Value },
+}
+
+/// Everything the ingest function holds between invocations: clients, caches, settings.
+#[derive(Debug)]
+pub struct Ingest<K, C, A, Q> {
+    pub(crate) auth: Authenticator<K>,
+    catalog: Catalog<C>,
+    activity: A,
+    queue: Q,
+    pub(crate) settings: HttpSettings,
+}
+
+impl<K, C, A, Q> Ingest<K, C, A, Q>
+where
+    K: ApiKeyStore,
+    C: EventTypeStore + RuleStore + TemplateStore,
+    A: ActivityStore,
+    Q: NotificationQueue,
+{
+    pub fn new(keys: K, config: C, activity: A, queue: Q, settings: HttpSettings) -> Self {
+        Self {
+            auth: Authenticator::new(keys, settings.cache_ttl),
+            catalog: Catalog::new(config, settings.cache_ttl),
+            activity,
+            queue,
+            settings,
+        }
+    }
+
+    pub fn activity(&self) -> &A {
+        &self.activity
+    }
+
+    /// Accepts one event body (`pointer` locates it inside a batch, `""` otherwise).
+    pub async fn accept(
+        &self,
+        tenant: &TenantId,
+        body: &Value,
+        pointer: &str,
+        header_key: Option<&str>,
+    ) -> Result<Accepted, Problem> {
+        let mut submission =
+            EventSubmission::parse_at(body, pointer, &self.settings.webhook_policy).map_err(Problem::validation)?;
+        submission.settle_idempotency_key(header_key).map_err(|error| Problem::validation(vec![error]))?;
+        let compiled = self
+            .catalog
+            .event_type(tenant, &submission.event)
+            .await
+            .map_err(|error| unavailable(&error))?
+            .ok_or_else(|| {
+                Problem::new(
+                    ProblemCode::UnknownEventType,
+                    format!("event type {} does not exist; create it with PUT /v1/event-types/{}", submission.event, submission.event),
+                )
+            })?;
+        if let Some(validator) = &compiled.validator {
+            let violations = payload_violations(validator, &submission.payload, &format!("{pointer}/payload"));
+            if !violations.is_empty() {
+                return Err(Problem::validation(violations));
+            }
+        }
+
+        let now = Timestamp::now();
+        let event_id = EventId::generate(now);
+        let notifications = resolve_notifications(tenant, &submission, &compiled, &event_id, now);
+        let body = json!({
+            "event_id": event_id,
+            "event": submission.event,
+            "status": "accepted",
+            "notifications": notifications.iter().map(Notification::summary_json).collect::<Vec<_>>(),
+        });
+        let retention = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX);
+        let fingerprint = submission.fingerprint();
+        let acceptance = Acceptance {
+            idempotency: submission.idempotency_key.clone().map(|key| IdempotencyRecord {
+                key,
+                fingerprint: fingerprint.clone(),
+                event_id: event_id.clone(),
+                response: body.clone(),
+                expires_at: now.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS),
+            }),
+            event: StoredEvent {
+                tenant: tenant.clone(),
+                id: event_id.clone(),
+                event: submission.event.clone(),
+                received_at: now,
+                payload: submission.payload.clone(),
+                recipient: submission.recipient.clone(),
+                notification_ids: notifications.iter().map(|n| n.id.clone()).collect(),
+                idempotency_key: submission.idempotency_key.clone(),
+                fanout_pending: notifications.iter().any(|n| n.status.needs_delivery()),
+                expires_at: now.plus_seconds(retention),
+            },
+            notifications,
+        };
+
+        match self.activity.record_acceptance(&acceptance, FANOUT_LEASE).await.map_err(|error| unavailable(&error))? {
+            Recorded::New => {
+                if acceptance.event.fanout_pending {
+                    self.fan_out(tenant, &event_id, &acceptance.notifications).await?;
+                }
+                Ok(Accepted::New { event_id, body })
+            }
+            Recorded::Existing(record) if record.fingerprint == fingerprint => {
+                self.finish_pending_fanout(tenant, &record.event_id).await?;
+                Ok(Accepted::Replayed { event_id: record.event_id, body: record.response })
+            }
+            Recorded::Existing(_) => Err(Problem::new(
+                ProblemCode::IdempotencyKeyReused,
+                "this idempotency key was used for a different request; use a new key for a new request",
+            )),
+        }
+    }
+
+    /// Puts every queued notification on its channel's queue, then marks the fan-out done. The caller
+    /// holds the fan-out lease; on failure it is released so the client's retry can finish the job.
+    async fn fan_out(&self, tenant: &TenantId, event_id: &EventId, notifications: &[Notification]) -> Result<(), Problem> {
+        let mut by_channel: BTreeMap<Channel, Vec<Envelope>> = BTreeMap::new();
+        for notification in notifications.iter().filter(|n| n.status.needs_delivery()) {
+            by_channel.entry(notification.channel).or_default().push(Envelope::new(
+                tenant.clone(),
+                notification.id.clone(),
+                event_id.to_string(),
+            ));
+        }
+        let sends = by_channel.iter().map(|(channel, envelopes)| self.queue.enqueue(*channel, envelopes));
+        if let Err(error) = futures::future::try_join_all(sends).await {
+            if let Err(release) = self.activity.release_fanout(tenant, event_id).await {
+                tracing::warn!(%event_id, error = %release, "could not release the fan-out lease; it expires by itself");
+            }
+            return Err(unavailable(&error));
+        }
+        if let Err(error) = self.activity.finish_fanout(tenant, event_id).await {
+            // Every message is on its queue; a stale flag only means a harmless second fan-out later.
+            tracing::warn!(%event_id, %error, "fan-out done but not marked; consumers are idempotent");
+        }
+        Ok(())
+    }
+
+    /// On a replay: if the first request's fan-out never finished and nobody is working on it, finish it.
+    async fn finish_pending_fanout(&self, tenant: &TenantId, event_id: &EventId) -> Result<(), Problem> {
+        let event = self.activity.event(tenant, event_id).await.map_err(|error| unavailable(&error))?;
+        let Some(event) = event.filter(|event| event.fanout_pending) else { return Ok(()) };
+        let claimed = self
+            .activity
+            .claim_fanout(tenant, event_id, Timestamp::now(), FANOUT_LEASE)
+            .await
+            .map_err(|error| unavailable(&error))?;
+        if !claimed {
+            return Ok(()); // the first request is still on it
+        }
+        let notifications = self
+            .activity
+            .notifications(tenant, &event.notification_ids)
+            .await
+            .map_err(|error| unavailable(&error))?;
+        tracing::info!(%event_id, "finishing an unfinished fan-out on replay");
+        self.fan_out(tenant, event_id, &notifications).await
+    }
+}
+
+/// One notification per rule that applies and whose channel the submission allows.
+fn resolve_notifications(
+    tenant: &TenantId,
+    submission: &EventSubmission,
+    compiled: &CompiledEventType,
+    event_id: &EventId,
+    now: Timestamp,
+) -> Vec<Notification> {
+    let recipient = serde_json::to_value(&submission.recipient).unwrap_or_default();
+    compiled
+        .rules
+        .matching(&submission.payload, &recipient)
+        .into_iter()
+        .filter(|rule| submission.wants(rule.spec.channel))
+        .map(|rule| {
+            let channel = rule.spec.channel;
+            let head = compiled.templates.get(&rule.spec.template).and_then(Option::as_ref);
+            let to = submission.recipient.address(channel).map(str::to_owned);
+            let (status, reason, detail, pinned) = match (head, &to) {
+                (Some(head), _) if head.channel != channel => (
+                    NotificationStatus::Failed,
+                    Some(reason::TEMPLATE_NOT_FOUND),
+                    Some(format!("template {} is for {}, not {channel}", head.name, head.channel)),
+                    None,
+                ),
+                (None, _) => (
+                    NotificationStatus::Failed,
+                    Some(reason::TEMPLATE_NOT_FOUND),
+                    Some(format!("template {} does not exist", rule.spec.template)),
+                    None,
+                ),
+                (Some(_), None) => (
+                    NotificationStatus::Skipped,
+                    Some(reason::NO_ADDRESS),
+                    Some(format!("the recipient has no {channel} address")),
+                    None,
+                ),
+                (Some(head), Some(_)) => {
+                    let (locale, version) = head.resolve_locale(submission.recipient.locale.as_deref());
+                    let pinned = PinnedTemplate { name: head.name.clone(), locale: locale.to_owned(), version };
+                    (NotificationStatus::Queued, None, None, Some(pinned))
+                }
+            };
+            Notification {
+                id: NotificationId::for_rule(event_id, &rule.id),
+                tenant: tenant.clone(),
+                event_id: event_id.clone(),
+                event: submission.event.clone(),
+                rule_id: rule.id.clone(),
+                channel,
+                status,
+                reason: reason.map(str::to_owned),
+                detail,
+                to,
+                template: rule.spec.template.clone(),
+                pinned,
+                user_id: submission.recipient.user_id.clone(),
+                created_at: now,
+                updated_at: now,
+                sent_at: None,
+                provider_message_id: None,
+            }
+        })
+        .collect()
+}

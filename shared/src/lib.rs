@@ -1,0 +1,16 @@
+//! Herald's library: everything the Lambda functions and the `herald` CLI share.
+//!
+//! - [`domain`]: the types and rules of notifications, free of any AWS detail.
+//! - [`ports`]: the small traits the logic needs from the outside world.
+//! - [`adapters`]: DynamoDB and SQS implementations of those ports.
+//! - [`ingest`] and [`api`]: the logic behind each HTTP function.
+//! - [`http`]: the HTTP plumbing both functions share (auth, body checks, problems).
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod ports;
+pub mod telemetry;

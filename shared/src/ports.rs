@@ -1,0 +1,206 @@
+//! The small traits Herald's logic needs from the outside world. Adapters implement them over AWS;
+//! the logic never names an SDK type.
+
+use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
+use crate::domain::event_type::{EventType, EventTypeSpec};
+use crate::domain::notification::{Envelope, Notification};
+use crate::domain::rule::{Rule, RuleSpec};
+use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
+use crate::domain::{Channel, EventId, FieldError, NotificationId, TenantId, Timestamp};
+use std::future::Future;
+use std::time::Duration;
+
+/// A backing service failed. `retryable` says whether the same call may succeed later (throttling,
+/// 5xx, timeouts) or not (access denied, a missing table: configuration a person must fix).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{service} {operation} failed: {message}")]
+pub struct BackendError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// Why a conditional write of configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Another writer got there first, or the write contradicts stored state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The write is well-formed but not allowed (422).
+    #[error("{}: {}", .0.pointer, .0.message)]
+    Invalid(FieldError),
+}
+
+/// One page of a listing. `next` is an opaque token for the page after, if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Where a listing starts and how much it returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u16,
+    pub after: Option<String>,
+}
+
+/// Whether a PUT created the resource or replaced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Created,
+    Replaced,
+}
+
+pub trait ApiKeyStore: Send + Sync {
+    /// The tenant an API key (by its SHA-256 hash) belongs to.
+    fn tenant_for_key(&self, key_hash: &str) -> impl Future<Output = Result<Option<TenantId>, BackendError>> + Send;
+
+    fn put_api_key(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+pub trait EventTypeStore: Send + Sync {
+    fn put_event_type(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        spec: &EventTypeSpec,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Saved, BackendError>> + Send;
+
+    fn event_type(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<EventType>, BackendError>> + Send;
+
+    fn list_event_types(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<EventType>, BackendError>> + Send;
+
+    fn delete_event_type(&self, tenant: &TenantId, name: &str) -> impl Future<Output = Result<bool, BackendError>> + Send;
+}
+
+pub trait TemplateStore: Send + Sync {
+    /// Stores a new version of `name` in `content.locale`; the newest version is live.
+    fn put_template(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        content: &TemplateContent,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<TemplateVersion, WriteError>> + Send;
+
+    fn template_head(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<TemplateHead>, BackendError>> + Send;
+
+    fn template_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        locale: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<Option<TemplateVersion>, BackendError>> + Send;
+
+    fn list_templates(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<TemplateHead>, BackendError>> + Send;
+
+    fn delete_template(&self, tenant: &TenantId, name: &str) -> impl Future<Output = Result<bool, BackendError>> + Send;
+}
+
+pub trait RuleStore: Send + Sync {
+    fn put_rule(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        spec: &RuleSpec,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Saved, WriteError>> + Send;
+
+    fn rule(&self, tenant: &TenantId, id: &str) -> impl Future<Output = Result<Option<Rule>, BackendError>> + Send;
+
+    /// Every rule of the tenant, or of one event type.
+    fn list_rules(
+        &self,
+        tenant: &TenantId,
+        event: Option<&str>,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Rule>, BackendError>> + Send;
+
+    /// All the rules of one event type (at most [`crate::domain::rule::MAX_RULES_PER_EVENT_TYPE`]).
+    fn rules_for_event(
+        &self,
+        tenant: &TenantId,
+        event: &str,
+    ) -> impl Future<Output = Result<Vec<Rule>, BackendError>> + Send;
+
+    fn delete_rule(&self, tenant: &TenantId, id: &str) -> impl Future<Output = Result<bool, WriteError>> + Send;
+}
+
+/// What recording an accepted event found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// This request wrote the event: it owns the fan-out.
+    New,
+    /// The idempotency key was already taken; this is what the first request stored.
+    Existing(IdempotencyRecord),
+}
+
+pub trait ActivityStore: Send + Sync {
+    /// Writes the idempotency record (if keyed), the event and its notifications in one transaction. The
+    /// event is written with its fan-out pending and leased to this request for `fanout_lease`.
+    fn record_acceptance(
+        &self,
+        acceptance: &Acceptance,
+        fanout_lease: Duration,
+    ) -> impl Future<Output = Result<Recorded, BackendError>> + Send;
+
+    fn event(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+    ) -> impl Future<Output = Result<Option<StoredEvent>, BackendError>> + Send;
+
+    fn notifications(
+        &self,
+        tenant: &TenantId,
+        ids: &[NotificationId],
+    ) -> impl Future<Output = Result<Vec<Notification>, BackendError>> + Send;
+
+    /// Takes the fan-out lease of an event whose fan-out is pending and not leased (or whose lease ran
+    /// out). `false` when another request holds it or the fan-out is done.
+    fn claim_fanout(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Marks the fan-out done.
+    fn finish_fanout(&self, tenant: &TenantId, id: &EventId) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Gives the lease back after a failed fan-out, so the client's retry can take it at once.
+    fn release_fanout(&self, tenant: &TenantId, id: &EventId) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+pub trait NotificationQueue: Send + Sync {
+    /// Puts the envelopes on the channel's queue; succeeds only when every one is on it.
+    fn enqueue(&self, channel: Channel, envelopes: &[Envelope]) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
