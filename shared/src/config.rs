@@ -10,7 +10,11 @@ pub enum ConfigError {
     #[error("environment variable {0} is required but not set")]
     Missing(&'static str),
     #[error("environment variable {name}={value:?} is not valid: {reason}")]
-    Invalid { name: &'static str, value: String, reason: &'static str },
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 /// Reads variables from any source, so tests need not touch the process environment.
@@ -38,7 +42,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
         self.optional(name).map_or(Ok(default), |value| {
-            value.parse().map_err(|_| ConfigError::Invalid { name, value, reason: "must be a whole number" })
+            value.parse().map_err(|_| ConfigError::Invalid {
+                name,
+                value,
+                reason: "must be a whole number",
+            })
         })
     }
 
@@ -55,6 +63,35 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// How Herald calls AWS. An attempt that times out is retried by the SDK, so the attempt timeout must
+/// sit well above the service's normal latency (a retried `SendMessage` is a duplicate message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub connect_timeout: Duration,
+    pub attempt_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+impl AwsSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let millis = |name, default| env.number(name, default).map(Duration::from_millis);
+        let max_attempts = env.number("HERALD_AWS_MAX_ATTEMPTS", 3)?;
+        Ok(Self {
+            connect_timeout: millis("HERALD_AWS_CONNECT_TIMEOUT_MS", 2_000)?,
+            attempt_timeout: millis("HERALD_AWS_ATTEMPT_TIMEOUT_MS", 3_000)?,
+            operation_timeout: millis("HERALD_AWS_OPERATION_TIMEOUT_MS", 8_000)?,
+            max_attempts: u32::try_from(max_attempts).ok().filter(|n| *n >= 1).ok_or(
+                ConfigError::Invalid {
+                    name: "HERALD_AWS_MAX_ATTEMPTS",
+                    value: max_attempts.to_string(),
+                    reason: "must be at least 1",
+                },
+            )?,
+        })
+    }
+}
+
 /// The two DynamoDB tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
@@ -66,7 +103,10 @@ pub struct Tables {
 
 impl Tables {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        Ok(Self { config: env.required("HERALD_CONFIG_TABLE")?, activity: env.required("HERALD_ACTIVITY_TABLE")? })
+        Ok(Self {
+            config: env.required("HERALD_CONFIG_TABLE")?,
+            activity: env.required("HERALD_ACTIVITY_TABLE")?,
+        })
     }
 }
 
@@ -135,6 +175,7 @@ impl HttpSettings {
 /// The ingest function's configuration.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
+    pub aws: AwsSettings,
     pub tables: Tables,
     pub queues: QueueUrls,
     pub http: HttpSettings,
@@ -142,20 +183,30 @@ pub struct IngestConfig {
 
 impl IngestConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        Ok(Self { tables: Tables::from_env(env)?, queues: QueueUrls::from_env(env)?, http: HttpSettings::from_env(env)? })
+        Ok(Self {
+            aws: AwsSettings::from_env(env)?,
+            tables: Tables::from_env(env)?,
+            queues: QueueUrls::from_env(env)?,
+            http: HttpSettings::from_env(env)?,
+        })
     }
 }
 
 /// The management API function's configuration.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
+    pub aws: AwsSettings,
     pub tables: Tables,
     pub http: HttpSettings,
 }
 
 impl ApiConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        Ok(Self { tables: Tables::from_env(env)?, http: HttpSettings::from_env(env)? })
+        Ok(Self {
+            aws: AwsSettings::from_env(env)?,
+            tables: Tables::from_env(env)?,
+            http: HttpSettings::from_env(env)?,
+        })
     }
 }
 
@@ -164,7 +215,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        Env::from_fn(move |name| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned()))
+        Env::from_fn(move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
     }
 
     #[test]
@@ -179,13 +235,22 @@ mod tests {
         .unwrap();
         assert_eq!(config.queues.get(Channel::Sms), Some("http://q/sms"));
         assert_eq!(config.http.cache_ttl, Duration::from_secs(30));
-        assert!(config.http.webhook_policy.check("https://hooks.slack.com/services/x").is_ok());
+        assert!(
+            config
+                .http
+                .webhook_policy
+                .check("https://hooks.slack.com/services/x")
+                .is_ok()
+        );
         assert!(config.http.webhook_policy.check("http://127.0.0.1:9/x").is_err());
     }
 
     #[test]
     fn fails_loudly_on_missing_or_invalid_values() {
-        assert_eq!(ApiConfig::from_env(&env(&[])).unwrap_err(), ConfigError::Missing("HERALD_CONFIG_TABLE"));
+        assert_eq!(
+            ApiConfig::from_env(&env(&[])).unwrap_err(),
+            ConfigError::Missing("HERALD_CONFIG_TABLE")
+        );
         let error = ApiConfig::from_env(&env(&[
             ("HERALD_CONFIG_TABLE", "c"),
             ("HERALD_ACTIVITY_TABLE", "a"),

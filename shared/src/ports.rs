@@ -57,7 +57,10 @@ pub enum Saved {
 
 pub trait ApiKeyStore: Send + Sync {
     /// The tenant an API key (by its SHA-256 hash) belongs to.
-    fn tenant_for_key(&self, key_hash: &str) -> impl Future<Output = Result<Option<TenantId>, BackendError>> + Send;
+    fn tenant_for_key(
+        &self,
+        key_hash: &str,
+    ) -> impl Future<Output = Result<Option<TenantId>, BackendError>> + Send;
 
     fn put_api_key(
         &self,
@@ -88,7 +91,11 @@ pub trait EventTypeStore: Send + Sync {
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<EventType>, BackendError>> + Send;
 
-    fn delete_event_type(&self, tenant: &TenantId, name: &str) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    fn delete_event_type(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
 
 pub trait TemplateStore: Send + Sync {
@@ -121,7 +128,11 @@ pub trait TemplateStore: Send + Sync {
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<TemplateHead>, BackendError>> + Send;
 
-    fn delete_template(&self, tenant: &TenantId, name: &str) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    fn delete_template(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
 
 pub trait RuleStore: Send + Sync {
@@ -133,7 +144,11 @@ pub trait RuleStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Saved, WriteError>> + Send;
 
-    fn rule(&self, tenant: &TenantId, id: &str) -> impl Future<Output = Result<Option<Rule>, BackendError>> + Send;
+    fn rule(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Rule>, BackendError>> + Send;
 
     /// Every rule of the tenant, or of one event type.
     fn list_rules(
@@ -150,7 +165,11 @@ pub trait RuleStore: Send + Sync {
         event: &str,
     ) -> impl Future<Output = Result<Vec<Rule>, BackendError>> + Send;
 
-    fn delete_rule(&self, tenant: &TenantId, id: &str) -> impl Future<Output = Result<bool, WriteError>> + Send;
+    fn delete_rule(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, WriteError>> + Send;
 }
 
 /// What recording an accepted event found.
@@ -194,13 +213,25 @@ pub trait ActivityStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Marks the fan-out done.
-    fn finish_fanout(&self, tenant: &TenantId, id: &EventId) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn finish_fanout(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Gives the lease back after a failed fan-out, so the client's retry can take it at once.
-    fn release_fanout(&self, tenant: &TenantId, id: &EventId) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn release_fanout(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
 pub trait NotificationQueue: Send + Sync {
     /// Puts the envelopes on the channel's queue; succeeds only when every one is on it.
-    fn enqueue(&self, channel: Channel, envelopes: &[Envelope]) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn enqueue(
+        &self,
+        channel: Channel,
+        envelopes: &[Envelope],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

@@ -1,1 +1,433 @@
+//! Helpers for Herald's integration tests, which run against the AWS emulator (moto server) started by
+//! `scripts/test`. Every test builds its own tenant, tables and queues with unique names, so tests run in
+//! parallel and beside a running local stack.
 
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use base64::Engine;
+use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore, RULES_BY_EVENT_INDEX};
+use herald::adapters::sqs::SqsNotificationQueue;
+use herald::api::Api;
+use herald::config::{AwsSettings, Env, HttpSettings, QueueUrls, Tables};
+use herald::domain::notification::Envelope;
+use herald::domain::{Channel, TenantId, Timestamp};
+use herald::http::key_hash;
+use herald::ingest::Ingest;
+use herald::ports::ApiKeyStore;
+use lambda_http::Request;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub type TestIngest = Ingest<DynamoConfigStore, DynamoConfigStore, DynamoActivityStore, SqsNotificationQueue>;
+pub type TestApi = Api<DynamoConfigStore, DynamoConfigStore>;
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}-{}", &id[id.len() - 12..])
+}
+
+/// The AWS configuration pointing at the emulator. Fails, never skips, when it is not running.
+pub async fn emulator_config() -> aws_config::SdkConfig {
+    // Herald's logs go to the test's captured output, shown when the test fails.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|url| !url.is_empty()),
+        "AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which starts the AWS emulator"
+    );
+    let settings = AwsSettings::from_env(&Env::process()).expect("AWS settings");
+    herald::adapters::load_aws_config(&settings).await
+}
+
+/// One test's own piece of AWS: two tables, three queues, a tenant with an API key.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub tables: Tables,
+    pub queues: QueueUrls,
+    pub tenant: TenantId,
+    pub api_key: String,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let aws = emulator_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let tables = Tables {
+            config: unique("herald-config"),
+            activity: unique("herald-activity"),
+        };
+        create_config_table(&dynamodb, &tables.config).await;
+        create_activity_table(&dynamodb, &tables.activity).await;
+        let mut urls = Vec::new();
+        for channel in Channel::ALL {
+            let name = unique(&format!("herald-{channel}"));
+            let created = sqs
+                .create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .expect("create queue");
+            urls.push((channel, created.queue_url.expect("queue url")));
+        }
+        let stack = Self {
+            dynamodb,
+            sqs,
+            tables,
+            queues: QueueUrls::new(urls),
+            tenant: TenantId::new(unique("tenant")),
+            api_key: unique("key"),
+        };
+        stack.add_tenant(&stack.tenant, &stack.api_key).await;
+        stack
+    }
+
+    /// Another tenant in the same tables, with its own key.
+    pub async fn add_tenant(&self, tenant: &TenantId, api_key: &str) {
+        self.config_store()
+            .put_api_key(tenant, &key_hash(api_key), Timestamp::now())
+            .await
+            .expect("put api key");
+    }
+
+    pub fn config_store(&self) -> DynamoConfigStore {
+        DynamoConfigStore::new(self.dynamodb.clone(), &self.tables.config)
+    }
+
+    pub fn activity_store(&self) -> DynamoActivityStore {
+        DynamoActivityStore::new(self.dynamodb.clone(), &self.tables.activity)
+    }
+
+    pub fn settings(&self) -> HttpSettings {
+        HttpSettings::from_env(&Env::from_fn(|name| match name {
+            "HERALD_CONFIG_CACHE_SECONDS" => Some("0".to_owned()),
+            _ => None,
+        }))
+        .expect("default settings")
+    }
+
+    pub fn ingest(&self) -> TestIngest {
+        self.ingest_with_queues(self.queues.clone())
+    }
+
+    /// An ingest whose channel queues are `queues` (e.g. ones that do not exist, to make SQS fail).
+    pub fn ingest_with_queues(&self, queues: QueueUrls) -> TestIngest {
+        Ingest::new(
+            self.config_store(),
+            self.config_store(),
+            self.activity_store(),
+            SqsNotificationQueue::new(self.sqs.clone(), queues),
+            self.settings(),
+        )
+    }
+
+    pub fn api(&self) -> TestApi {
+        Api::new(self.config_store(), self.config_store(), self.settings())
+    }
+
+    /// Every item in the activity table.
+    pub async fn activity_items(&self) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let output = self
+            .dynamodb
+            .scan()
+            .table_name(&self.tables.activity)
+            .send()
+            .await
+            .expect("scan");
+        output.items.unwrap_or_default()
+    }
+
+    /// Receives (and deletes) every message now on a channel's queue.
+    pub async fn drain(&self, channel: Channel) -> Vec<Envelope> {
+        let url = self.queues.get(channel).expect("queue url");
+        let mut envelopes = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return envelopes;
+            }
+            for message in messages {
+                envelopes.push(serde_json::from_str(message.body().unwrap_or_default()).expect("envelope"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    attributes: &[(&str, ScalarAttributeType)],
+    indexes: &[(&str, &str, &str)],
+) {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range));
+    for (attribute, kind) in attributes {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(*attribute)
+                .attribute_type(kind.clone())
+                .build()
+                .expect("attr"),
+        );
+    }
+    for (index, hash, range) in indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(*index)
+                .key_schema(key(hash, KeyType::Hash))
+                .key_schema(key(range, KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .expect("index"),
+        );
+    }
+    request.send().await.expect("create table");
+}
+
+/// The config table as `template.yaml` defines it.
+pub async fn create_config_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    use ScalarAttributeType::S;
+    create_table(
+        client,
+        name,
+        &[("pk", S), ("sk", S), ("gsi1pk", S), ("gsi1sk", S)],
+        &[(RULES_BY_EVENT_INDEX, "gsi1pk", "gsi1sk")],
+    )
+    .await;
+}
+
+/// The activity table as `template.yaml` defines it.
+pub async fn create_activity_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    use ScalarAttributeType::{N, S};
+    create_table(
+        client,
+        name,
+        &[
+            ("pk", S),
+            ("sk", S),
+            ("by_event", S),
+            ("by_user", S),
+            ("by_tenant", S),
+            ("created_at", N),
+            ("fanout_pending", S),
+            ("received_at", N),
+        ],
+        &[
+            ("by_event", "by_event", "created_at"),
+            ("by_user", "by_user", "created_at"),
+            ("by_tenant", "by_tenant", "created_at"),
+            ("fanout_pending", "fanout_pending", "received_at"),
+        ],
+    )
+    .await;
+}
+
+/// An HTTP request as API Gateway (HTTP API, payload v2) hands it to a Lambda, converted by lambda_http
+/// exactly as in production.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    method: String,
+    path: String,
+    query: String,
+    headers: serde_json::Map<String, Value>,
+    body: Option<Vec<u8>>,
+}
+
+impl ApiRequest {
+    pub fn new(method: &str, path_and_query: &str) -> Self {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        Self {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers: serde_json::Map::new(),
+            body: None,
+        }
+    }
+
+    pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.insert(name.to_ascii_lowercase(), json!(value));
+        self
+    }
+
+    pub fn key(self, api_key: &str) -> Self {
+        self.header("authorization", &format!("Bearer {api_key}"))
+    }
+
+    /// A JSON body with its content type.
+    pub fn json(self, body: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .raw(body.to_string().into_bytes())
+    }
+
+    pub fn raw(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn build(&self) -> Request {
+        let (body, encoded) = match &self.body {
+            None => (Value::Null, false),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => (json!(text), false),
+                Err(_) => (
+                    json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                    true,
+                ),
+            },
+        };
+        let event = json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": self.path,
+            "rawQueryString": self.query,
+            "headers": self.headers,
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
+                "http": {"method": self.method, "path": self.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests"},
+                "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
+                "time": "22/Nov/2026:04:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
+            },
+            "body": body,
+            "isBase64Encoded": encoded
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event")
+    }
+}
+
+/// What a handler answered, with the body parsed as JSON (or `Null` when empty).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The problem code at the end of a problem's `type`.
+    pub fn problem_code(&self) -> &str {
+        self.body["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('/').next())
+            .unwrap_or("")
+    }
+}
+
+pub fn answer(response: lambda_http::Response<lambda_http::Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes: &[u8] = response.body().as_ref();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).expect("JSON answer")
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Stack {
+    pub async fn call_ingest(&self, ingest: &TestIngest, request: &ApiRequest) -> Answer {
+        answer(ingest.handle(request.build()).await.expect("handler never errs"))
+    }
+
+    pub async fn call_api(&self, api: &TestApi, request: &ApiRequest) -> Answer {
+        answer(api.handle(request.build()).await.expect("handler never errs"))
+    }
+
+    /// Sets up the contract's example: event type `order_created` with a schema, a template and a rule per
+    /// channel.
+    pub async fn seed_order_created(&self) {
+        let api = self.api();
+        let put = |path: &str, body: Value| ApiRequest::new("PUT", path).key(&self.api_key).json(&body);
+        let calls = [
+            put(
+                "/v1/event-types/order_created",
+                json!({"description": "An order was placed", "category": "orders", "schema": {
+                    "type": "object", "required": ["order_id"],
+                    "properties": {"order_id": {"type": "integer"}, "total": {"type": "number", "minimum": 0}}}}),
+            ),
+            put(
+                "/v1/templates/order-email",
+                json!({"channel": "email", "locale": "en", "subject": "Order #{{ payload.order_id }}",
+                       "text": "Total {{ payload.total }}", "html": "<p>Total {{ payload.total }}</p>"}),
+            ),
+            put(
+                "/v1/templates/order-sms",
+                json!({"channel": "sms", "text": "Order {{ payload.order_id }} placed"}),
+            ),
+            put(
+                "/v1/templates/order-slack",
+                json!({"channel": "slack", "text": "New order {{ payload.order_id }}"}),
+            ),
+            put(
+                "/v1/rules/order-email",
+                json!({"event": "order_created", "channel": "email", "template": "order-email"}),
+            ),
+            put(
+                "/v1/rules/order-sms",
+                json!({"event": "order_created", "channel": "sms", "template": "order-sms"}),
+            ),
+            put(
+                "/v1/rules/order-slack",
+                json!({"event": "order_created", "channel": "slack", "template": "order-slack"}),
+            ),
+        ];
+        for call in calls {
+            let answer = self.call_api(&api, &call).await;
+            assert!(matches!(answer.status, 200 | 201), "seeding failed: {answer:?}");
+        }
+    }
+}
+
+/// The contract's example event, for a recipient unique to the test.
+pub fn order_created(order_id: u64) -> Value {
+    json!({
+        "event": "order_created",
+        "recipient": {"user_id": "u-42", "email": format!("{}@example.com", unique("ada")), "phone": "+15555550100",
+                      "slack_webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX", "locale": "en-GB"},
+        "payload": {"order_id": order_id, "total": 99.99}
+    })
+}

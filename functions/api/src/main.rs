@@ -10,7 +10,7 @@ use lambda_http::{Error, service_fn};
 async fn main() -> Result<(), Error> {
     herald::telemetry::init();
     let config = ApiConfig::from_env(&Env::process())?;
-    let aws = load_aws_config().await;
+    let aws = load_aws_config(&config.aws).await;
     let store = DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.tables.config);
     let api = Api::new(store.clone(), store, config.http);
     lambda_http::run(service_fn(|request| api.handle(request))).await

@@ -11,7 +11,7 @@ use lambda_http::{Error, service_fn};
 async fn main() -> Result<(), Error> {
     herald::telemetry::init();
     let config = IngestConfig::from_env(&Env::process())?;
-    let aws = load_aws_config().await;
+    let aws = load_aws_config(&config.aws).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let config_store = DynamoConfigStore::new(dynamodb.clone(), &config.tables.config);
     let ingest = Ingest::new(

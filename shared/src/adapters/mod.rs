@@ -21,7 +21,11 @@ const RETRYABLE_CODES: [&str; 8] = [
 
 /// Classifies an SDK error: transport failures, timeouts, throttling and 5xx are retryable; anything
 /// else (access denied, a missing table or queue) is configuration a person must fix.
-pub(crate) fn backend_error<E, R>(service: &'static str, operation: &'static str, error: &SdkError<E, R>) -> BackendError
+pub(crate) fn backend_error<E, R>(
+    service: &'static str,
+    operation: &'static str,
+    error: &SdkError<E, R>,
+) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -31,31 +35,42 @@ where
             let err = context.err();
             let code = err.code().unwrap_or("Unknown");
             let retryable = RETRYABLE_CODES.contains(&code) || code.ends_with("ServerError");
-            (retryable, format!("{code}: {}", err.message().unwrap_or("no message")))
+            (
+                retryable,
+                format!("{code}: {}", err.message().unwrap_or("no message")),
+            )
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, aws_smithy_types::error::display::DisplayErrorContext(error).to_string())
-        }
-        _ => (false, aws_smithy_types::error::display::DisplayErrorContext(error).to_string()),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (
+            true,
+            aws_smithy_types::error::display::DisplayErrorContext(error).to_string(),
+        ),
+        _ => (
+            false,
+            aws_smithy_types::error::display::DisplayErrorContext(error).to_string(),
+        ),
     };
-    BackendError { service, operation, message, retryable }
+    BackendError {
+        service,
+        operation,
+        message,
+        retryable,
+    }
 }
 
 /// The shared AWS configuration: region, credentials and `AWS_ENDPOINT_URL` from the environment, with
 /// Herald's own timeouts and retry budget, so one slow call cannot eat a Lambda's whole deadline.
-pub async fn load_aws_config() -> aws_config::SdkConfig {
+pub async fn load_aws_config(settings: &crate::config::AwsSettings) -> aws_config::SdkConfig {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
-    use std::time::Duration;
 
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(3))
-        .operation_timeout(Duration::from_secs(8))
+        .connect_timeout(settings.connect_timeout)
+        .operation_attempt_timeout(settings.attempt_timeout)
+        .operation_timeout(settings.operation_timeout)
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
         .load()
         .await
 }

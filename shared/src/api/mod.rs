@@ -11,7 +11,9 @@ use crate::http::{
     method_not_allowed, not_found_route, page_request, path_segments, problem_response, query_parameter,
     unavailable,
 };
-use crate::ports::{ApiKeyStore, BackendError, EventTypeStore, Page, RuleStore, Saved, TemplateStore, WriteError};
+use crate::ports::{
+    ApiKeyStore, BackendError, EventTypeStore, Page, RuleStore, Saved, TemplateStore, WriteError,
+};
 use lambda_http::Request;
 use lambda_http::http::Method;
 use serde_json::{Value, json};
@@ -40,7 +42,10 @@ fn path_name(name: &str) -> Result<&str, Problem> {
     if is_valid_name(name) {
         Ok(name)
     } else {
-        Err(Problem::new(ProblemCode::ValidationFailed, format!("{name:?} is not a valid name: use [a-z0-9_.-]{{1,64}}")))
+        Err(Problem::new(
+            ProblemCode::ValidationFailed,
+            format!("{name:?} is not a valid name: use [a-z0-9_.-]{{1,64}}"),
+        ))
     }
 }
 
@@ -51,9 +56,17 @@ fn saved_status(saved: Saved) -> u16 {
     }
 }
 
-fn list_response<T>(tenant: &TenantId, list: &str, page: Page<T>, to_json: impl Fn(&T) -> Value) -> HttpResponse {
+fn list_response<T>(
+    tenant: &TenantId,
+    list: &str,
+    page: Page<T>,
+    to_json: impl Fn(&T) -> Value,
+) -> HttpResponse {
     let next_cursor = page.next.map(|after| Cursor::encode(tenant, list, &after));
-    json_response(200, &json!({"items": page.items.iter().map(to_json).collect::<Vec<_>>(), "next_cursor": next_cursor}))
+    json_response(
+        200,
+        &json!({"items": page.items.iter().map(to_json).collect::<Vec<_>>(), "next_cursor": next_cursor}),
+    )
 }
 
 impl<K, C> Api<K, C>
@@ -62,7 +75,11 @@ where
     C: EventTypeStore + TemplateStore + RuleStore,
 {
     pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
-        Self { auth: Authenticator::new(keys, settings.cache_ttl), store, settings }
+        Self {
+            auth: Authenticator::new(keys, settings.cache_ttl),
+            store,
+            settings,
+        }
     }
 
     /// The Lambda handler: every outcome, problems included, is an HTTP answer.
@@ -87,11 +104,15 @@ where
         let method = request.method().clone();
         match (method, segments.as_slice()) {
             (Method::GET, ["v1", "event-types"]) => self.list_event_types(request, &tenant).await,
-            (Method::PUT, ["v1", "event-types", name]) => self.put_event_type(request, &tenant, path_name(name)?).await,
+            (Method::PUT, ["v1", "event-types", name]) => {
+                self.put_event_type(request, &tenant, path_name(name)?).await
+            }
             (Method::GET, ["v1", "event-types", name]) => self.get_event_type(&tenant, name).await,
             (Method::DELETE, ["v1", "event-types", name]) => self.delete_event_type(&tenant, name).await,
             (Method::GET, ["v1", "templates"]) => self.list_templates(request, &tenant).await,
-            (Method::PUT, ["v1", "templates", name]) => self.put_template(request, &tenant, path_name(name)?).await,
+            (Method::PUT, ["v1", "templates", name]) => {
+                self.put_template(request, &tenant, path_name(name)?).await
+            }
             (Method::GET, ["v1", "templates", name]) => self.get_template(request, &tenant, name).await,
             (Method::DELETE, ["v1", "templates", name]) => self.delete_template(&tenant, name).await,
             (Method::GET, ["v1", "rules"]) => self.list_rules(request, &tenant).await,
@@ -104,53 +125,115 @@ where
 
     // ------------------------------------------------------------------------------------ event types
 
-    async fn put_event_type(&self, request: &Request, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
-        let spec = EventTypeSpec::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
-        let saved = self.store.put_event_type(tenant, name, &spec, Timestamp::now()).await.map_err(|e| backend(&e))?;
-        let stored = self.store.event_type(tenant, name).await.map_err(|e| backend(&e))?;
+    async fn put_event_type(
+        &self,
+        request: &Request,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<HttpResponse, Problem> {
+        let spec =
+            EventTypeSpec::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
+        let saved = self
+            .store
+            .put_event_type(tenant, name, &spec, Timestamp::now())
+            .await
+            .map_err(|e| backend(&e))?;
+        let stored = self
+            .store
+            .event_type(tenant, name)
+            .await
+            .map_err(|e| backend(&e))?;
         let body = stored.map_or_else(|| json!({"name": name}), |event_type| event_type.to_json());
         Ok(json_response(saved_status(saved), &body))
     }
 
     async fn get_event_type(&self, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
-        let found = if is_valid_name(name) { self.store.event_type(tenant, name).await.map_err(|e| backend(&e))? } else { None };
+        let found = if is_valid_name(name) {
+            self.store
+                .event_type(tenant, name)
+                .await
+                .map_err(|e| backend(&e))?
+        } else {
+            None
+        };
         let event_type = found.ok_or_else(|| Problem::not_found(&format!("event type {name}")))?;
         Ok(json_response(200, &event_type.to_json()))
     }
 
     async fn list_event_types(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
         let page = page_request(request, tenant, "event-types")?;
-        let listed = self.store.list_event_types(tenant, &page).await.map_err(|e| backend(&e))?;
-        Ok(list_response(tenant, "event-types", listed, super::domain::event_type::EventType::to_json))
+        let listed = self
+            .store
+            .list_event_types(tenant, &page)
+            .await
+            .map_err(|e| backend(&e))?;
+        Ok(list_response(
+            tenant,
+            "event-types",
+            listed,
+            super::domain::event_type::EventType::to_json,
+        ))
     }
 
     async fn delete_event_type(&self, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
-        let deleted = is_valid_name(name) && self.store.delete_event_type(tenant, name).await.map_err(|e| backend(&e))?;
-        if deleted { Ok(empty_response(204)) } else { Err(Problem::not_found(&format!("event type {name}"))) }
+        let deleted = is_valid_name(name)
+            && self
+                .store
+                .delete_event_type(tenant, name)
+                .await
+                .map_err(|e| backend(&e))?;
+        if deleted {
+            Ok(empty_response(204))
+        } else {
+            Err(Problem::not_found(&format!("event type {name}")))
+        }
     }
 
     // -------------------------------------------------------------------------------------- templates
 
-    async fn put_template(&self, request: &Request, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
-        let content = TemplateContent::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
-        let stored = self.store.put_template(tenant, name, &content, Timestamp::now()).await.map_err(write_problem)?;
+    async fn put_template(
+        &self,
+        request: &Request,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<HttpResponse, Problem> {
+        let content =
+            TemplateContent::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
+        let stored = self
+            .store
+            .put_template(tenant, name, &content, Timestamp::now())
+            .await
+            .map_err(write_problem)?;
         Ok(json_response(
             201,
             &json!({"name": stored.name, "channel": stored.content.channel, "locale": stored.content.locale, "version": stored.version}),
         ))
     }
 
-    async fn get_template(&self, request: &Request, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
+    async fn get_template(
+        &self,
+        request: &Request,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<HttpResponse, Problem> {
         let not_found = || Problem::not_found(&format!("template {name}"));
         if !is_valid_name(name) {
             return Err(not_found());
         }
-        let head = self.store.template_head(tenant, name).await.map_err(|e| backend(&e))?.ok_or_else(not_found)?;
+        let head = self
+            .store
+            .template_head(tenant, name)
+            .await
+            .map_err(|e| backend(&e))?
+            .ok_or_else(not_found)?;
         let locale = query_parameter(request, "locale").unwrap_or_else(|| head.default_locale.clone());
         let version = match query_parameter(request, "version") {
             None => head.live_versions.get(&locale).copied(),
             Some(raw) => Some(raw.parse::<u32>().map_err(|_| {
-                Problem::validation(vec![FieldError::new("/version", "must be a positive whole number")])
+                Problem::validation(vec![FieldError::new(
+                    "/version",
+                    "must be a positive whole number",
+                )])
             })?),
         };
         let not_found_version = || Problem::not_found(&format!("template {name} in locale {locale}"));
@@ -170,18 +253,41 @@ where
 
     async fn list_templates(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
         let page = page_request(request, tenant, "templates")?;
-        let listed = self.store.list_templates(tenant, &page).await.map_err(|e| backend(&e))?;
-        Ok(list_response(tenant, "templates", listed, super::domain::template::TemplateHead::to_json))
+        let listed = self
+            .store
+            .list_templates(tenant, &page)
+            .await
+            .map_err(|e| backend(&e))?;
+        Ok(list_response(
+            tenant,
+            "templates",
+            listed,
+            super::domain::template::TemplateHead::to_json,
+        ))
     }
 
     async fn delete_template(&self, tenant: &TenantId, name: &str) -> Result<HttpResponse, Problem> {
-        let deleted = is_valid_name(name) && self.store.delete_template(tenant, name).await.map_err(|e| backend(&e))?;
-        if deleted { Ok(empty_response(204)) } else { Err(Problem::not_found(&format!("template {name}"))) }
+        let deleted = is_valid_name(name)
+            && self
+                .store
+                .delete_template(tenant, name)
+                .await
+                .map_err(|e| backend(&e))?;
+        if deleted {
+            Ok(empty_response(204))
+        } else {
+            Err(Problem::not_found(&format!("template {name}")))
+        }
     }
 
     // ------------------------------------------------------------------------------------------ rules
 
-    async fn put_rule(&self, request: &Request, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
+    async fn put_rule(
+        &self,
+        request: &Request,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<HttpResponse, Problem> {
         let spec = RuleSpec::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
         // A rule naming a type or template that does not exist would silently never send: refuse it now.
         let (event_type, template) = futures::try_join!(
@@ -191,26 +297,46 @@ where
         .map_err(|e| backend(&e))?;
         let mut errors = Vec::new();
         if event_type.is_none() {
-            errors.push(FieldError::new("/event", format!("event type {} does not exist", spec.event)));
+            errors.push(FieldError::new(
+                "/event",
+                format!("event type {} does not exist", spec.event),
+            ));
         }
         match template {
-            None => errors.push(FieldError::new("/template", format!("template {} does not exist", spec.template))),
+            None => errors.push(FieldError::new(
+                "/template",
+                format!("template {} does not exist", spec.template),
+            )),
             Some(head) if head.channel != spec.channel => errors.push(FieldError::new(
                 "/template",
-                format!("template {} is for {}, not {}", spec.template, head.channel, spec.channel),
+                format!(
+                    "template {} is for {}, not {}",
+                    spec.template, head.channel, spec.channel
+                ),
             )),
             Some(_) => {}
         }
         if !errors.is_empty() {
             return Err(Problem::validation(errors));
         }
-        let saved = self.store.put_rule(tenant, id, &spec, Timestamp::now()).await.map_err(write_problem)?;
+        let saved = self
+            .store
+            .put_rule(tenant, id, &spec, Timestamp::now())
+            .await
+            .map_err(write_problem)?;
         let stored = self.store.rule(tenant, id).await.map_err(|e| backend(&e))?;
-        Ok(json_response(saved_status(saved), &stored.map_or_else(|| json!({"id": id}), |rule| rule.to_json())))
+        Ok(json_response(
+            saved_status(saved),
+            &stored.map_or_else(|| json!({"id": id}), |rule| rule.to_json()),
+        ))
     }
 
     async fn get_rule(&self, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
-        let found = if is_valid_name(id) { self.store.rule(tenant, id).await.map_err(|e| backend(&e))? } else { None };
+        let found = if is_valid_name(id) {
+            self.store.rule(tenant, id).await.map_err(|e| backend(&e))?
+        } else {
+            None
+        };
         let rule = found.ok_or_else(|| Problem::not_found(&format!("rule {id}")))?;
         Ok(json_response(200, &rule.to_json()))
     }
@@ -218,16 +344,32 @@ where
     async fn list_rules(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
         let event = query_parameter(request, "event");
         if event.as_deref().is_some_and(|event| !is_valid_name(event)) {
-            return Err(Problem::validation(vec![FieldError::new("/event", "must match [a-z0-9_.-]{1,64}")]));
+            return Err(Problem::validation(vec![FieldError::new(
+                "/event",
+                "must match [a-z0-9_.-]{1,64}",
+            )]));
         }
         let list = format!("rules:{}", event.as_deref().unwrap_or("*"));
         let page = page_request(request, tenant, &list)?;
-        let listed = self.store.list_rules(tenant, event.as_deref(), &page).await.map_err(|e| backend(&e))?;
-        Ok(list_response(tenant, &list, listed, super::domain::rule::Rule::to_json))
+        let listed = self
+            .store
+            .list_rules(tenant, event.as_deref(), &page)
+            .await
+            .map_err(|e| backend(&e))?;
+        Ok(list_response(
+            tenant,
+            &list,
+            listed,
+            super::domain::rule::Rule::to_json,
+        ))
     }
 
     async fn delete_rule(&self, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
         let deleted = is_valid_name(id) && self.store.delete_rule(tenant, id).await.map_err(write_problem)?;
-        if deleted { Ok(empty_response(204)) } else { Err(Problem::not_found(&format!("rule {id}"))) }
+        if deleted {
+            Ok(empty_response(204))
+        } else {
+            Err(Problem::not_found(&format!("rule {id}")))
+        }
     }
 }

@@ -15,7 +15,10 @@ pub fn check_email(address: &str) -> Result<(), &'static str> {
     if address.len() > MAX_EMAIL_LENGTH {
         return Err("must be at most 254 characters");
     }
-    let options = Options::default().without_display_text().without_domain_literal().with_required_tld();
+    let options = Options::default()
+        .without_display_text()
+        .without_domain_literal()
+        .with_required_tld();
     EmailAddress::parse_with_options(address, options)
         .map(|_| ())
         .map_err(|_| "must be an email address such as ada@example.com")
@@ -27,7 +30,11 @@ pub fn check_phone(number: &str) -> Result<(), &'static str> {
     let valid = (2..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
-    if valid { Ok(()) } else { Err("must be an E.164 number such as +15555550100") }
+    if valid {
+        Ok(())
+    } else {
+        Err("must be an E.164 number such as +15555550100")
+    }
 }
 
 /// Where Slack webhooks may point. Production allows `https://` to the allow-listed hosts only; the local
@@ -40,8 +47,14 @@ pub struct WebhookPolicy {
 
 impl WebhookPolicy {
     pub fn new(allowed_hosts: impl IntoIterator<Item = String>, allow_loopback: bool) -> Self {
-        let allowed_hosts = allowed_hosts.into_iter().map(|host| host.to_ascii_lowercase()).collect();
-        Self { allowed_hosts, allow_loopback }
+        let allowed_hosts = allowed_hosts
+            .into_iter()
+            .map(|host| host.to_ascii_lowercase())
+            .collect();
+        Self {
+            allowed_hosts,
+            allow_loopback,
+        }
     }
 
     /// The parsed URL, or why it is refused.
@@ -64,7 +77,10 @@ impl WebhookPolicy {
                     return Err("must use https://".into());
                 }
                 if !self.allowed_hosts.iter().any(|allowed| allowed == domain) {
-                    return Err(format!("host {domain} is not allowed; allowed hosts: {}", self.allowed_hosts.join(", ")));
+                    return Err(format!(
+                        "host {domain} is not allowed; allowed hosts: {}",
+                        self.allowed_hosts.join(", ")
+                    ));
                 }
             }
             None => return Err("must name a host".into()),
@@ -79,12 +95,19 @@ impl WebhookPolicy {
             }
         }
         if ip.is_loopback() && self.allow_loopback {
-            return if scheme_ok { Ok(()) } else { Err("must use http:// or https://".into()) };
+            return if scheme_ok {
+                Ok(())
+            } else {
+                Err("must use http:// or https://".into())
+            };
         }
         if is_internal(ip) {
             return Err("must not point at a loopback, private, link-local or unspecified address".into());
         }
-        Err(format!("host {ip} is not allowed; allowed hosts: {}", self.allowed_hosts.join(", ")))
+        Err(format!(
+            "host {ip} is not allowed; allowed hosts: {}",
+            self.allowed_hosts.join(", ")
+        ))
     }
 }
 
@@ -175,14 +198,25 @@ mod tests {
         for good in ["+15555550100", "+447700900123", "+12"] {
             assert_eq!(check_phone(good), Ok(()), "{good}");
         }
-        for bad in ["15555550100", "+0123", "+1", "+1555555010012345", "+1 555 555", "+1555-5550"] {
+        for bad in [
+            "15555550100",
+            "+0123",
+            "+1",
+            "+1555555010012345",
+            "+1 555 555",
+            "+1555-5550",
+        ] {
             assert!(check_phone(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn slack_webhooks_in_production() {
-        assert!(production().check("https://hooks.slack.com/services/T0/B0/X").is_ok());
+        assert!(
+            production()
+                .check("https://hooks.slack.com/services/T0/B0/X")
+                .is_ok()
+        );
         for bad in [
             "http://hooks.slack.com/services/T0/B0/X",
             "https://evil.example.com/services/T0/B0/X",
@@ -204,10 +238,18 @@ mod tests {
     #[test]
     fn the_local_stack_also_allows_loopback() {
         let local = WebhookPolicy::new(["hooks.slack.com".to_owned()], true);
-        for good in ["http://127.0.0.1:9000/hook", "http://localhost:4000/x", "http://[::1]:80/x"] {
+        for good in [
+            "http://127.0.0.1:9000/hook",
+            "http://localhost:4000/x",
+            "http://[::1]:80/x",
+        ] {
             assert!(local.check(good).is_ok(), "{good}");
         }
-        for bad in ["http://[::ffff:127.0.0.1]/x", "http://169.254.169.254/", "http://10.1.2.3/"] {
+        for bad in [
+            "http://[::ffff:127.0.0.1]/x",
+            "http://169.254.169.254/",
+            "http://10.1.2.3/",
+        ] {
             assert!(local.check(bad).is_err(), "{bad}");
         }
     }
@@ -216,6 +258,9 @@ mod tests {
     fn masks() {
         assert_eq!(mask_email("ada@example.com"), "a***@example.com");
         assert_eq!(mask_phone("+15555550123"), "+1555*****23");
-        assert_eq!(mask_webhook("https://hooks.slack.com/services/T0/B0/X"), "https://hooks.slack.com/***");
+        assert_eq!(
+            mask_webhook("https://hooks.slack.com/services/T0/B0/X"),
+            "https://hooks.slack.com/***"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! An event as a client submits it to `POST /v1/events`, validated strictly.
 
 use super::address::{WebhookPolicy, check_email, check_phone};
-use super::validation::{Violations, child, is_valid_locale, is_valid_name, type_name};
 use super::notification::Notification;
+use super::validation::{Violations, child, is_valid_locale, is_valid_name, type_name};
 use super::{Channel, EventId, FieldError, NotificationId, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -54,17 +54,28 @@ impl Recipient {
         };
         let recipient = Self {
             user_id: field("user_id", &|id| {
-                if is_valid_name(id) { Ok(()) } else { Err("must match [a-z0-9_.-]{1,64}".into()) }
+                if is_valid_name(id) {
+                    Ok(())
+                } else {
+                    Err("must match [a-z0-9_.-]{1,64}".into())
+                }
             }),
             email: field("email", &|email| check_email(email).map_err(Into::into)),
             phone: field("phone", &|phone| check_phone(phone).map_err(Into::into)),
             slack_webhook_url: field("slack_webhook_url", &|url| policy.check(url).map(|_| ())),
             locale: field("locale", &|locale| {
-                if is_valid_locale(locale) { Ok(()) } else { Err("must be a locale such as en or en-GB".into()) }
+                if is_valid_locale(locale) {
+                    Ok(())
+                } else {
+                    Err("must be a locale such as en or en-GB".into())
+                }
             }),
         };
         if object.values().all(Value::is_null) {
-            violations.add(POINTER, format!("must name at least one of {}", Self::FIELDS.join(", ")));
+            violations.add(
+                POINTER,
+                format!("must name at least one of {}", Self::FIELDS.join(", ")),
+            );
         }
         Some(recipient)
     }
@@ -111,21 +122,34 @@ impl EventSubmission {
                 None
             }
             Some(other) => {
-                violations.add(child(pointer, "payload"), format!("must be an object, not {}", type_name(other)));
+                violations.add(
+                    child(pointer, "payload"),
+                    format!("must be an object, not {}", type_name(other)),
+                );
                 None
             }
         };
-        let channels = parse_channels(object.get("channels"), &child(pointer, "channels"), &mut violations);
-        let idempotency_key = violations.string(object, pointer, "idempotency_key", false).and_then(|key| {
-            check_idempotency_key(key)
-                .map_err(|message| violations.add(child(pointer, "idempotency_key"), message))
-                .ok()
-                .map(|()| key.to_owned())
-        });
+        let channels = parse_channels(
+            object.get("channels"),
+            &child(pointer, "channels"),
+            &mut violations,
+        );
+        let idempotency_key = violations
+            .string(object, pointer, "idempotency_key", false)
+            .and_then(|key| {
+                check_idempotency_key(key)
+                    .map_err(|message| violations.add(child(pointer, "idempotency_key"), message))
+                    .ok()
+                    .map(|()| key.to_owned())
+            });
         match (event, recipient, payload) {
-            (Some(event), Some(recipient), Some(payload)) if violations.is_empty() => {
-                Ok(Self { event, recipient, payload, channels, idempotency_key })
-            }
+            (Some(event), Some(recipient), Some(payload)) if violations.is_empty() => Ok(Self {
+                event,
+                recipient,
+                payload,
+                channels,
+                idempotency_key,
+            }),
             _ => Err(violations.into_errors()),
         }
     }
@@ -144,7 +168,9 @@ impl EventSubmission {
     }
 
     pub fn wants(&self, channel: Channel) -> bool {
-        self.channels.as_ref().is_none_or(|channels| channels.contains(&channel))
+        self.channels
+            .as_ref()
+            .is_none_or(|channels| channels.contains(&channel))
     }
 
     /// Settles the key from the `Idempotency-Key` header and the body's `idempotency_key`: either may
@@ -220,7 +246,12 @@ fn sorted_keys(value: &Value) -> Value {
         Value::Object(object) => {
             let mut entries: Vec<_> = object.iter().collect();
             entries.sort_unstable_by_key(|(key, _)| *key);
-            Value::Object(entries.into_iter().map(|(key, item)| (key.clone(), sorted_keys(item))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, item)| (key.clone(), sorted_keys(item)))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
         other => other.clone(),
@@ -237,12 +268,19 @@ fn check_idempotency_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_channels(value: Option<&Value>, pointer: &str, violations: &mut Violations) -> Option<BTreeSet<Channel>> {
+fn parse_channels(
+    value: Option<&Value>,
+    pointer: &str,
+    violations: &mut Violations,
+) -> Option<BTreeSet<Channel>> {
     let items = match value {
         None | Some(Value::Null) => return None,
         Some(Value::Array(items)) => items,
         Some(other) => {
-            violations.add(pointer, format!("must be an array of channel names, not {}", type_name(other)));
+            violations.add(
+                pointer,
+                format!("must be an array of channel names, not {}", type_name(other)),
+            );
             return None;
         }
     };
@@ -258,7 +296,10 @@ fn parse_channels(value: Option<&Value>, pointer: &str, violations: &mut Violati
                 channels.insert(channel);
             }
             Some(Err(unknown)) => violations.add(item_pointer, unknown.to_string()),
-            None => violations.add(item_pointer, format!("must be a channel name, not {}", type_name(item))),
+            None => violations.add(
+                item_pointer,
+                format!("must be a channel name, not {}", type_name(item)),
+            ),
         }
     }
     Some(channels)
@@ -283,7 +324,11 @@ mod tests {
     }
 
     fn pointers(body: &Value) -> Vec<String> {
-        EventSubmission::from_json(body, &policy()).unwrap_err().into_iter().map(|e| e.pointer).collect()
+        EventSubmission::from_json(body, &policy())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.pointer)
+            .collect()
     }
 
     #[test]
@@ -302,15 +347,29 @@ mod tests {
         });
         assert_eq!(
             pointers(&body),
-            ["/extra", "/event", "/recipient/fax", "/recipient/email", "/recipient/phone", "/payload", "/channels/1"]
+            [
+                "/extra",
+                "/event",
+                "/recipient/fax",
+                "/recipient/email",
+                "/recipient/phone",
+                "/payload",
+                "/channels/1"
+            ]
         );
     }
 
     #[test]
     fn requires_event_recipient_and_payload() {
         assert_eq!(pointers(&json!({})), ["/event", "/recipient", "/payload"]);
-        assert_eq!(pointers(&json!({"event": "a", "recipient": {}, "payload": {}})), ["/recipient"]);
-        assert_eq!(pointers(&json!({"event": "a", "recipient": {"email": "a@b.co"}, "payload": {}, "channels": []})), ["/channels"]);
+        assert_eq!(
+            pointers(&json!({"event": "a", "recipient": {}, "payload": {}})),
+            ["/recipient"]
+        );
+        assert_eq!(
+            pointers(&json!({"event": "a", "recipient": {"email": "a@b.co"}, "payload": {}, "channels": []})),
+            ["/channels"]
+        );
     }
 
     #[test]
@@ -326,7 +385,12 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         let mut changed = valid();
         changed["payload"]["total"] = json!(100);
-        assert_ne!(a.fingerprint(), EventSubmission::from_json(&changed, &policy()).unwrap().fingerprint());
+        assert_ne!(
+            a.fingerprint(),
+            EventSubmission::from_json(&changed, &policy())
+                .unwrap()
+                .fingerprint()
+        );
     }
 
     #[test]

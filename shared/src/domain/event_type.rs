@@ -33,7 +33,9 @@ impl EventTypeSpec {
         let Some(object) = violations.object(body, "", &Self::FIELDS) else {
             return Err(violations.into_errors());
         };
-        let description = violations.string(object, "", "description", false).map(str::to_owned);
+        let description = violations
+            .string(object, "", "description", false)
+            .map(str::to_owned);
         let category = violations.name(object, "", "category", false).map(str::to_owned);
         let critical = violations.boolean(object, "", "critical").unwrap_or(false);
         let schema = match object.get("schema") {
@@ -46,7 +48,12 @@ impl EventTypeSpec {
                 }
             },
         };
-        violations.finish(Self { description, schema, category, critical })
+        violations.finish(Self {
+            description,
+            schema,
+            category,
+            critical,
+        })
     }
 }
 
@@ -120,7 +127,10 @@ mod tests {
     fn refuses_remote_and_file_refs() {
         for reference in ["https://example.com/schema.json", "file:///etc/passwd"] {
             let schema = json!({"$ref": reference});
-            assert!(compile_schema(&schema).is_err(), "{reference} must not be fetched");
+            assert!(
+                compile_schema(&schema).is_err(),
+                "{reference} must not be fetched"
+            );
         }
     }
 

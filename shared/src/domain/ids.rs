@@ -120,12 +120,21 @@ mod tests {
         assert_eq!(first, NotificationId::for_rule(&event, "welcome-email"));
         assert_ne!(first, NotificationId::for_rule(&event, "welcome-sms"));
         assert!(first.as_str().starts_with("ntf_"));
-        assert_eq!(first.as_str()[4..16], event.as_str()[4..16], "shares the event's time prefix");
+        assert_eq!(
+            first.as_str()[4..16],
+            event.as_str()[4..16],
+            "shares the event's time prefix"
+        );
     }
 
     #[test]
     fn parse_rejects_malformed_ids() {
-        for raw in ["evt_", "evt_XYZ", "ntf_0123456789abcdef0123456789abcdef", "evt_0123456789ABCDEF0123456789abcdef"] {
+        for raw in [
+            "evt_",
+            "evt_XYZ",
+            "ntf_0123456789abcdef0123456789abcdef",
+            "evt_0123456789ABCDEF0123456789abcdef",
+        ] {
             assert_eq!(EventId::parse(raw), None, "{raw}");
         }
     }

@@ -150,7 +150,12 @@ impl Envelope {
     pub const VERSION: u32 = 1;
 
     pub fn new(tenant: TenantId, notification_id: NotificationId, correlation_id: String) -> Self {
-        Self { v: Self::VERSION, tenant, notification_id, correlation_id }
+        Self {
+            v: Self::VERSION,
+            tenant,
+            notification_id,
+            correlation_id,
+        }
     }
 }
 
@@ -160,7 +165,10 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_as_snake_case() {
-        assert_eq!("dead_lettered".parse::<NotificationStatus>(), Ok(NotificationStatus::DeadLettered));
+        assert_eq!(
+            "dead_lettered".parse::<NotificationStatus>(),
+            Ok(NotificationStatus::DeadLettered)
+        );
         assert_eq!(NotificationStatus::RateLimited.to_string(), "rate_limited");
         assert!("lost".parse::<NotificationStatus>().is_err());
     }

@@ -83,7 +83,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { pointer: pointer.into(), message: message.into() }
+        Self {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -99,7 +102,12 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), errors: Vec::new(), retry_after: None }
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+        }
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -107,7 +115,12 @@ impl Problem {
             [only] => format!("{}: {}", display_pointer(&only.pointer), only.message),
             many => format!("{} fields are not valid", many.len()),
         };
-        Self { code: ProblemCode::ValidationFailed, detail, errors, retry_after: None }
+        Self {
+            code: ProblemCode::ValidationFailed,
+            detail,
+            errors,
+            retry_after: None,
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -115,7 +128,10 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self { retry_after: Some(1), ..Self::new(ProblemCode::ServiceUnavailable, detail) }
+        Self {
+            retry_after: Some(1),
+            ..Self::new(ProblemCode::ServiceUnavailable, detail)
+        }
     }
 
     pub const fn status(&self) -> u16 {

@@ -38,7 +38,9 @@ impl RuleSpec {
         };
         let event = violations.name(object, "", "event", true).map(str::to_owned);
         let channel = violations.string(object, "", "channel", true).and_then(|raw| {
-            raw.parse::<Channel>().map_err(|unknown| violations.add("/channel", unknown.to_string())).ok()
+            raw.parse::<Channel>()
+                .map_err(|unknown| violations.add("/channel", unknown.to_string()))
+                .ok()
         });
         let template = violations.name(object, "", "template", true).map(str::to_owned);
         let enabled = violations.boolean(object, "", "enabled").unwrap_or(true);
@@ -53,9 +55,13 @@ impl RuleSpec {
             },
         };
         match (event, channel, template) {
-            (Some(event), Some(channel), Some(template)) => {
-                violations.finish(Self { event, channel, template, condition, enabled })
-            }
+            (Some(event), Some(channel), Some(template)) => violations.finish(Self {
+                event,
+                channel,
+                template,
+                condition,
+                enabled,
+            }),
             _ => Err(violations.into_errors()),
         }
     }
@@ -84,7 +90,10 @@ fn check_condition(condition: &Value) -> Result<(), String> {
     if object.is_empty() {
         return Err("must not be empty; leave it out to match every event".into());
     }
-    if let Some(key) = object.keys().find(|key| !matches!(key.as_str(), "payload" | "recipient")) {
+    if let Some(key) = object
+        .keys()
+        .find(|key| !matches!(key.as_str(), "payload" | "recipient"))
+    {
         return Err(format!("may only match on payload and recipient, not {key:?}"));
     }
     let mut quamina: Quamina<usize> = Quamina::new();
@@ -101,7 +110,9 @@ pub struct RuleSet {
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleSet").field("rules", &self.rules).finish_non_exhaustive()
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
     }
 }
 
@@ -160,22 +171,42 @@ mod tests {
     fn matches_conditions_over_payload_and_recipient() {
         let rules = RuleSet::new(vec![
             rule("always", None, true),
-            rule("big", Some(json!({"payload": {"total": [{"numeric": [">", 100]}]}})), true),
-            rule("vip", Some(json!({"recipient": {"locale": [{"prefix": "en"}]}})), true),
+            rule(
+                "big",
+                Some(json!({"payload": {"total": [{"numeric": [">", 100]}]}})),
+                true,
+            ),
+            rule(
+                "vip",
+                Some(json!({"recipient": {"locale": [{"prefix": "en"}]}})),
+                true,
+            ),
             rule("off", None, false),
         ]);
         let ids = |payload: Value, recipient: Value| -> Vec<String> {
-            rules.matching(&payload, &recipient).into_iter().map(|r| r.id.clone()).collect()
+            rules
+                .matching(&payload, &recipient)
+                .into_iter()
+                .map(|r| r.id.clone())
+                .collect()
         };
         assert_eq!(ids(json!({"total": 99.99}), json!({"locale": "de"})), ["always"]);
-        assert_eq!(ids(json!({"total": 150}), json!({"locale": "en-GB"})), ["always", "big", "vip"]);
+        assert_eq!(
+            ids(json!({"total": 150}), json!({"locale": "en-GB"})),
+            ["always", "big", "vip"]
+        );
     }
 
     #[test]
     fn validates_conditions_at_put() {
         let body = |condition: Value| json!({"event": "e", "channel": "sms", "template": "t", "condition": condition});
         assert!(RuleSpec::from_json(&body(json!({"payload": {"total": [{"numeric": [">", 100]}]}}))).is_ok());
-        for bad in [json!({"total": [1]}), json!({"payload": {"x": 1}}), json!([]), json!({})] {
+        for bad in [
+            json!({"total": [1]}),
+            json!({"payload": {"x": 1}}),
+            json!([]),
+            json!({}),
+        ] {
             let errors = RuleSpec::from_json(&body(bad.clone())).unwrap_err();
             assert_eq!(errors[0].pointer, "/condition", "{bad}");
         }

@@ -55,7 +55,9 @@ impl TemplateContent {
             return Err(violations.into_errors());
         };
         let channel = violations.string(object, "", "channel", true).and_then(|raw| {
-            raw.parse::<Channel>().map_err(|unknown| violations.add("/channel", unknown.to_string())).ok()
+            raw.parse::<Channel>()
+                .map_err(|unknown| violations.add("/channel", unknown.to_string()))
+                .ok()
         });
         let locale = match violations.string(object, "", "locale", false) {
             None => "en".to_owned(),
@@ -72,7 +74,14 @@ impl TemplateContent {
         let Some(channel) = channel else {
             return Err(violations.into_errors());
         };
-        let content = Self { channel, locale, subject, text, html, blocks };
+        let content = Self {
+            channel,
+            locale,
+            subject,
+            text,
+            html,
+            blocks,
+        };
         content.check_parts(&mut violations);
         content.compile(&mut violations);
         violations.finish(content)
@@ -81,7 +90,10 @@ impl TemplateContent {
     fn check_parts(&self, violations: &mut Violations) {
         let forbid = |violations: &mut Violations, field: &str, present: bool| {
             if present {
-                violations.add(child("", field), format!("is not used by {} templates", self.channel));
+                violations.add(
+                    child("", field),
+                    format!("is not used by {} templates", self.channel),
+                );
             }
         };
         match self.channel {
@@ -107,7 +119,10 @@ impl TemplateContent {
         }
         if let Some(blocks) = &self.blocks {
             if !blocks.is_array() {
-                violations.add("/blocks", format!("must be a Block Kit array, not {}", type_name(blocks)));
+                violations.add(
+                    "/blocks",
+                    format!("must be a Block Kit array, not {}", type_name(blocks)),
+                );
             }
         }
     }
@@ -121,7 +136,11 @@ impl TemplateContent {
                 violations.add(pointer, format!("does not compile: {error}"));
             }
         };
-        for (field, source) in [("subject", &self.subject), ("text", &self.text), ("html", &self.html)] {
+        for (field, source) in [
+            ("subject", &self.subject),
+            ("text", &self.text),
+            ("html", &self.html),
+        ] {
             if let Some(source) = source {
                 check(child("", field), source);
             }
@@ -190,7 +209,11 @@ pub fn environment(channel: Channel) -> Environment<'static> {
     env.set_fuel(Some(RENDER_FUEL));
     env.set_recursion_limit(64);
     env.set_auto_escape_callback(move |name| {
-        if channel == Channel::Email && name.to_ascii_lowercase().ends_with(".html") { AutoEscape::Html } else { AutoEscape::None }
+        if channel == Channel::Email && name.to_ascii_lowercase().ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
     });
     env
 }
@@ -222,7 +245,9 @@ mod tests {
         let errors = TemplateContent::from_json(&json!({"channel": "email"})).unwrap_err();
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(pointers, ["/subject", "/text"]);
-        let ok = TemplateContent::from_json(&json!({"channel": "email", "subject": "Hi", "html": "<p>{{ payload.x }}</p>"}));
+        let ok = TemplateContent::from_json(
+            &json!({"channel": "email", "subject": "Hi", "html": "<p>{{ payload.x }}</p>"}),
+        );
         assert_eq!(ok.unwrap().locale, "en");
     }
 
@@ -238,7 +263,9 @@ mod tests {
 
     #[test]
     fn refuses_parts_the_channel_does_not_use() {
-        let errors = TemplateContent::from_json(&json!({"channel": "sms", "text": "x", "subject": "s", "html": "h"})).unwrap_err();
+        let errors =
+            TemplateContent::from_json(&json!({"channel": "sms", "text": "x", "subject": "s", "html": "h"}))
+                .unwrap_err();
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(pointers, ["/subject", "/html"]);
     }

@@ -9,7 +9,9 @@ pub struct Timestamp(i64);
 
 impl Timestamp {
     pub fn now() -> Self {
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         Self(i64::try_from(millis).unwrap_or(i64::MAX))
     }
 
@@ -45,7 +47,10 @@ mod tests {
 
     #[test]
     fn formats_as_rfc3339_utc_with_millis() {
-        assert_eq!(Timestamp::from_millis(1_795_000_000_123).to_rfc3339(), "2026-11-18T11:06:40.123Z");
+        assert_eq!(
+            Timestamp::from_millis(1_795_000_000_123).to_rfc3339(),
+            "2026-11-18T11:06:40.123Z"
+        );
         assert_eq!(Timestamp::from_millis(1_500).plus_seconds(2).millis(), 3_500);
         assert_eq!(Timestamp::from_millis(1_999).epoch_seconds(), 1);
     }

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 /// The pattern every name and id in a path follows: `[a-z0-9_.-]{1,64}`.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
 }
 
 /// A BCP 47-like locale tag: `en`, `en-GB`, `pt-BR`, `zh-Hant-TW`.
@@ -45,11 +47,20 @@ impl Violations {
 
     /// `Ok(value)` when nothing was reported.
     pub fn finish<T>(self, value: T) -> Result<T, Vec<FieldError>> {
-        if self.errors.is_empty() { Ok(value) } else { Err(self.errors) }
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.errors)
+        }
     }
 
     /// The object at `pointer`, reporting a non-object and every field not in `allowed`.
-    pub fn object<'v>(&mut self, value: &'v Value, pointer: &str, allowed: &[&str]) -> Option<&'v Map<String, Value>> {
+    pub fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        pointer: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
         let Some(object) = value.as_object() else {
             self.add(pointer, format!("must be an object, not {}", type_name(value)));
             return None;
@@ -79,7 +90,10 @@ impl Violations {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) => Some(text),
             Some(other) => {
-                self.add(child(pointer, field), format!("must be a string, not {}", type_name(other)));
+                self.add(
+                    child(pointer, field),
+                    format!("must be a string, not {}", type_name(other)),
+                );
                 None
             }
         }
@@ -91,7 +105,10 @@ impl Violations {
             None | Some(Value::Null) => None,
             Some(Value::Bool(flag)) => Some(*flag),
             Some(other) => {
-                self.add(child(pointer, field), format!("must be a boolean, not {}", type_name(other)));
+                self.add(
+                    child(pointer, field),
+                    format!("must be a boolean, not {}", type_name(other)),
+                );
                 None
             }
         }
@@ -164,7 +181,10 @@ mod tests {
         assert_eq!(violations.string(object, "/rule", "required", true), None);
         let errors = violations.into_errors();
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/rule/extra", "/rule/a~1b", "/rule/name", "/rule/required"]);
+        assert_eq!(
+            pointers,
+            ["/rule/extra", "/rule/a~1b", "/rule/name", "/rule/required"]
+        );
         assert_eq!(errors[2].message, "must be a string, not a number");
     }
 }

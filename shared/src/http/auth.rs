@@ -27,7 +27,11 @@ pub fn key_hash(key: &str) -> String {
 
 impl<K: ApiKeyStore> Authenticator<K> {
     pub fn new(keys: K, ttl: Duration) -> Self {
-        Self { keys, ttl, cache: Mutex::new(HashMap::new()) }
+        Self {
+            keys,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn keys(&self) -> &K {
@@ -36,9 +40,8 @@ impl<K: ApiKeyStore> Authenticator<K> {
 
     /// The caller's tenant, or 401 (or 503 when the key store cannot be read).
     pub async fn authenticate(&self, request: &Request) -> Result<TenantId, Problem> {
-        let key = bearer_key(request).ok_or_else(|| {
-            Problem::new(ProblemCode::Unauthorized, "send Authorization: Bearer <api key>")
-        })?;
+        let key = bearer_key(request)
+            .ok_or_else(|| Problem::new(ProblemCode::Unauthorized, "send Authorization: Bearer <api key>"))?;
         let hash = key_hash(key);
         if let Some(tenant) = self.cached(&hash) {
             return Ok(tenant);
@@ -50,7 +53,10 @@ impl<K: ApiKeyStore> Authenticator<K> {
                 }
                 Ok(tenant)
             }
-            Ok(None) => Err(Problem::new(ProblemCode::Unauthorized, "the API key is not valid")),
+            Ok(None) => Err(Problem::new(
+                ProblemCode::Unauthorized,
+                "the API key is not valid",
+            )),
             Err(error) => Err(unavailable(&error)),
         }
     }

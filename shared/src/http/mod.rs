@@ -4,7 +4,7 @@
 mod auth;
 mod paging;
 
-pub use auth::Authenticator;
+pub use auth::{Authenticator, key_hash};
 pub use paging::{Cursor, page_request};
 
 use crate::domain::{Problem, ProblemCode};
@@ -25,7 +25,9 @@ pub type HttpResponse = Response<Body>;
 pub fn json_response(status: u16, body: &Value) -> HttpResponse {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -38,7 +40,10 @@ pub fn empty_response(status: u16) -> HttpResponse {
 pub fn problem_response(problem: &Problem, type_base: &str) -> HttpResponse {
     let mut response = json_response(problem.status(), &problem.to_json(type_base));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     if problem.code == ProblemCode::Unauthorized {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
@@ -51,16 +56,25 @@ pub fn problem_response(problem: &Problem, type_base: &str) -> HttpResponse {
 /// A backing service failed: the client gets a 503 it can safely retry, the logs get the cause.
 pub fn unavailable(error: &BackendError) -> Problem {
     tracing::error!(service = error.service, operation = error.operation, retryable = error.retryable, error = %error.message, "backing service failed");
-    Problem::unavailable(format!("{} is unavailable; retry the same request", error.service))
+    Problem::unavailable(format!(
+        "{} is unavailable; retry the same request",
+        error.service
+    ))
 }
 
 /// Checks the content type, size and JSON of a body, in the contract's order (415, 413, 400).
 pub fn json_body(request: &Request, max_bytes: usize) -> Result<Value, Problem> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
     if !content_type.is_some_and(is_json_media_type) {
         return Err(Problem::new(
             ProblemCode::UnsupportedMediaType,
-            format!("send Content-Type: application/json, not {}", content_type.unwrap_or("nothing")),
+            format!(
+                "send Content-Type: application/json, not {}",
+                content_type.unwrap_or("nothing")
+            ),
         ));
     }
     let bytes: &[u8] = request.body().as_ref();
@@ -76,7 +90,9 @@ pub fn json_body(request: &Request, max_bytes: usize) -> Result<Value, Problem> 
 /// `application/json`, any case, with parameters; a charset other than UTF-8 is refused.
 fn is_json_media_type(value: &str) -> bool {
     let mut parts = value.split(';').map(str::trim);
-    let essence_ok = parts.next().is_some_and(|essence| essence.eq_ignore_ascii_case("application/json"));
+    let essence_ok = parts
+        .next()
+        .is_some_and(|essence| essence.eq_ignore_ascii_case("application/json"));
     essence_ok
         && parts.all(|parameter| match parameter.split_once('=') {
             Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
@@ -91,26 +107,44 @@ pub fn query_parameters(request: &Request) -> Vec<(String, String)> {
     request
         .uri()
         .query()
-        .map(|query| url::form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+        .map(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn query_parameter(request: &Request, name: &str) -> Option<String> {
-    query_parameters(request).into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
+    query_parameters(request)
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
 }
 
 /// The path's segments, without empty ones. They are not percent-decoded: every name and id Herald
 /// accepts is plain `[a-z0-9_.-]`, so an encoded segment can only be one that does not exist.
 pub fn path_segments(request: &Request) -> Vec<&str> {
-    request.uri().path().split('/').filter(|segment| !segment.is_empty()).collect()
+    request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect()
 }
 
 pub fn not_found_route(request: &Request) -> Problem {
-    Problem::new(ProblemCode::NotFound, format!("no route for {} {}", request.method(), request.uri().path()))
+    Problem::new(
+        ProblemCode::NotFound,
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
 }
 
 pub fn method_not_allowed(request: &Request) -> Problem {
-    Problem::new(ProblemCode::MethodNotAllowed, format!("{} is not allowed on {}", request.method(), request.uri().path()))
+    Problem::new(
+        ProblemCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
 }
 
 #[cfg(test)]
@@ -119,10 +153,19 @@ mod tests {
 
     #[test]
     fn media_types() {
-        for good in ["application/json", "Application/JSON; charset=utf-8", "application/json;charset=\"UTF-8\""] {
+        for good in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
             assert!(is_json_media_type(good), "{good}");
         }
-        for bad in ["text/plain", "application/json-patch+json", "application/json; charset=latin1", ""] {
+        for bad in [
+            "text/plain",
+            "application/json-patch+json",
+            "application/json; charset=latin1",
+            "",
+        ] {
             assert!(!is_json_media_type(bad), "{bad}");
         }
     }

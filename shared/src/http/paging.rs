@@ -24,7 +24,11 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(tenant: &TenantId, list: &str, after: &str) -> String {
-        let cursor = Cursor { tenant: tenant.as_str().to_owned(), list: list.to_owned(), after: after.to_owned() };
+        let cursor = Cursor {
+            tenant: tenant.as_str().to_owned(),
+            list: list.to_owned(),
+            after: after.to_owned(),
+        };
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).unwrap_or_default())
     }
 
@@ -39,14 +43,24 @@ impl Cursor {
 pub fn page_request(request: &Request, tenant: &TenantId, list: &str) -> Result<PageRequest, Problem> {
     let limit = match query_parameter(request, "limit") {
         None => DEFAULT_LIMIT,
-        Some(raw) => raw.parse::<u16>().ok().filter(|limit| (1..=MAX_LIMIT).contains(limit)).ok_or_else(|| {
-            Problem::validation(vec![FieldError::new("/limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))])
-        })?,
+        Some(raw) => raw
+            .parse::<u16>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| {
+                Problem::validation(vec![FieldError::new(
+                    "/limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )])
+            })?,
     };
     let after = match query_parameter(request, "cursor") {
         None => None,
         Some(raw) => Some(Cursor::decode(&raw, tenant, list).ok_or_else(|| {
-            Problem::new(ProblemCode::InvalidCursor, "the cursor is not one this list gave you")
+            Problem::new(
+                ProblemCode::InvalidCursor,
+                "the cursor is not one this list gave you",
+            )
         })?),
     };
     Ok(PageRequest { limit, after })
@@ -60,7 +74,10 @@ mod tests {
     fn cursors_are_bound_to_tenant_and_list() {
         let acme = TenantId::new("acme");
         let raw = Cursor::encode(&acme, "rules", "{\"sk\":\"RULE#a\"}");
-        assert_eq!(Cursor::decode(&raw, &acme, "rules").as_deref(), Some("{\"sk\":\"RULE#a\"}"));
+        assert_eq!(
+            Cursor::decode(&raw, &acme, "rules").as_deref(),
+            Some("{\"sk\":\"RULE#a\"}")
+        );
         assert_eq!(Cursor::decode(&raw, &TenantId::new("globex"), "rules"), None);
         assert_eq!(Cursor::decode(&raw, &acme, "templates"), None);
         assert_eq!(Cursor::decode("not-base64!", &acme, "rules"), None);

@@ -34,30 +34,49 @@ pub struct Catalog<C> {
 
 impl<C: EventTypeStore + RuleStore + TemplateStore> Catalog<C> {
     pub fn new(store: C, ttl: Duration) -> Self {
-        Self { store, ttl, cache: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn store(&self) -> &C {
         &self.store
     }
 
-    pub async fn event_type(&self, tenant: &TenantId, name: &str) -> Result<Option<Arc<CompiledEventType>>, BackendError> {
+    pub async fn event_type(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<Arc<CompiledEventType>>, BackendError> {
         let cache_key = (tenant.clone(), name.to_owned());
         if let Some(compiled) = self.cached(&cache_key) {
             return Ok(Some(compiled));
         }
-        let (event_type, rules) =
-            futures::try_join!(self.store.event_type(tenant, name), self.store.rules_for_event(tenant, name))?;
-        let Some(event_type) = event_type else { return Ok(None) };
+        let (event_type, rules) = futures::try_join!(
+            self.store.event_type(tenant, name),
+            self.store.rules_for_event(tenant, name)
+        )?;
+        let Some(event_type) = event_type else {
+            return Ok(None);
+        };
         let names: BTreeSet<&str> = rules.iter().map(|rule| rule.spec.template.as_str()).collect();
-        let heads = futures::future::try_join_all(names.iter().map(|name| self.store.template_head(tenant, name))).await?;
+        let heads =
+            futures::future::try_join_all(names.iter().map(|name| self.store.template_head(tenant, name)))
+                .await?;
         let templates = names.iter().map(|name| (*name).to_owned()).zip(heads).collect();
         let validator = event_type.spec.schema.as_ref().and_then(|schema| {
             compile_schema(schema)
                 .map_err(|error| tracing::error!(event_type = name, %error, "stored schema does not compile; payloads are not checked"))
                 .ok()
         });
-        let compiled = Arc::new(CompiledEventType { event_type, validator, rules: RuleSet::new(rules), templates });
+        let compiled = Arc::new(CompiledEventType {
+            event_type,
+            validator,
+            rules: RuleSet::new(rules),
+            templates,
+        });
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(cache_key, (Arc::clone(&compiled), Instant::now()));
         }

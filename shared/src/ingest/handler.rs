@@ -4,12 +4,12 @@ use super::{Accepted, Ingest};
 use crate::domain::validation::Violations;
 use crate::domain::{EventId, FieldError, Problem, TenantId};
 use crate::http::{
-    HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, json_body, json_response, method_not_allowed, not_found_route,
-    path_segments, problem_response, unavailable,
+    HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, json_body, json_response, method_not_allowed,
+    not_found_route, path_segments, problem_response, unavailable,
 };
 use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, RuleStore, TemplateStore};
-use lambda_http::http::{HeaderValue, Method, header};
 use lambda_http::Request;
+use lambda_http::http::{HeaderValue, Method, header};
 use serde_json::{Value, json};
 
 /// A batch holds at most this many events.
@@ -56,7 +56,9 @@ where
         let events = batch_events(&body)?;
         let mut results = Vec::with_capacity(events.len());
         for chunk in events.chunks(BATCH_CONCURRENCY) {
-            results.extend(futures::future::join_all(chunk.iter().map(|event| self.batch_item(&tenant, event))).await);
+            results.extend(
+                futures::future::join_all(chunk.iter().map(|event| self.batch_item(&tenant, event))).await,
+            );
         }
         Ok(json_response(207, &json!({"results": results})))
     }
@@ -66,7 +68,9 @@ where
         match self.accept(tenant, event, "", None).await {
             Ok(Accepted::New { body, .. }) => json!({"status": 202, "body": body}),
             Ok(Accepted::Replayed { body, .. }) => json!({"status": 200, "body": body}),
-            Err(problem) => json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)}),
+            Err(problem) => {
+                json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)})
+            }
         }
     }
 
@@ -75,9 +79,15 @@ where
         let not_found = || Problem::not_found(&format!("event {id}"));
         let id = EventId::parse(id).ok_or_else(not_found)?;
         let activity = self.activity();
-        let event = activity.event(&tenant, &id).await.map_err(|error| unavailable(&error))?.ok_or_else(not_found)?;
-        let notifications =
-            activity.notifications(&tenant, &event.notification_ids).await.map_err(|error| unavailable(&error))?;
+        let event = activity
+            .event(&tenant, &id)
+            .await
+            .map_err(|error| unavailable(&error))?
+            .ok_or_else(not_found)?;
+        let notifications = activity
+            .notifications(&tenant, &event.notification_ids)
+            .await
+            .map_err(|error| unavailable(&error))?;
         Ok(json_response(200, &event.to_json(&notifications)))
     }
 }
@@ -88,7 +98,10 @@ fn idempotency_header(request: &Request) -> Result<Option<&str>, Problem> {
         .get("idempotency-key")
         .map(|value| {
             value.to_str().map_err(|_| {
-                Problem::validation(vec![FieldError::new("/idempotency_key", "the Idempotency-Key header must be ASCII")])
+                Problem::validation(vec![FieldError::new(
+                    "/idempotency_key",
+                    "the Idempotency-Key header must be ASCII",
+                )])
             })
         })
         .transpose()
@@ -96,17 +109,21 @@ fn idempotency_header(request: &Request) -> Result<Option<&str>, Problem> {
 
 fn batch_events(body: &Value) -> Result<&[Value], Problem> {
     let mut violations = Violations::default();
-    let events = violations.object(body, "", &["events"]).and_then(|object| match object.get("events") {
-        Some(Value::Array(events)) if (1..=MAX_BATCH_EVENTS).contains(&events.len()) => Some(events.as_slice()),
-        Some(Value::Array(_)) => {
-            violations.add("/events", format!("must hold 1 to {MAX_BATCH_EVENTS} events"));
-            None
-        }
-        _ => {
-            violations.add("/events", "is required: an array of events");
-            None
-        }
-    });
+    let events = violations
+        .object(body, "", &["events"])
+        .and_then(|object| match object.get("events") {
+            Some(Value::Array(events)) if (1..=MAX_BATCH_EVENTS).contains(&events.len()) => {
+                Some(events.as_slice())
+            }
+            Some(Value::Array(_)) => {
+                violations.add("/events", format!("must hold 1 to {MAX_BATCH_EVENTS} events"));
+                None
+            }
+            _ => {
+                violations.add("/events", "is required: an array of events");
+                None
+            }
+        });
     match events {
         Some(events) if violations.is_empty() => Ok(events),
         _ => Err(Problem::validation(violations.into_errors())),
@@ -128,4 +145,3 @@ fn accepted_response(accepted: Accepted) -> HttpResponse {
     }
     response
 }
-

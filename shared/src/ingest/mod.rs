@@ -12,7 +12,9 @@ use crate::domain::event_type::payload_violations;
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, PinnedTemplate, reason};
 use crate::domain::{Channel, EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{Authenticator, unavailable};
-use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore};
+use crate::ports::{
+    ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -71,9 +73,11 @@ where
         pointer: &str,
         header_key: Option<&str>,
     ) -> Result<Accepted, Problem> {
-        let mut submission =
-            EventSubmission::parse_at(body, pointer, &self.settings.webhook_policy).map_err(Problem::validation)?;
-        submission.settle_idempotency_key(header_key).map_err(|error| Problem::validation(vec![error]))?;
+        let mut submission = EventSubmission::parse_at(body, pointer, &self.settings.webhook_policy)
+            .map_err(Problem::validation)?;
+        submission
+            .settle_idempotency_key(header_key)
+            .map_err(|error| Problem::validation(vec![error]))?;
         let compiled = self
             .catalog
             .event_type(tenant, &submission.event)
@@ -82,11 +86,15 @@ where
             .ok_or_else(|| {
                 Problem::new(
                     ProblemCode::UnknownEventType,
-                    format!("event type {} does not exist; create it with PUT /v1/event-types/{}", submission.event, submission.event),
+                    format!(
+                        "event type {} does not exist; create it with PUT /v1/event-types/{}",
+                        submission.event, submission.event
+                    ),
                 )
             })?;
         if let Some(validator) = &compiled.validator {
-            let violations = payload_violations(validator, &submission.payload, &format!("{pointer}/payload"));
+            let violations =
+                payload_violations(validator, &submission.payload, &format!("{pointer}/payload"));
             if !violations.is_empty() {
                 return Err(Problem::validation(violations));
             }
@@ -126,7 +134,12 @@ where
             notifications,
         };
 
-        match self.activity.record_acceptance(&acceptance, FANOUT_LEASE).await.map_err(|error| unavailable(&error))? {
+        match self
+            .activity
+            .record_acceptance(&acceptance, FANOUT_LEASE)
+            .await
+            .map_err(|error| unavailable(&error))?
+        {
             Recorded::New => {
                 if acceptance.event.fanout_pending {
                     self.fan_out(tenant, &event_id, &acceptance.notifications).await?;
@@ -135,7 +148,10 @@ where
             }
             Recorded::Existing(record) if record.fingerprint == fingerprint => {
                 self.finish_pending_fanout(tenant, &record.event_id).await?;
-                Ok(Accepted::Replayed { event_id: record.event_id, body: record.response })
+                Ok(Accepted::Replayed {
+                    event_id: record.event_id,
+                    body: record.response,
+                })
             }
             Recorded::Existing(_) => Err(Problem::new(
                 ProblemCode::IdempotencyKeyReused,
@@ -146,16 +162,26 @@ where
 
     /// Puts every queued notification on its channel's queue, then marks the fan-out done. The caller
     /// holds the fan-out lease; on failure it is released so the client's retry can finish the job.
-    async fn fan_out(&self, tenant: &TenantId, event_id: &EventId, notifications: &[Notification]) -> Result<(), Problem> {
+    async fn fan_out(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+        notifications: &[Notification],
+    ) -> Result<(), Problem> {
         let mut by_channel: BTreeMap<Channel, Vec<Envelope>> = BTreeMap::new();
         for notification in notifications.iter().filter(|n| n.status.needs_delivery()) {
-            by_channel.entry(notification.channel).or_default().push(Envelope::new(
-                tenant.clone(),
-                notification.id.clone(),
-                event_id.to_string(),
-            ));
+            by_channel
+                .entry(notification.channel)
+                .or_default()
+                .push(Envelope::new(
+                    tenant.clone(),
+                    notification.id.clone(),
+                    event_id.to_string(),
+                ));
         }
-        let sends = by_channel.iter().map(|(channel, envelopes)| self.queue.enqueue(*channel, envelopes));
+        let sends = by_channel
+            .iter()
+            .map(|(channel, envelopes)| self.queue.enqueue(*channel, envelopes));
         if let Err(error) = futures::future::try_join_all(sends).await {
             if let Err(release) = self.activity.release_fanout(tenant, event_id).await {
                 tracing::warn!(%event_id, error = %release, "could not release the fan-out lease; it expires by itself");
@@ -171,8 +197,14 @@ where
 
     /// On a replay: if the first request's fan-out never finished and nobody is working on it, finish it.
     async fn finish_pending_fanout(&self, tenant: &TenantId, event_id: &EventId) -> Result<(), Problem> {
-        let event = self.activity.event(tenant, event_id).await.map_err(|error| unavailable(&error))?;
-        let Some(event) = event.filter(|event| event.fanout_pending) else { return Ok(()) };
+        let event = self
+            .activity
+            .event(tenant, event_id)
+            .await
+            .map_err(|error| unavailable(&error))?;
+        let Some(event) = event.filter(|event| event.fanout_pending) else {
+            return Ok(());
+        };
         let claimed = self
             .activity
             .claim_fanout(tenant, event_id, Timestamp::now(), FANOUT_LEASE)
@@ -207,13 +239,19 @@ fn resolve_notifications(
         .filter(|rule| submission.wants(rule.spec.channel))
         .map(|rule| {
             let channel = rule.spec.channel;
-            let head = compiled.templates.get(&rule.spec.template).and_then(Option::as_ref);
+            let head = compiled
+                .templates
+                .get(&rule.spec.template)
+                .and_then(Option::as_ref);
             let to = submission.recipient.address(channel).map(str::to_owned);
             let (status, reason, detail, pinned) = match (head, &to) {
                 (Some(head), _) if head.channel != channel => (
                     NotificationStatus::Failed,
                     Some(reason::TEMPLATE_NOT_FOUND),
-                    Some(format!("template {} is for {}, not {channel}", head.name, head.channel)),
+                    Some(format!(
+                        "template {} is for {}, not {channel}",
+                        head.name, head.channel
+                    )),
                     None,
                 ),
                 (None, _) => (
@@ -230,7 +268,11 @@ fn resolve_notifications(
                 ),
                 (Some(head), Some(_)) => {
                     let (locale, version) = head.resolve_locale(submission.recipient.locale.as_deref());
-                    let pinned = PinnedTemplate { name: head.name.clone(), locale: locale.to_owned(), version };
+                    let pinned = PinnedTemplate {
+                        name: head.name.clone(),
+                        locale: locale.to_owned(),
+                        version,
+                    };
                     (NotificationStatus::Queued, None, None, Some(pinned))
                 }
             };

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// DynamoDB's limit of keys in one BatchGetItem.
 const BATCH_GET_LIMIT: usize = 100;
 /// Transactions that collide with a concurrent one on the same item are retried this often.
-const TRANSACTION_ATTEMPTS: u32 = 5;
+pub(super) const TRANSACTION_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct DynamoActivityStore {
@@ -66,7 +66,10 @@ fn event_item(event: &StoredEvent, lease_until: Timestamp) -> Item {
     item.insert("event".into(), s(&event.event));
     item.insert("received_at".into(), n(event.received_at.millis()));
     item.insert("payload".into(), s(event.payload.to_string()));
-    item.insert("recipient".into(), s(serde_json::to_string(&event.recipient).unwrap_or_default()));
+    item.insert(
+        "recipient".into(),
+        s(serde_json::to_string(&event.recipient).unwrap_or_default()),
+    );
     let ids = event.notification_ids.iter().map(|id| s(id.as_str())).collect();
     item.insert("notification_ids".into(), AttributeValue::L(ids));
     put_opt(&mut item, "idempotency_key", event.idempotency_key.as_deref());
@@ -84,7 +87,11 @@ fn event_from(item: &Item) -> Result<StoredEvent, BackendError> {
     let notification_ids = item
         .get("notification_ids")
         .and_then(|value| value.as_l().ok())
-        .map(|ids| ids.iter().filter_map(|id| id.as_s().ok().and_then(|id| NotificationId::parse(id))).collect())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| id.as_s().ok().and_then(|id| NotificationId::parse(id)))
+                .collect()
+        })
         .unwrap_or_default();
     let recipient: Recipient = serde_json::from_value(item.json("recipient")?.unwrap_or_default())
         .map_err(|error| corrupt("read", format!("recipient: {error}")))?;
@@ -124,7 +131,10 @@ fn notification_item(notification: &Notification, expires_at: Timestamp) -> Item
     item.insert("created_at".into(), n(notification.created_at.millis()));
     item.insert("updated_at".into(), n(notification.updated_at.millis()));
     // Index keys: notifications by event, by user and by tenant + time.
-    item.insert("by_event".into(), s(format!("T#{tenant}#EVT#{}", notification.event_id)));
+    item.insert(
+        "by_event".into(),
+        s(format!("T#{tenant}#EVT#{}", notification.event_id)),
+    );
     item.insert("by_tenant".into(), s(format!("T#{tenant}")));
     if let Some(user) = &notification.user_id {
         item.insert("by_user".into(), s(format!("T#{tenant}#USER#{user}")));
@@ -152,8 +162,12 @@ fn notification_from(item: &Item) -> Result<Notification, BackendError> {
         event_id: EventId::parse(event_id).ok_or_else(|| corrupt("read", format!("event id {event_id}")))?,
         event: item.str("event")?.to_owned(),
         rule_id: item.str("rule_id")?.to_owned(),
-        channel: channel.parse().map_err(|_| corrupt("read", format!("channel {channel}")))?,
-        status: status.parse::<NotificationStatus>().map_err(|message| corrupt("read", message))?,
+        channel: channel
+            .parse()
+            .map_err(|_| corrupt("read", format!("channel {channel}")))?,
+        status: status
+            .parse::<NotificationStatus>()
+            .map_err(|message| corrupt("read", message))?,
         reason: item.opt_str("reason").map(str::to_owned),
         detail: item.opt_str("detail").map(str::to_owned),
         to: item.opt_str("to").map(str::to_owned),
@@ -169,7 +183,10 @@ fn notification_from(item: &Item) -> Result<Notification, BackendError> {
 
 impl DynamoActivityStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     async fn consistent_get(&self, operation: &'static str, key: Item) -> Result<Option<Item>, BackendError> {
@@ -185,7 +202,12 @@ impl DynamoActivityStore {
         Ok(output.item)
     }
 
-    fn acceptance_writes(&self, acceptance: &Acceptance, now: Timestamp, lease: Duration) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, BackendError> {
+    fn acceptance_writes(
+        &self,
+        acceptance: &Acceptance,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, BackendError> {
         let event = &acceptance.event;
         let lease_until = Timestamp::from_millis(now.millis().saturating_add(duration_millis(lease)));
         let mut writes = Vec::with_capacity(acceptance.notifications.len() + 2);
@@ -197,9 +219,18 @@ impl DynamoActivityStore {
                 .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
                 .expression_attribute_values(":now", n(now.epoch_seconds()))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-            writes.push(aws_sdk_dynamodb::types::TransactWriteItem::builder().put(built(put.build())?).build());
+            writes.push(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .put(built(put.build())?)
+                    .build(),
+            );
         }
-        writes.push(put(&self.table, event_item(event, lease_until), Some("attribute_not_exists(pk)"), &[])?);
+        writes.push(put(
+            &self.table,
+            event_item(event, lease_until),
+            Some("attribute_not_exists(pk)"),
+            &[],
+        )?);
         for notification in &acceptance.notifications {
             let item = notification_item(notification, event.expires_at);
             writes.push(put(&self.table, item, Some("attribute_not_exists(pk)"), &[])?);
@@ -209,7 +240,11 @@ impl DynamoActivityStore {
 }
 
 impl ActivityStore for DynamoActivityStore {
-    async fn record_acceptance(&self, acceptance: &Acceptance, fanout_lease: Duration) -> Result<Recorded, BackendError> {
+    async fn record_acceptance(
+        &self,
+        acceptance: &Acceptance,
+        fanout_lease: Duration,
+    ) -> Result<Recorded, BackendError> {
         let tenant = &acceptance.event.tenant;
         let mut attempt = 0;
         loop {
@@ -225,9 +260,15 @@ impl ActivityStore for DynamoActivityStore {
                     Cancelled::Reasons(items, _) => items.first().cloned().flatten(),
                     Cancelled::Backend(_) => None,
                 };
-                let old = if let Some(item) = old { Some(item) } else {
-                    let key_text = acceptance.idempotency.as_ref().map_or("", |record| record.key.as_str());
-                    self.consistent_get("GetItem(idempotency)", idempotency_key(tenant, key_text)).await?
+                let old = if let Some(item) = old {
+                    Some(item)
+                } else {
+                    let key_text = acceptance
+                        .idempotency
+                        .as_ref()
+                        .map_or("", |record| record.key.as_str());
+                    self.consistent_get("GetItem(idempotency)", idempotency_key(tenant, key_text))
+                        .await?
                 };
                 if let Some(old) = old {
                     return Ok(Recorded::Existing(idempotency_from(&old)?));
@@ -247,17 +288,28 @@ impl ActivityStore for DynamoActivityStore {
     }
 
     async fn event(&self, tenant: &TenantId, id: &EventId) -> Result<Option<StoredEvent>, BackendError> {
-        let item = self.consistent_get("GetItem(event)", event_key(tenant, id)).await?;
+        let item = self
+            .consistent_get("GetItem(event)", event_key(tenant, id))
+            .await?;
         let event = item.as_ref().map(event_from).transpose()?;
         // TTL deletion lags by up to days; an expired event is gone as far as clients are concerned.
         Ok(event.filter(|event| event.expires_at > Timestamp::now()))
     }
 
-    async fn notifications(&self, tenant: &TenantId, ids: &[NotificationId]) -> Result<Vec<Notification>, BackendError> {
+    async fn notifications(
+        &self,
+        tenant: &TenantId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, BackendError> {
         let mut found: HashMap<String, Notification> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_GET_LIMIT) {
             let keys: Vec<Item> = chunk.iter().map(|id| notification_key(tenant, id)).collect();
-            let mut pending = Some(built(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build())?);
+            let mut pending = Some(built(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build(),
+            )?);
             let mut rounds = 0u64;
             while let Some(request) = pending.take() {
                 rounds += 1;
@@ -268,11 +320,18 @@ impl ActivityStore for DynamoActivityStore {
                     .send()
                     .await
                     .map_err(|error| backend_error("DynamoDB", "BatchGetItem(notifications)", &error))?;
-                for item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                for item in output
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
                     let notification = notification_from(&item)?;
                     found.insert(notification.id.as_str().to_owned(), notification);
                 }
-                pending = output.unprocessed_keys.and_then(|mut unprocessed| unprocessed.remove(&self.table));
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.table));
                 if pending.is_some() {
                     if rounds >= 5 {
                         return Err(BackendError {
@@ -289,7 +348,13 @@ impl ActivityStore for DynamoActivityStore {
         Ok(ids.iter().filter_map(|id| found.remove(id.as_str())).collect())
     }
 
-    async fn claim_fanout(&self, tenant: &TenantId, id: &EventId, now: Timestamp, lease: Duration) -> Result<bool, BackendError> {
+    async fn claim_fanout(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, BackendError> {
         let until = now.millis().saturating_add(duration_millis(lease));
         let result = self
             .client
@@ -312,16 +377,34 @@ impl ActivityStore for DynamoActivityStore {
     }
 
     async fn finish_fanout(&self, tenant: &TenantId, id: &EventId) -> Result<(), BackendError> {
-        self.remove(tenant, id, "REMOVE fanout_pending, fanout_lease_until", "UpdateItem(finish fan-out)").await
+        self.remove(
+            tenant,
+            id,
+            "REMOVE fanout_pending, fanout_lease_until",
+            "UpdateItem(finish fan-out)",
+        )
+        .await
     }
 
     async fn release_fanout(&self, tenant: &TenantId, id: &EventId) -> Result<(), BackendError> {
-        self.remove(tenant, id, "REMOVE fanout_lease_until", "UpdateItem(release fan-out)").await
+        self.remove(
+            tenant,
+            id,
+            "REMOVE fanout_lease_until",
+            "UpdateItem(release fan-out)",
+        )
+        .await
     }
 }
 
 impl DynamoActivityStore {
-    async fn remove(&self, tenant: &TenantId, id: &EventId, expression: &str, operation: &'static str) -> Result<(), BackendError> {
+    async fn remove(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+        expression: &str,
+        operation: &'static str,
+    ) -> Result<(), BackendError> {
         self.client
             .update_item()
             .table_name(&self.table)

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWrite
 use std::collections::{BTreeMap, HashMap};
 
 /// How often a write that lost a race re-reads and tries again before answering 409.
-const WRITE_ATTEMPTS: usize = 4;
+pub(super) const WRITE_ATTEMPTS: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct DynamoConfigStore {
@@ -39,7 +39,10 @@ fn rule_count_key(tenant: &TenantId, event: &str) -> Item {
 
 impl DynamoConfigStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     async fn get(&self, operation: &'static str, key: Item) -> Result<Option<Item>, BackendError> {
@@ -76,7 +79,10 @@ impl DynamoConfigStore {
             .send()
             .await
             .map_err(|error| backend_error("DynamoDB", operation, &error))?;
-        Ok((output.items.unwrap_or_default(), page_token(output.last_evaluated_key.as_ref())))
+        Ok((
+            output.items.unwrap_or_default(),
+            page_token(output.last_evaluated_key.as_ref()),
+        ))
     }
 
     async fn delete(&self, operation: &'static str, key: Item) -> Result<bool, BackendError> {
@@ -97,11 +103,18 @@ impl DynamoConfigStore {
 
 impl ApiKeyStore for DynamoConfigStore {
     async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<TenantId>, BackendError> {
-        let item = self.get("GetItem(api key)", key(format!("KEY#{key_hash}"), "KEY")).await?;
+        let item = self
+            .get("GetItem(api key)", key(format!("KEY#{key_hash}"), "KEY"))
+            .await?;
         item.map(|item| item.str("tenant").map(TenantId::new)).transpose()
     }
 
-    async fn put_api_key(&self, tenant: &TenantId, key_hash: &str, now: Timestamp) -> Result<(), BackendError> {
+    async fn put_api_key(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), BackendError> {
         let mut item = key(format!("KEY#{key_hash}"), "KEY");
         item.insert("tenant".into(), s(tenant.as_str()));
         item.insert("created_at".into(), n(now.millis()));
@@ -141,34 +154,41 @@ impl EventTypeStore for DynamoConfigStore {
         now: Timestamp,
     ) -> Result<Saved, BackendError> {
         // One update (not a put) keeps created_at, and its old values say atomically whether it created.
-        let mut sets = vec!["#name = :name", "critical = :critical", "updated_at = :now", "created_at = if_not_exists(created_at, :now)"];
+        // Every attribute goes through a placeholder: `name` and `schema` are DynamoDB reserved words.
+        let optional = [
+            ("description", spec.description.clone()),
+            ("category", spec.category.clone()),
+            ("schema", spec.schema.as_ref().map(ToString::to_string)),
+        ];
+        let mut sets = vec![
+            "#name = :name".to_owned(),
+            "#critical = :critical".to_owned(),
+            "#updated_at = :now".to_owned(),
+            "#created_at = if_not_exists(#created_at, :now)".to_owned(),
+        ];
         let mut removes = Vec::new();
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(tenant_pk(tenant), format!("ETYPE#{name}"))))
-            .expression_attribute_names("#name", "name")
             .expression_attribute_values(":name", s(name))
             .expression_attribute_values(":critical", AttributeValue::Bool(spec.critical))
             .expression_attribute_values(":now", n(now.millis()))
             .return_values(ReturnValue::UpdatedOld);
-        let optional = [
-            ("description", ":description", spec.description.clone()),
-            ("category", ":category", spec.category.clone()),
-            ("schema", ":schema", spec.schema.as_ref().map(ToString::to_string)),
-        ];
-        let mut set_clauses = Vec::new();
-        for (attribute, placeholder, value) in optional {
+        for attribute in ["name", "critical", "updated_at", "created_at"] {
+            request = request.expression_attribute_names(format!("#{attribute}"), attribute);
+        }
+        for (attribute, value) in optional {
+            request = request.expression_attribute_names(format!("#{attribute}"), attribute);
             match value {
                 Some(value) => {
-                    set_clauses.push(format!("{attribute} = {placeholder}"));
-                    request = request.expression_attribute_values(placeholder, s(value));
+                    sets.push(format!("#{attribute} = :{attribute}"));
+                    request = request.expression_attribute_values(format!(":{attribute}"), s(value));
                 }
-                None => removes.push(attribute),
+                None => removes.push(format!("#{attribute}")),
             }
         }
-        sets.extend(set_clauses.iter().map(String::as_str));
         let mut expression = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {
             expression = format!("{expression} REMOVE {}", removes.join(", "));
@@ -178,22 +198,42 @@ impl EventTypeStore for DynamoConfigStore {
             .send()
             .await
             .map_err(|error| backend_error("DynamoDB", "UpdateItem(event type)", &error))?;
-        let existed = output.attributes.is_some_and(|old| old.contains_key("created_at"));
+        let existed = output
+            .attributes
+            .is_some_and(|old| old.contains_key("created_at"));
         Ok(if existed { Saved::Replaced } else { Saved::Created })
     }
 
     async fn event_type(&self, tenant: &TenantId, name: &str) -> Result<Option<EventType>, BackendError> {
-        let item = self.get("GetItem(event type)", key(tenant_pk(tenant), format!("ETYPE#{name}"))).await?;
+        let item = self
+            .get(
+                "GetItem(event type)",
+                key(tenant_pk(tenant), format!("ETYPE#{name}")),
+            )
+            .await?;
         item.as_ref().map(event_type_from).transpose()
     }
 
-    async fn list_event_types(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<EventType>, BackendError> {
-        let (items, next) = self.query_prefix("Query(event types)", tenant, "ETYPE#", page).await?;
-        Ok(Page { items: items.iter().map(event_type_from).collect::<Result<_, _>>()?, next })
+    async fn list_event_types(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<EventType>, BackendError> {
+        let (items, next) = self
+            .query_prefix("Query(event types)", tenant, "ETYPE#", page)
+            .await?;
+        Ok(Page {
+            items: items.iter().map(event_type_from).collect::<Result<_, _>>()?,
+            next,
+        })
     }
 
     async fn delete_event_type(&self, tenant: &TenantId, name: &str) -> Result<bool, BackendError> {
-        self.delete("DeleteItem(event type)", key(tenant_pk(tenant), format!("ETYPE#{name}"))).await
+        self.delete(
+            "DeleteItem(event type)",
+            key(tenant_pk(tenant), format!("ETYPE#{name}")),
+        )
+        .await
     }
 }
 
@@ -209,12 +249,16 @@ fn template_head_from(item: &Item) -> Result<TemplateHead, BackendError> {
         .iter()
         .map(|(locale, version)| {
             let version = version.as_n().ok().and_then(|v| v.parse().ok());
-            version.map(|v| (locale.clone(), v)).ok_or_else(|| corrupt("read", format!("live version of {locale}")))
+            version
+                .map(|v| (locale.clone(), v))
+                .ok_or_else(|| corrupt("read", format!("live version of {locale}")))
         })
         .collect::<Result<BTreeMap<_, _>, _>>()?;
     Ok(TemplateHead {
         name: item.str("name")?.to_owned(),
-        channel: channel.parse().map_err(|_| corrupt("read", format!("channel {channel}")))?,
+        channel: channel
+            .parse()
+            .map_err(|_| corrupt("read", format!("channel {channel}")))?,
         default_locale: item.str("default_locale")?.to_owned(),
         live_versions,
         created_at: Timestamp::from_millis(item.int("created_at")?),
@@ -223,7 +267,10 @@ fn template_head_from(item: &Item) -> Result<TemplateHead, BackendError> {
 }
 
 fn template_version_from(item: &Item) -> Result<TemplateVersion, BackendError> {
-    let channel: Channel = item.str("channel")?.parse().map_err(|_| corrupt("read", "template channel"))?;
+    let channel: Channel = item
+        .str("channel")?
+        .parse()
+        .map_err(|_| corrupt("read", "template channel"))?;
     let parts = item.json("content")?.unwrap_or_default();
     let text = |name: &str| parts.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     Ok(TemplateVersion {
@@ -261,7 +308,9 @@ impl TemplateStore for DynamoConfigStore {
                     )));
                 }
             }
-            let current = head.as_ref().and_then(|head| head.live_versions.get(locale).copied());
+            let current = head
+                .as_ref()
+                .and_then(|head| head.live_versions.get(locale).copied());
             let version = current.map_or(1, |v| v + 1);
             // The head's live version moves from `current` to `version` only if nobody moved it first.
             let head_write = if head.is_none() {
@@ -269,28 +318,35 @@ impl TemplateStore for DynamoConfigStore {
                 item.insert("name".into(), s(name));
                 item.insert("channel".into(), s(content.channel.as_str()));
                 item.insert("default_locale".into(), s(locale));
-                item.insert("live".into(), AttributeValue::M(HashMap::from([(locale.clone(), n(version))])));
+                item.insert(
+                    "live".into(),
+                    AttributeValue::M(HashMap::from([(locale.clone(), n(version))])),
+                );
                 item.insert("created_at".into(), n(now.millis()));
                 item.insert("updated_at".into(), n(now.millis()));
                 put(&self.table, item, Some("attribute_not_exists(pk)"), &[])?
             } else {
                 let condition = if current.is_some() {
-                    "live.#locale = :current"
+                    "#live.#locale = :current"
                 } else {
-                    "attribute_exists(pk) AND attribute_not_exists(live.#locale)"
+                    "attribute_exists(pk) AND attribute_not_exists(#live.#locale)"
                 };
                 let mut update = Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(key(&pk, format!("TPL#{name}"))))
-                    .update_expression("SET live.#locale = :version, updated_at = :now")
+                    .update_expression("SET #live.#locale = :version, #updated_at = :now")
                     .condition_expression(condition)
                     .expression_attribute_names("#locale", locale)
+                    .expression_attribute_names("#live", "live")
+                    .expression_attribute_names("#updated_at", "updated_at")
                     .expression_attribute_values(":version", n(version))
                     .expression_attribute_values(":now", n(now.millis()));
                 if let Some(current) = current {
                     update = update.expression_attribute_values(":current", n(current));
                 }
-                TransactWriteItem::builder().update(built(update.build())?).build()
+                TransactWriteItem::builder()
+                    .update(built(update.build())?)
+                    .build()
             };
             let mut item = key(&pk, template_version_sk(name, locale, version));
             item.insert("name".into(), s(name));
@@ -300,19 +356,38 @@ impl TemplateStore for DynamoConfigStore {
             item.insert("content".into(), s(content.parts_json().to_string()));
             item.insert("created_at".into(), n(now.millis()));
             let version_write = put(&self.table, item, Some("attribute_not_exists(pk)"), &[])?;
-            match transact(&self.client, "TransactWriteItems(template)", vec![head_write, version_write]).await {
+            match transact(
+                &self.client,
+                "TransactWriteItems(template)",
+                vec![head_write, version_write],
+            )
+            .await
+            {
                 Ok(()) => {
-                    return Ok(TemplateVersion { name: name.to_owned(), version, content: content.clone(), created_at: now });
+                    return Ok(TemplateVersion {
+                        name: name.to_owned(),
+                        version,
+                        content: content.clone(),
+                        created_at: now,
+                    });
                 }
                 Err(Cancelled::Backend(error)) => return Err(error.into()),
                 Err(Cancelled::Reasons(..)) => {} // another version landed first: read again
             }
         }
-        Err(WriteError::Conflict(format!("template {name} is being changed by another request; retry")))
+        Err(WriteError::Conflict(format!(
+            "template {name} is being changed by another request; retry"
+        )))
     }
 
-    async fn template_head(&self, tenant: &TenantId, name: &str) -> Result<Option<TemplateHead>, BackendError> {
-        let item = self.get("GetItem(template)", key(tenant_pk(tenant), format!("TPL#{name}"))).await?;
+    async fn template_head(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<TemplateHead>, BackendError> {
+        let item = self
+            .get("GetItem(template)", key(tenant_pk(tenant), format!("TPL#{name}")))
+            .await?;
         item.as_ref().map(template_head_from).transpose()
     }
 
@@ -324,25 +399,47 @@ impl TemplateStore for DynamoConfigStore {
         version: u32,
     ) -> Result<Option<TemplateVersion>, BackendError> {
         let sk = template_version_sk(name, locale, version);
-        let item = self.get("GetItem(template version)", key(tenant_pk(tenant), sk)).await?;
+        let item = self
+            .get("GetItem(template version)", key(tenant_pk(tenant), sk))
+            .await?;
         item.as_ref().map(template_version_from).transpose()
     }
 
-    async fn list_templates(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TemplateHead>, BackendError> {
-        let (items, next) = self.query_prefix("Query(templates)", tenant, "TPL#", page).await?;
-        Ok(Page { items: items.iter().map(template_head_from).collect::<Result<_, _>>()?, next })
+    async fn list_templates(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<TemplateHead>, BackendError> {
+        let (items, next) = self
+            .query_prefix("Query(templates)", tenant, "TPL#", page)
+            .await?;
+        Ok(Page {
+            items: items.iter().map(template_head_from).collect::<Result<_, _>>()?,
+            next,
+        })
     }
 
     async fn delete_template(&self, tenant: &TenantId, name: &str) -> Result<bool, BackendError> {
         // The head goes first: once it is gone the name is free, and no new version can be pinned.
-        let existed = self.delete("DeleteItem(template)", key(tenant_pk(tenant), format!("TPL#{name}"))).await?;
+        let existed = self
+            .delete(
+                "DeleteItem(template)",
+                key(tenant_pk(tenant), format!("TPL#{name}")),
+            )
+            .await?;
         let versions = format!("TPLV#{name}#");
-        let mut page = PageRequest { limit: 100, after: None };
+        let mut page = PageRequest {
+            limit: 100,
+            after: None,
+        };
         loop {
-            let (items, next) = self.query_prefix("Query(template versions)", tenant, &versions, &page).await?;
+            let (items, next) = self
+                .query_prefix("Query(template versions)", tenant, &versions, &page)
+                .await?;
             for item in items {
                 let sk = item.str("sk")?.to_owned();
-                self.delete("DeleteItem(template version)", key(tenant_pk(tenant), sk)).await?;
+                self.delete("DeleteItem(template version)", key(tenant_pk(tenant), sk))
+                    .await?;
             }
             match next {
                 Some(next) => page.after = Some(next),
@@ -360,7 +457,9 @@ fn rule_from(item: &Item) -> Result<Rule, BackendError> {
         id: item.str("id")?.to_owned(),
         spec: RuleSpec {
             event: item.str("event")?.to_owned(),
-            channel: channel.parse().map_err(|_| corrupt("read", format!("rule channel {channel}")))?,
+            channel: channel
+                .parse()
+                .map_err(|_| corrupt("read", format!("rule channel {channel}")))?,
             template: item.str("template")?.to_owned(),
             condition: item.json("condition")?,
             enabled: item.flag("enabled"),
@@ -372,13 +471,20 @@ fn rule_from(item: &Item) -> Result<Rule, BackendError> {
 
 fn rule_item(tenant: &TenantId, id: &str, spec: &RuleSpec, created_at: Timestamp, now: Timestamp) -> Item {
     let mut item = key(tenant_pk(tenant), format!("RULE#{id}"));
-    item.insert("gsi1pk".into(), s(format!("TENANT#{tenant}#EVENT#{}", spec.event)));
+    item.insert(
+        "gsi1pk".into(),
+        s(format!("TENANT#{tenant}#EVENT#{}", spec.event)),
+    );
     item.insert("gsi1sk".into(), s(format!("RULE#{id}")));
     item.insert("id".into(), s(id));
     item.insert("event".into(), s(&spec.event));
     item.insert("channel".into(), s(spec.channel.as_str()));
     item.insert("template".into(), s(&spec.template));
-    put_opt(&mut item, "condition", spec.condition.as_ref().map(ToString::to_string));
+    put_opt(
+        &mut item,
+        "condition",
+        spec.condition.as_ref().map(ToString::to_string),
+    );
     item.insert("enabled".into(), AttributeValue::Bool(spec.enabled));
     item.insert("created_at".into(), n(created_at.millis()));
     item.insert("updated_at".into(), n(now.millis()));
@@ -387,23 +493,37 @@ fn rule_item(tenant: &TenantId, id: &str, spec: &RuleSpec, created_at: Timestamp
 
 impl DynamoConfigStore {
     /// Moves an event type's rule count by `delta`; an increase is refused past the limit.
-    fn count_rules(&self, tenant: &TenantId, event: &str, delta: i64) -> Result<TransactWriteItem, BackendError> {
+    fn count_rules(
+        &self,
+        tenant: &TenantId,
+        event: &str,
+        delta: i64,
+    ) -> Result<TransactWriteItem, BackendError> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(rule_count_key(tenant, event)))
-            .update_expression("ADD rules :delta")
+            .update_expression("ADD #rules :delta")
+            .expression_attribute_names("#rules", "rules")
             .expression_attribute_values(":delta", n(delta));
         if delta > 0 {
             update = update
-                .condition_expression("attribute_not_exists(rules) OR rules < :max")
+                .condition_expression("attribute_not_exists(#rules) OR #rules < :max")
                 .expression_attribute_values(":max", n(MAX_RULES_PER_EVENT_TYPE as u64));
         }
-        Ok(TransactWriteItem::builder().update(built(update.build())?).build())
+        Ok(TransactWriteItem::builder()
+            .update(built(update.build())?)
+            .build())
     }
 }
 
 impl RuleStore for DynamoConfigStore {
-    async fn put_rule(&self, tenant: &TenantId, id: &str, spec: &RuleSpec, now: Timestamp) -> Result<Saved, WriteError> {
+    async fn put_rule(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        spec: &RuleSpec,
+        now: Timestamp,
+    ) -> Result<Saved, WriteError> {
         for _ in 0..WRITE_ATTEMPTS {
             let old = self.rule(tenant, id).await?;
             let created_at = old.as_ref().map_or(now, |old| old.created_at);
@@ -418,8 +538,12 @@ impl RuleStore for DynamoConfigStore {
                 ),
                 Some(old) => {
                     let same_event = old.spec.event == spec.event;
-                    let mut writes =
-                        vec![put(&self.table, item, Some("event = :old_event"), &[(":old_event", s(&old.spec.event))])?];
+                    let mut writes = vec![put(
+                        &self.table,
+                        item,
+                        Some("#event = :old_event"),
+                        &[(":old_event", s(&old.spec.event))],
+                    )?];
                     if !same_event {
                         writes.push(self.count_rules(tenant, &old.spec.event, -1)?);
                         writes.push(self.count_rules(tenant, &spec.event, 1)?);
@@ -428,26 +552,44 @@ impl RuleStore for DynamoConfigStore {
                 }
             };
             match transact(&self.client, "TransactWriteItems(rule)", writes).await {
-                Ok(()) => return Ok(if old.is_some() { Saved::Replaced } else { Saved::Created }),
+                Ok(()) => {
+                    return Ok(if old.is_some() {
+                        Saved::Replaced
+                    } else {
+                        Saved::Created
+                    });
+                }
                 Err(Cancelled::Backend(error)) => return Err(error.into()),
                 Err(cancelled) if count_index.is_some_and(|index| cancelled.failed_at(index)) => {
                     return Err(WriteError::Invalid(FieldError::new(
                         "/event",
-                        format!("event type {} already has {MAX_RULES_PER_EVENT_TYPE} rules", spec.event),
+                        format!(
+                            "event type {} already has {MAX_RULES_PER_EVENT_TYPE} rules",
+                            spec.event
+                        ),
                     )));
                 }
                 Err(_) => {} // the rule changed under us: read it again
             }
         }
-        Err(WriteError::Conflict(format!("rule {id} is being changed by another request; retry")))
+        Err(WriteError::Conflict(format!(
+            "rule {id} is being changed by another request; retry"
+        )))
     }
 
     async fn rule(&self, tenant: &TenantId, id: &str) -> Result<Option<Rule>, BackendError> {
-        let item = self.get("GetItem(rule)", key(tenant_pk(tenant), format!("RULE#{id}"))).await?;
+        let item = self
+            .get("GetItem(rule)", key(tenant_pk(tenant), format!("RULE#{id}")))
+            .await?;
         item.as_ref().map(rule_from).transpose()
     }
 
-    async fn list_rules(&self, tenant: &TenantId, event: Option<&str>, page: &PageRequest) -> Result<Page<Rule>, BackendError> {
+    async fn list_rules(
+        &self,
+        tenant: &TenantId,
+        event: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Rule>, BackendError> {
         let (items, next) = match event {
             None => self.query_prefix("Query(rules)", tenant, "RULE#", page).await?,
             Some(event) => {
@@ -469,15 +611,24 @@ impl RuleStore for DynamoConfigStore {
                     .send()
                     .await
                     .map_err(|error| backend_error("DynamoDB", "Query(rules by event)", &error))?;
-                (output.items.unwrap_or_default(), page_token(output.last_evaluated_key.as_ref()))
+                (
+                    output.items.unwrap_or_default(),
+                    page_token(output.last_evaluated_key.as_ref()),
+                )
             }
         };
-        Ok(Page { items: items.iter().map(rule_from).collect::<Result<_, _>>()?, next })
+        Ok(Page {
+            items: items.iter().map(rule_from).collect::<Result<_, _>>()?,
+            next,
+        })
     }
 
     async fn rules_for_event(&self, tenant: &TenantId, event: &str) -> Result<Vec<Rule>, BackendError> {
         let mut rules = Vec::new();
-        let mut page = PageRequest { limit: 100, after: None };
+        let mut page = PageRequest {
+            limit: 100,
+            after: None,
+        };
         loop {
             let listed = self.list_rules(tenant, Some(event), &page).await?;
             rules.extend(listed.items);
@@ -490,22 +641,29 @@ impl RuleStore for DynamoConfigStore {
 
     async fn delete_rule(&self, tenant: &TenantId, id: &str) -> Result<bool, WriteError> {
         for _ in 0..WRITE_ATTEMPTS {
-            let Some(old) = self.rule(tenant, id).await? else { return Ok(false) };
+            let Some(old) = self.rule(tenant, id).await? else {
+                return Ok(false);
+            };
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(tenant_pk(tenant), format!("RULE#{id}"))))
-                .condition_expression("event = :event")
+                .condition_expression("#event = :event")
+                .expression_attribute_names("#event", "event")
                 .expression_attribute_values(":event", s(&old.spec.event))
                 .build();
             let delete = built(delete)?;
-            let writes =
-                vec![TransactWriteItem::builder().delete(delete).build(), self.count_rules(tenant, &old.spec.event, -1)?];
+            let writes = vec![
+                TransactWriteItem::builder().delete(delete).build(),
+                self.count_rules(tenant, &old.spec.event, -1)?,
+            ];
             match transact(&self.client, "TransactWriteItems(delete rule)", writes).await {
                 Ok(()) => return Ok(true),
                 Err(Cancelled::Backend(error)) => return Err(error.into()),
                 Err(Cancelled::Reasons(..)) => {}
             }
         }
-        Err(WriteError::Conflict(format!("rule {id} is being changed by another request; retry")))
+        Err(WriteError::Conflict(format!(
+            "rule {id} is being changed by another request; retry"
+        )))
     }
 }

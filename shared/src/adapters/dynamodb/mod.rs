@@ -23,8 +23,8 @@ mod config_store;
 pub use activity_store::DynamoActivityStore;
 pub use config_store::DynamoConfigStore;
 
-use crate::ports::BackendError;
 use crate::adapters::backend_error;
+use crate::ports::BackendError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::BuildError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -51,7 +51,12 @@ fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 
 fn corrupt(operation: &'static str, detail: impl Into<String>) -> BackendError {
     let detail: String = detail.into();
-    BackendError { service: "DynamoDB", operation, message: format!("malformed item: {detail}"), retryable: false }
+    BackendError {
+        service: "DynamoDB",
+        operation,
+        message: format!("malformed item: {detail}"),
+        retryable: false,
+    }
 }
 
 /// Typed reads of item attributes; a missing or mistyped required attribute is a corrupt item.
@@ -66,28 +71,39 @@ trait ItemExt {
 
 impl ItemExt for Item {
     fn str(&self, name: &str) -> Result<&str, BackendError> {
-        self.opt_str(name).ok_or_else(|| corrupt("read", format!("string attribute {name} missing")))
+        self.opt_str(name)
+            .ok_or_else(|| corrupt("read", format!("string attribute {name} missing")))
     }
 
     fn opt_str(&self, name: &str) -> Option<&str> {
-        self.get(name).and_then(|value| value.as_s().ok()).map(String::as_str)
+        self.get(name)
+            .and_then(|value| value.as_s().ok())
+            .map(String::as_str)
     }
 
     fn int(&self, name: &str) -> Result<i64, BackendError> {
-        self.opt_int(name).ok_or_else(|| corrupt("read", format!("number attribute {name} missing")))
+        self.opt_int(name)
+            .ok_or_else(|| corrupt("read", format!("number attribute {name} missing")))
     }
 
     fn opt_int(&self, name: &str) -> Option<i64> {
-        self.get(name).and_then(|value| value.as_n().ok()).and_then(|number| number.parse().ok())
+        self.get(name)
+            .and_then(|value| value.as_n().ok())
+            .and_then(|number| number.parse().ok())
     }
 
     fn flag(&self, name: &str) -> bool {
-        self.get(name).and_then(|value| value.as_bool().ok()).copied().unwrap_or(false)
+        self.get(name)
+            .and_then(|value| value.as_bool().ok())
+            .copied()
+            .unwrap_or(false)
     }
 
     fn json(&self, name: &str) -> Result<Option<serde_json::Value>, BackendError> {
         self.opt_str(name)
-            .map(|text| serde_json::from_str(text).map_err(|error| corrupt("read", format!("{name}: {error}"))))
+            .map(|text| {
+                serde_json::from_str(text).map_err(|error| corrupt("read", format!("{name}: {error}")))
+            })
             .transpose()
     }
 }
@@ -109,7 +125,8 @@ fn built<T>(result: Result<T, BuildError>) -> Result<T, BackendError> {
     })
 }
 
-/// A transactional put of `item`, with an optional condition and its values.
+/// A transactional put of `item`, with an optional condition and its values. A `#name` placeholder in the
+/// condition stands for the attribute `name` (many plain words are DynamoDB reserved words).
 fn put(
     table: &str,
     item: Item,
@@ -122,6 +139,16 @@ fn put(
         .set_condition_expression(condition.map(str::to_owned));
     for (name, value) in values {
         put = put.expression_attribute_values(*name, value.clone());
+    }
+    for placeholder in condition
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .filter(|word| word.starts_with('#'))
+    {
+        let attribute = placeholder
+            .trim_start_matches('#')
+            .trim_end_matches(|c: char| !c.is_alphanumeric() && c != '_');
+        put = put.expression_attribute_names(format!("#{attribute}"), attribute);
     }
     Ok(TransactWriteItem::builder().put(built(put.build())?).build())
 }
@@ -152,15 +179,27 @@ impl From<BackendError> for Cancelled {
 
 /// Runs a transaction, telling a cancellation (with each item's reason and, where asked for, the old
 /// item) from a failure of the service.
-async fn transact(client: &Client, operation: &'static str, items: Vec<TransactWriteItem>) -> Result<(), Cancelled> {
-    match client.transact_write_items().set_transact_items(Some(items)).send().await {
+async fn transact(
+    client: &Client,
+    operation: &'static str,
+    items: Vec<TransactWriteItem>,
+) -> Result<(), Cancelled> {
+    match client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
         Ok(_) => Ok(()),
         Err(error) => Err(match error.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
                 let reasons = cancelled.cancellation_reasons();
                 Cancelled::Reasons(
                     reasons.iter().map(|reason| reason.item().cloned()).collect(),
-                    reasons.iter().map(|reason| reason.code().unwrap_or("None").to_owned()).collect(),
+                    reasons
+                        .iter()
+                        .map(|reason| reason.code().unwrap_or("None").to_owned())
+                        .collect(),
                 )
             }
             _ => Cancelled::Backend(backend_error("DynamoDB", operation, &error)),
