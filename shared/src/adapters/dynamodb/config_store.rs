@@ -175,7 +175,7 @@ impl EventTypeStore for DynamoConfigStore {
             .expression_attribute_values(":name", s(name))
             .expression_attribute_values(":critical", AttributeValue::Bool(spec.critical))
             .expression_attribute_values(":now", n(now.millis()))
-            .return_values(ReturnValue::UpdatedOld);
+            .return_values(ReturnValue::AllOld);
         for attribute in ["name", "critical", "updated_at", "created_at"] {
             request = request.expression_attribute_names(format!("#{attribute}"), attribute);
         }
