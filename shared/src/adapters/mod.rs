@@ -4,11 +4,12 @@ pub mod dynamodb;
 pub mod sqs;
 
 use crate::ports::BackendError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Error codes that mean "try again later" on any AWS service.
-const RETRYABLE_CODES: [&str; 8] = [
+const RETRYABLE_CODES: [&str; 10] = [
     "ThrottlingException",
     "Throttling",
     "ProvisionedThroughputExceededException",
@@ -17,24 +18,28 @@ const RETRYABLE_CODES: [&str; 8] = [
     "InternalServerError",
     "ServiceUnavailable",
     "RequestThrottled",
+    "KmsThrottled",
+    "KMS.ThrottlingException",
 ];
 
 /// Classifies an SDK error: transport failures, timeouts, throttling and 5xx are retryable; anything
 /// else (access denied, a missing table or queue) is configuration a person must fix.
-pub(crate) fn backend_error<E, R>(
+pub(crate) fn backend_error<E>(
     service: &'static str,
     operation: &'static str,
-    error: &SdkError<E, R>,
+    error: &SdkError<E, HttpResponse>,
 ) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let (retryable, message) = match error {
         SdkError::ServiceError(context) => {
             let err = context.err();
             let code = err.code().unwrap_or("Unknown");
-            let retryable = RETRYABLE_CODES.contains(&code) || code.ends_with("ServerError");
+            // A 5xx is the service failing, whatever its code says (`InternalFailure`, for one).
+            let retryable = RETRYABLE_CODES.contains(&code)
+                || code.ends_with("ServerError")
+                || context.raw().status().is_server_error();
             (
                 retryable,
                 format!("{code}: {}", err.message().unwrap_or("no message")),

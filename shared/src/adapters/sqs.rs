@@ -29,12 +29,22 @@ impl SqsNotificationQueue {
         let mut pending: Vec<(String, String)> = batch
             .iter()
             .enumerate()
-            .map(|(index, envelope)| (index.to_string(), serde_json::to_string(envelope).unwrap_or_default()))
+            .map(|(index, envelope)| {
+                (
+                    index.to_string(),
+                    serde_json::to_string(envelope).unwrap_or_default(),
+                )
+            })
             .collect();
         for attempt in 1..=ENTRY_ATTEMPTS {
             let entries = pending
                 .iter()
-                .map(|(id, body)| SendMessageBatchRequestEntry::builder().id(id).message_body(body).build())
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|error| BackendError {
                     service: "SQS",
@@ -58,7 +68,11 @@ impl SqsNotificationQueue {
                 return Err(BackendError {
                     service: "SQS",
                     operation: "SendMessageBatch",
-                    message: format!("{}: {}", permanent.code(), permanent.message().unwrap_or("refused")),
+                    message: format!(
+                        "{}: {}",
+                        permanent.code(),
+                        permanent.message().unwrap_or("refused")
+                    ),
                     retryable: false,
                 });
             }
@@ -70,7 +84,10 @@ impl SqsNotificationQueue {
         Err(BackendError {
             service: "SQS",
             operation: "SendMessageBatch",
-            message: format!("{} messages still failed after {ENTRY_ATTEMPTS} attempts", pending.len()),
+            message: format!(
+                "{} messages still failed after {ENTRY_ATTEMPTS} attempts",
+                pending.len()
+            ),
             retryable: true,
         })
     }
@@ -88,5 +105,246 @@ impl NotificationQueue for SqsNotificationQueue {
             self.send_batch(url, batch).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The queue against an SQS client mocked at the SDK boundary (`aws-smithy-mocks`).
+
+    use super::*;
+    use crate::domain::{EventId, NotificationId, TenantId, Timestamp};
+    use aws_sdk_sqs::config::retry::RetryConfig;
+    use aws_sdk_sqs::error::ErrorMetadata;
+    use aws_sdk_sqs::operation::send_message_batch::{
+        SendMessageBatchError, SendMessageBatchInput, SendMessageBatchOutput,
+    };
+    use aws_sdk_sqs::types::error::RequestThrottled;
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use std::sync::{Arc, Mutex};
+
+    const EMAIL_QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/herald-email";
+
+    /// Each batch sent, as its entries' (id, body).
+    type Sent = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+    /// A queue on a client whose every call must meet one of `rules`. The SDK's own retries are off, so
+    /// the number of calls a rule sees is the number the adapter made.
+    fn queue(mode: RuleMode, rules: &[&Rule]) -> SqsNotificationQueue {
+        let client = mock_client!(aws_sdk_sqs, mode, rules, |config| {
+            config.retry_config(RetryConfig::disabled())
+        });
+        SqsNotificationQueue::new(client, QueueUrls::new([(Channel::Email, EMAIL_QUEUE.to_owned())]))
+    }
+
+    fn envelopes(count: usize) -> Vec<Envelope> {
+        let event = EventId::generate(Timestamp::from_millis(1_790_000_000_000));
+        (0..count)
+            .map(|index| {
+                let id = NotificationId::for_rule(&event, &format!("rule-{index}"));
+                Envelope::new(TenantId::new("acme"), id, format!("req-{index}"))
+            })
+            .collect()
+    }
+
+    fn body(envelope: &Envelope) -> String {
+        serde_json::to_string(envelope).unwrap()
+    }
+
+    fn record(sent: &Sent, request: &SendMessageBatchInput) {
+        assert_eq!(request.queue_url(), Some(EMAIL_QUEUE));
+        let entries = request
+            .entries()
+            .iter()
+            .map(|entry| (entry.id().to_owned(), entry.message_body().to_owned()));
+        sent.lock().unwrap().push(entries.collect());
+    }
+
+    fn sent_entry(id: &str) -> SendMessageBatchResultEntry {
+        SendMessageBatchResultEntry::builder()
+            .id(id)
+            .message_id(format!("message-{id}"))
+            .md5_of_message_body("d41d8cd98f00b204e9800998ecf8427e")
+            .build()
+            .unwrap()
+    }
+
+    fn failed_entry(id: &str, code: &str, sender_fault: bool) -> BatchResultErrorEntry {
+        BatchResultErrorEntry::builder()
+            .id(id)
+            .code(code)
+            .message(format!("{code} (test)"))
+            .sender_fault(sender_fault)
+            .build()
+            .unwrap()
+    }
+
+    /// SQS's answer to `request` when the entries with ids in `failures` fail and the rest are queued.
+    fn answer(request: &SendMessageBatchInput, failures: &[(&str, &str, bool)]) -> SendMessageBatchOutput {
+        let ids = request.entries().iter().map(SendMessageBatchRequestEntry::id);
+        let successful = ids
+            .filter(|id| !failures.iter().any(|(failed, _, _)| failed == id))
+            .map(sent_entry);
+        let failed = failures
+            .iter()
+            .map(|(id, code, sender_fault)| failed_entry(id, code, *sender_fault));
+        SendMessageBatchOutput::builder()
+            .set_successful(Some(successful.collect()))
+            .set_failed(Some(failed.collect()))
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn enqueue_sends_batches_of_at_most_ten() {
+        let envelopes = envelopes(12);
+        let sent = Sent::default();
+        let seen = Arc::clone(&sent);
+        let batch = mock!(Client::send_message_batch).then_compute_output(move |request| {
+            record(&seen, request);
+            answer(request, &[])
+        });
+
+        queue(RuleMode::MatchAny, &[&batch])
+            .enqueue(Channel::Email, &envelopes)
+            .await
+            .unwrap();
+
+        assert_eq!(batch.num_calls(), 2);
+        let sent = sent.lock().unwrap();
+        let expected = |range: std::ops::Range<usize>| -> Vec<(String, String)> {
+            // Ids are positions within the batch; bodies are the envelopes in order.
+            range
+                .clone()
+                .map(|index| ((index - range.start).to_string(), body(&envelopes[index])))
+                .collect()
+        };
+        assert_eq!(*sent, vec![expected(0..10), expected(10..12)]);
+    }
+
+    #[tokio::test]
+    async fn enqueue_resends_only_the_entries_that_failed() {
+        let envelopes = envelopes(3);
+        let sent = Sent::default();
+        let (first_seen, retry_seen) = (Arc::clone(&sent), Arc::clone(&sent));
+        let partial = mock!(Client::send_message_batch).then_compute_output(move |request| {
+            record(&first_seen, request);
+            answer(request, &[("1", "InternalError", false)])
+        });
+        let retry = mock!(Client::send_message_batch).then_compute_output(move |request| {
+            record(&retry_seen, request);
+            answer(request, &[])
+        });
+
+        queue(RuleMode::Sequential, &[&partial, &retry])
+            .enqueue(Channel::Email, &envelopes)
+            .await
+            .unwrap();
+
+        assert_eq!((partial.num_calls(), retry.num_calls()), (1, 1));
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent[0].len(), 3);
+        assert_eq!(
+            sent[1],
+            vec![("1".to_owned(), body(&envelopes[1]))],
+            "the retry carries only entry 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn enqueue_gives_up_on_entries_that_keep_failing() {
+        let failing = mock!(Client::send_message_batch)
+            .then_compute_output(|request| answer(request, &[("0", "InternalError", false)]));
+
+        let error = queue(RuleMode::MatchAny, &[&failing])
+            .enqueue(Channel::Email, &envelopes(2))
+            .await
+            .unwrap_err();
+
+        assert!(error.retryable, "{error}");
+        assert_eq!(failing.num_calls(), usize::try_from(ENTRY_ATTEMPTS).unwrap());
+    }
+
+    #[tokio::test]
+    async fn enqueue_fails_permanently_on_an_entry_sqs_blames_on_the_sender() {
+        let refused = mock!(Client::send_message_batch)
+            .then_compute_output(|request| answer(request, &[("1", "InvalidMessageContents", true)]));
+
+        let error = queue(RuleMode::Sequential, &[&refused])
+            .enqueue(Channel::Email, &envelopes(3))
+            .await
+            .unwrap_err();
+
+        assert!(!error.retryable, "{error}");
+        assert!(error.message.starts_with("InvalidMessageContents:"), "{error}");
+        assert_eq!(refused.num_calls(), 1, "a sender fault is not retried");
+    }
+
+    #[tokio::test]
+    async fn enqueue_reports_throttling_as_retryable() {
+        // A modeled error carries the code SQS sent in its metadata, as the SDK's deserializer sets it.
+        let throttled = mock!(Client::send_message_batch).then_error(|| {
+            SendMessageBatchError::RequestThrottled(
+                RequestThrottled::builder()
+                    .message("Rate exceeded")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("RequestThrottled")
+                            .message("Rate exceeded")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+
+        let error = queue(RuleMode::Sequential, &[&throttled])
+            .enqueue(Channel::Email, &envelopes(1))
+            .await
+            .unwrap_err();
+
+        assert!(error.retryable, "{error}");
+        assert_eq!((error.service, error.operation), ("SQS", "SendMessageBatch"));
+        assert_eq!(throttled.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn enqueue_classifies_http_errors_by_code() {
+        // Raw responses, read by the SDK's own (awsJson 1.0) error deserializer.
+        let cases = [
+            (400, "ThrottlingException", true),
+            (503, "ServiceUnavailable", true),
+            (500, "InternalFailure", true),
+            (400, "AccessDeniedException", false),
+        ];
+        for (status, code, retryable) in cases {
+            let body =
+                serde_json::json!({ "__type": format!("com.amazonaws.sqs#{code}"), "message": "test" });
+            let failing = mock!(Client::send_message_batch)
+                .sequence()
+                .http_status(status, Some(body.to_string()))
+                .build();
+
+            let error = queue(RuleMode::Sequential, &[&failing])
+                .enqueue(Channel::Email, &envelopes(1))
+                .await
+                .unwrap_err();
+
+            assert_eq!(error.retryable, retryable, "{code}: {error}");
+            assert!(error.message.starts_with(&format!("{code}:")), "{code}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn enqueue_needs_a_queue_for_the_channel() {
+        let unused = mock!(Client::send_message_batch).then_compute_output(|request| answer(request, &[]));
+
+        let error = queue(RuleMode::Sequential, &[&unused])
+            .enqueue(Channel::Sms, &envelopes(1))
+            .await
+            .unwrap_err();
+
+        assert!(!error.retryable, "{error}");
+        assert_eq!(unused.num_calls(), 0);
     }
 }

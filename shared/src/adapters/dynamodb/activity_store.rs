@@ -274,12 +274,14 @@ impl ActivityStore for DynamoActivityStore {
                     return Ok(Recorded::Existing(idempotency_from(&old)?));
                 }
             }
-            if attempt >= TRANSACTION_ATTEMPTS || !cancelled.conflicted() && !cancelled.failed_at(0) {
+            // Only a collision with a concurrent transaction is worth another try; any other cancellation
+            // (a condition on the event or a notification, a validation error) would fail the same way.
+            if attempt >= TRANSACTION_ATTEMPTS || !cancelled.conflicted() {
                 return Err(BackendError {
                     service: "DynamoDB",
                     operation: "TransactWriteItems(accept event)",
                     message: format!("transaction cancelled: {cancelled:?}"),
-                    retryable: true,
+                    retryable: cancelled.conflicted(),
                 });
             }
             // A concurrent transaction on the same key: back off briefly, then read its outcome.

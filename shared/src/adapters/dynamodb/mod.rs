@@ -19,6 +19,8 @@
 
 mod activity_store;
 mod config_store;
+#[cfg(test)]
+mod tests;
 
 pub use activity_store::DynamoActivityStore;
 pub use config_store::DynamoConfigStore;
