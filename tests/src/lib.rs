@@ -2,6 +2,9 @@
 //! `scripts/test`. Every test builds its own tenant, tables and queues with unique names, so tests run in
 //! parallel and beside a running local stack.
 
+// Test support: a failed expectation here is a failed test, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -280,21 +283,25 @@ impl ApiRequest {
         Self::new("GET", path)
     }
 
+    #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.insert(name.to_ascii_lowercase(), json!(value));
         self
     }
 
+    #[must_use]
     pub fn key(self, api_key: &str) -> Self {
         self.header("authorization", &format!("Bearer {api_key}"))
     }
 
     /// A JSON body with its content type.
+    #[must_use]
     pub fn json(self, body: &Value) -> Self {
         self.header("content-type", "application/json")
             .raw(body.to_string().into_bytes())
     }
 
+    #[must_use]
     pub fn raw(mut self, body: Vec<u8>) -> Self {
         self.body = Some(body);
         self
@@ -352,7 +359,7 @@ impl Answer {
     }
 }
 
-pub fn answer(response: lambda_http::Response<lambda_http::Body>) -> Answer {
+pub fn answer(response: &lambda_http::Response<lambda_http::Body>) -> Answer {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes: &[u8] = response.body().as_ref();
@@ -370,11 +377,11 @@ pub fn answer(response: lambda_http::Response<lambda_http::Body>) -> Answer {
 
 impl Stack {
     pub async fn call_ingest(&self, ingest: &TestIngest, request: &ApiRequest) -> Answer {
-        answer(ingest.handle(request.build()).await.expect("handler never errs"))
+        answer(&ingest.handle(request.build()).await.expect("handler never errs"))
     }
 
     pub async fn call_api(&self, api: &TestApi, request: &ApiRequest) -> Answer {
-        answer(api.handle(request.build()).await.expect("handler never errs"))
+        answer(&api.handle(request.build()).await.expect("handler never errs"))
     }
 
     /// Sets up the contract's example: event type `order_created` with a schema, a template and a rule per

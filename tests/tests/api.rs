@@ -1,5 +1,7 @@
 //! The management API against the emulator: event types, templates, rules, paging, tenant isolation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is a failed test
+
 use herald::domain::TenantId;
 use herald_integration_tests::{Answer, ApiRequest, Stack, TestApi, unique};
 use serde_json::{Value, json};

@@ -1,6 +1,8 @@
 //! `POST /v1/events` and `GET /v1/events/{id}` against the emulator: what is written, what is queued,
 //! replays, conflicts and recovery.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is a failed test
+
 use herald::config::QueueUrls;
 use herald::domain::Channel;
 use herald_integration_tests::{ApiRequest, Stack, order_created};

@@ -1,6 +1,8 @@
 //! Every class of bad input to `POST /v1/events` gets the right 4xx problem, never a 5xx, and writes
 //! nothing: no item, no message, no remembered idempotency key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is a failed test
+
 use herald::domain::Channel;
 use herald_integration_tests::{ApiRequest, Stack, order_created};
 use serde_json::{Value, json};
@@ -205,7 +207,7 @@ fn cases(key: &str) -> Vec<Case> {
         case(
             "email with CR/LF",
             json_post(&with(|b| {
-                b["recipient"]["email"] = json!("ada@example.com\r\nBcc: eve@example.com")
+                b["recipient"]["email"] = json!("ada@example.com\r\nBcc: eve@example.com");
             })),
             422,
             "validation_failed",
