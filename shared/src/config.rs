@@ -146,13 +146,6 @@ pub struct HttpSettings {
 
 impl HttpSettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let allowed_hosts = env
-            .optional("HERALD_SLACK_ALLOWED_HOSTS")
-            .unwrap_or_else(|| "hooks.slack.com".to_owned())
-            .split(',')
-            .map(|host| host.trim().to_owned())
-            .filter(|host| !host.is_empty())
-            .collect::<Vec<_>>();
         let problem_type_base = env
             .optional("HERALD_PROBLEM_TYPE_BASE")
             .unwrap_or_else(|| "https://herald.dev/problems/".to_owned());
@@ -166,8 +159,134 @@ impl HttpSettings {
         Ok(Self {
             problem_type_base,
             cache_ttl: Duration::from_secs(env.number("HERALD_CONFIG_CACHE_SECONDS", 30)?),
-            webhook_policy: WebhookPolicy::new(allowed_hosts, env.flag("HERALD_ALLOW_LOOPBACK_WEBHOOKS")?),
-            retention: Duration::from_secs(env.number("HERALD_RETENTION_DAYS", 30)? * 86_400),
+            webhook_policy: webhook_policy(env)?,
+            retention: retention(env)?,
+        })
+    }
+}
+
+/// Where Slack webhooks may point: `HERALD_SLACK_ALLOWED_HOSTS` (comma-separated, default
+/// `hooks.slack.com`), plus loopback when `HERALD_ALLOW_LOOPBACK_WEBHOOKS` (the local stack only).
+fn webhook_policy<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<WebhookPolicy, ConfigError> {
+    let allowed_hosts = env
+        .optional("HERALD_SLACK_ALLOWED_HOSTS")
+        .unwrap_or_else(|| "hooks.slack.com".to_owned())
+        .split(',')
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .collect::<Vec<_>>();
+    Ok(WebhookPolicy::new(
+        allowed_hosts,
+        env.flag("HERALD_ALLOW_LOOPBACK_WEBHOOKS")?,
+    ))
+}
+
+fn retention<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(
+        env.number("HERALD_RETENTION_DAYS", 30)? * 86_400,
+    ))
+}
+
+/// What the delivery loop needs, whatever the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// The channel's own queue, for changing a message's visibility.
+    pub queue_url: String,
+    /// The queue's `maxReceiveCount`: the receive that reaches it is the last before the DLQ.
+    pub max_receive_count: u32,
+    /// Messages of one batch delivered at once.
+    pub concurrency: usize,
+    /// How long a claim holds a notification; at least the function's timeout.
+    pub lease: Duration,
+    pub retention: Duration,
+}
+
+impl DeliverySettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let max_receive_count = env.required("HERALD_MAX_RECEIVE_COUNT")?;
+        let max_receive_count =
+            max_receive_count
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(ConfigError::Invalid {
+                    name: "HERALD_MAX_RECEIVE_COUNT",
+                    value: max_receive_count,
+                    reason: "must be a whole number of at least 1",
+                })?;
+        Ok(Self {
+            queue_url: env.required("HERALD_QUEUE_URL")?,
+            max_receive_count,
+            concurrency: usize::try_from(env.number("HERALD_DELIVERY_CONCURRENCY", 10)?.clamp(1, 100))
+                .unwrap_or(10),
+            lease: Duration::from_secs(env.number("HERALD_DELIVERY_LEASE_SECONDS", 60)?),
+            retention: retention(env)?,
+        })
+    }
+}
+
+/// A channel function's configuration; the channel's own settings are read beside it.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub aws: AwsSettings,
+    pub tables: Tables,
+    pub delivery: DeliverySettings,
+}
+
+impl DeliveryConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            aws: AwsSettings::from_env(env)?,
+            tables: Tables::from_env(env)?,
+            delivery: DeliverySettings::from_env(env)?,
+        })
+    }
+}
+
+/// The email channel: SES v2 sender identity and optional configuration set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSettings {
+    pub from: String,
+    pub configuration_set: Option<String>,
+}
+
+impl EmailSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            from: env.required("HERALD_EMAIL_FROM")?,
+            configuration_set: env.optional("HERALD_SES_CONFIGURATION_SET"),
+        })
+    }
+}
+
+/// The SMS channel: an optional alphanumeric sender id (where the destination country allows one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsSettings {
+    pub sender_id: Option<String>,
+}
+
+impl SmsSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            sender_id: env.optional("HERALD_SMS_SENDER_ID"),
+        })
+    }
+}
+
+/// The Slack channel: where webhooks may point, and how long a webhook may take.
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    pub webhook_policy: WebhookPolicy,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl SlackSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            webhook_policy: webhook_policy(env)?,
+            connect_timeout: Duration::from_millis(env.number("HERALD_SLACK_CONNECT_TIMEOUT_MS", 2_000)?),
+            timeout: Duration::from_millis(env.number("HERALD_SLACK_TIMEOUT_MS", 5_000)?),
         })
     }
 }

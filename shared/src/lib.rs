@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod api;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod ingest;

@@ -235,3 +235,85 @@ pub trait NotificationQueue: Send + Sync {
         envelopes: &[Envelope],
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
+
+/// A channel: the only thing that differs between the email, SMS and Slack functions.
+pub trait Sender: Send + Sync {
+    fn channel(&self) -> Channel;
+
+    /// Sends one rendered message to one address (an email address, an E.164 number, a webhook URL).
+    fn send(
+        &self,
+        to: &str,
+        message: &crate::domain::delivery::RenderedMessage,
+    ) -> impl Future<Output = Result<crate::domain::delivery::SendReceipt, crate::domain::delivery::SendError>>
+    + Send;
+}
+
+/// What claiming a notification for delivery found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The notification is this delivery's to send; `attempt` numbers the attempt (1, 2, …) and fences
+    /// the outcome, so a delivery that lost its lease cannot overwrite a newer one.
+    Claimed {
+        notification: Box<Notification>,
+        attempt: u32,
+    },
+    /// Already `sent` or `failed` (or never to be sent): acknowledge and do nothing.
+    Settled(crate::domain::notification::NotificationStatus),
+    /// Another delivery is sending it now; come back when its lease ends.
+    Busy { lease_remaining: Duration },
+    /// No such notification (expired, or never written).
+    Missing,
+}
+
+/// The new state of a notification after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub status: crate::domain::notification::NotificationStatus,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// The delivery side of the activity table: claims, outcomes and the record of attempts.
+pub trait DeliveryLedger: Send + Sync {
+    /// Conditionally moves the notification to `sending` with a lease, when it is `queued`, `retrying`,
+    /// `dead_lettered` (a redrive), or `sending` with an expired lease.
+    fn claim(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claim, BackendError>> + Send;
+
+    /// Records the attempt and the notification's new state in one transaction. `Ok(false)` when the
+    /// claim was lost meanwhile (its lease ran out and another delivery took over).
+    fn settle(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        attempt: &crate::domain::delivery::Attempt,
+        settlement: &Settlement,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// The notification and its attempts, oldest first.
+    fn notification_with_attempts(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+    ) -> impl Future<
+        Output = Result<Option<(Notification, Vec<crate::domain::delivery::Attempt>)>, BackendError>,
+    > + Send;
+}
+
+/// Delays the next delivery of a received SQS message.
+pub trait MessageVisibility: Send + Sync {
+    fn delay(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}

@@ -5,6 +5,10 @@
 // Test support: a failed expectation here is a failed test, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod channels;
+pub mod fault_proxy;
+pub mod poller;
+
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -51,9 +55,15 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub tables: Tables,
     pub queues: QueueUrls,
+    pub dead_letter_queues: QueueUrls,
     pub tenant: TenantId,
     pub api_key: String,
+    /// Whether Slack webhooks may point at loopback (where wiremock listens), as in the local stack.
+    pub loopback_webhooks: bool,
 }
+
+/// Deliveries of one message before SQS moves it to the DLQ, in tests (the template's is larger).
+pub const MAX_RECEIVE_COUNT: u32 = 3;
 
 impl Stack {
     pub async fn new() -> Self {
@@ -67,21 +77,48 @@ impl Stack {
         create_config_table(&dynamodb, &tables.config).await;
         create_activity_table(&dynamodb, &tables.activity).await;
         let mut urls = Vec::new();
+        let mut dead_letter_urls = Vec::new();
         for channel in Channel::ALL {
             let name = unique(&format!("herald-{channel}"));
+            let dlq = sqs
+                .create_queue()
+                .queue_name(format!("{name}-dlq"))
+                .send()
+                .await
+                .expect("create dlq");
+            let dlq_url = dlq.queue_url.expect("dlq url");
+            let dlq_arn = sqs
+                .get_queue_attributes()
+                .queue_url(&dlq_url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .expect("dlq arn")
+                .attributes
+                .and_then(|mut attributes| {
+                    attributes.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                })
+                .expect("dlq arn");
+            let redrive =
+                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}).to_string();
             let created = sqs
                 .create_queue()
                 .queue_name(name)
+                .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, redrive)
+                .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "30")
                 .send()
                 .await
                 .expect("create queue");
             urls.push((channel, created.queue_url.expect("queue url")));
+            dead_letter_urls.push((channel, dlq_url));
         }
         let stack = Self {
             dynamodb,
             sqs,
             tables,
             queues: QueueUrls::new(urls),
+            dead_letter_queues: QueueUrls::new(dead_letter_urls),
+            loopback_webhooks: false,
             tenant: TenantId::new(unique("tenant")),
             api_key: unique("key"),
         };
@@ -106,11 +143,24 @@ impl Stack {
     }
 
     pub fn settings(&self) -> HttpSettings {
-        HttpSettings::from_env(&Env::from_fn(|name| match name {
+        HttpSettings::from_env(&self.env()).expect("default settings")
+    }
+
+    /// The function environment the template would give, less the AWS parts.
+    pub fn env(&self) -> Env<impl Fn(&str) -> Option<String> + use<>> {
+        let loopback = self.loopback_webhooks;
+        Env::from_fn(move |name| match name {
             "HERALD_CONFIG_CACHE_SECONDS" => Some("0".to_owned()),
+            "HERALD_ALLOW_LOOPBACK_WEBHOOKS" => Some(loopback.to_string()),
             _ => None,
-        }))
-        .expect("default settings")
+        })
+    }
+
+    /// The same stack, with Slack webhooks allowed on loopback.
+    #[must_use]
+    pub fn with_loopback_webhooks(mut self) -> Self {
+        self.loopback_webhooks = true;
+        self
     }
 
     pub fn ingest(&self) -> TestIngest {

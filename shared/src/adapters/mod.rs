@@ -1,8 +1,12 @@
 //! AWS implementations of the [ports](crate::ports).
 
 pub mod dynamodb;
+pub mod ses;
+pub mod slack;
+pub mod sns;
 pub mod sqs;
 
+use crate::domain::delivery::{FailureKind, SendError};
 use crate::ports::BackendError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -59,6 +63,64 @@ where
         operation,
         message,
         retryable,
+    }
+}
+
+/// Whether an error code means "busy or broken right now" on any AWS service.
+fn is_transient_code(code: &str) -> bool {
+    RETRYABLE_CODES.contains(&code)
+        || code.contains("Throttl")
+        || code.ends_with("ServerError")
+        || matches!(
+            code,
+            "InternalFailure" | "ServiceUnavailableException" | "RequestTimeout" | "RequestTimeoutException"
+        )
+}
+
+/// Classifies an SDK error from a channel provider (SES, SNS) as a [`SendError`] whose code is the
+/// provider's error code and whose detail is its message.
+///
+/// In order: a 5xx, a 429 or a throttling code is [`FailureKind::Transient`], whatever the service's own
+/// codes say; then `by_code`, the service's own table. Anything else (401 and 403, `AccessDenied` and the
+/// other auth codes, and codes nobody listed) is [`FailureKind::Configuration`]: retried and finally
+/// dead-lettered, so a person can look, rather than dropped. Timeouts, transport failures and unreadable
+/// responses are Transient; a request the SDK could not even build is Configuration.
+pub(crate) fn send_error<E>(
+    error: &SdkError<E, HttpResponse>,
+    by_code: impl Fn(&str) -> Option<FailureKind>,
+) -> SendError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let described = || aws_smithy_types::error::display::DisplayErrorContext(error).to_string();
+    match error {
+        SdkError::ServiceError(context) => {
+            let err = context.err();
+            let status = context.raw().status();
+            let code = err
+                .code()
+                .map_or_else(|| status.as_u16().to_string(), str::to_owned);
+            let kind = if status.is_server_error() || status.as_u16() == 429 || is_transient_code(&code) {
+                FailureKind::Transient
+            } else if let Some(kind) = by_code(&code) {
+                kind
+            } else {
+                FailureKind::Configuration
+            };
+            let detail = err.message().map_or_else(described, str::to_owned);
+            SendError::new(kind, code, detail)
+        }
+        SdkError::TimeoutError(_) => SendError::new(FailureKind::Transient, "timeout", described()),
+        SdkError::DispatchFailure(failure) => {
+            let code = if failure.is_timeout() {
+                "timeout"
+            } else {
+                "dispatch_failure"
+            };
+            SendError::new(FailureKind::Transient, code, described())
+        }
+        SdkError::ResponseError(_) => SendError::new(FailureKind::Transient, "response_error", described()),
+        _ => SendError::new(FailureKind::Configuration, "construction_failure", described()),
     }
 }
 

@@ -108,6 +108,39 @@ impl NotificationQueue for SqsNotificationQueue {
     }
 }
 
+/// Changes how long a received message stays invisible, so a retry comes after Herald's backoff rather
+/// than the queue's whole visibility timeout.
+#[derive(Debug, Clone)]
+pub struct SqsMessageVisibility {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsMessageVisibility {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl crate::ports::MessageVisibility for SqsMessageVisibility {
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), BackendError> {
+        // SQS takes whole seconds, at most 12 hours.
+        let seconds = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|error| backend_error("SQS", "ChangeMessageVisibility", &error))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The queue against an SQS client mocked at the SDK boundary (`aws-smithy-mocks`).

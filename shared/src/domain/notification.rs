@@ -61,6 +61,12 @@ impl FromStr for NotificationStatus {
 pub mod reason {
     pub const NO_ADDRESS: &str = "no_address";
     pub const TEMPLATE_NOT_FOUND: &str = "template_not_found";
+    pub const RENDER_ERROR: &str = "render_error";
+    pub const REJECTED_BY_PROVIDER: &str = "rejected_by_provider";
+    pub const PROVIDER_ERROR: &str = "provider_error";
+    pub const CONFIGURATION_ERROR: &str = "configuration_error";
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    pub const EVENT_EXPIRED: &str = "event_expired";
 }
 
 /// Where a notification's template comes from: pinned at acceptance, so later edits never change what
@@ -92,6 +98,8 @@ pub struct Notification {
     pub updated_at: Timestamp,
     pub sent_at: Option<Timestamp>,
     pub provider_message_id: Option<String>,
+    /// When a `retrying` notification is due again.
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 impl Notification {
@@ -132,6 +140,7 @@ impl Notification {
             "updated_at": self.updated_at.to_rfc3339(),
             "sent_at": self.sent_at.map(Timestamp::to_rfc3339),
             "provider_message_id": self.provider_message_id,
+            "next_attempt_at": self.next_attempt_at.map(Timestamp::to_rfc3339),
         })
     }
 }

@@ -1,9 +1,11 @@
 //! Templates: per channel, per locale, versioned; Jinja syntax rendered by minijinja.
 
+use super::delivery::RenderedMessage;
 use super::validation::{Violations, child, is_valid_locale, type_name};
 use super::{Channel, FieldError, Timestamp};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Bounds on what one template source may be, so a stored template stays well inside an item.
@@ -201,21 +203,160 @@ impl TemplateVersion {
     }
 }
 
+/// The auto-escape mode of Slack text: values are escaped for mrkdwn.
+const MRKDWN: &str = "mrkdwn";
+/// The most one rendered part may be.
+pub const MAX_RENDERED_BYTES: usize = 256 * 1024;
+/// SNS refuses SMS messages longer than this.
+pub const MAX_SMS_CHARS: usize = 1600;
+/// RFC 5322's line limit, and so a subject's.
+pub const MAX_SUBJECT_BYTES: usize = 998;
+
 /// The one minijinja environment templates are compiled and rendered with: undefined variables are
-/// errors, HTML parts are auto-escaped, and rendering is bounded by fuel.
+/// errors, HTML parts are auto-escaped, values put into Slack text are escaped for mrkdwn (so a payload
+/// cannot inject `<!channel>` or a link), and rendering is bounded by fuel.
 pub fn environment(channel: Channel) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(RENDER_FUEL));
     env.set_recursion_limit(64);
-    env.set_auto_escape_callback(move |name| {
-        if channel == Channel::Email && name.to_ascii_lowercase().ends_with(".html") {
-            AutoEscape::Html
+    env.set_auto_escape_callback(move |name| match channel {
+        Channel::Email if name.to_ascii_lowercase().ends_with(".html") => AutoEscape::Html,
+        Channel::Slack => AutoEscape::Custom(Cow::Borrowed(MRKDWN)),
+        _ => AutoEscape::None,
+    });
+    env.set_formatter(|out, state, value| {
+        if matches!(state.auto_escape(), AutoEscape::Custom(mode) if mode == MRKDWN) && !value.is_safe() {
+            let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            out.write_str(&escape_mrkdwn(&text))
+                .map_err(minijinja::Error::from)
         } else {
-            AutoEscape::None
+            minijinja::escape_formatter(out, state, value)
         }
     });
     env
+}
+
+/// Slack's three control characters, as its docs ask: `&`, `<`, `>`.
+pub fn escape_mrkdwn(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A template that cannot be rendered with this event: a missing variable, a type error, out of fuel,
+/// or output over the limits. The notification fails with `render_error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{part}: {message}")]
+pub struct RenderError {
+    pub part: String,
+    pub message: String,
+}
+
+impl RenderError {
+    fn new(part: &str, message: impl Into<String>) -> Self {
+        Self {
+            part: part.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl TemplateContent {
+    /// Renders every part with `context` (`payload`, `recipient`, `event`).
+    pub fn render(&self, context: &Value) -> Result<RenderedMessage, RenderError> {
+        let env = environment(self.channel);
+        let context = minijinja::Value::from(minijinja::value::Serde(context));
+        let render = |part: &str, name: &str, source: &str| -> Result<String, RenderError> {
+            let output = env
+                .render_named_str(name, source, context.clone())
+                .map_err(|error| RenderError::new(part, describe(&error)))?;
+            if output.len() > MAX_RENDERED_BYTES {
+                let message = format!(
+                    "renders to {} bytes; the limit is {MAX_RENDERED_BYTES}",
+                    output.len()
+                );
+                return Err(RenderError::new(part, message));
+            }
+            Ok(output)
+        };
+        let subject = match self.subject.as_deref() {
+            None => None,
+            Some(source) => {
+                // A line break in a subject is a header injection waiting to happen.
+                let subject = render("subject", "subject.txt", source)?.replace(['\r', '\n'], " ");
+                if subject.len() > MAX_SUBJECT_BYTES {
+                    return Err(RenderError::new(
+                        "subject",
+                        format!("is longer than {MAX_SUBJECT_BYTES} bytes"),
+                    ));
+                }
+                Some(subject.trim().to_owned())
+            }
+        };
+        let text = self
+            .text
+            .as_deref()
+            .map(|source| render("text", "text.txt", source))
+            .transpose()?;
+        let sms_chars = text
+            .as_ref()
+            .filter(|_| self.channel == Channel::Sms)
+            .map(|text| text.chars().count());
+        if let Some(count) = sms_chars.filter(|count| *count > MAX_SMS_CHARS) {
+            let message = format!("is {count} characters; an SMS takes at most {MAX_SMS_CHARS}");
+            return Err(RenderError::new("text", message));
+        }
+        let html = self
+            .html
+            .as_deref()
+            .map(|source| render("html", "body.html", source))
+            .transpose()?;
+        let blocks = self
+            .blocks
+            .as_ref()
+            .map(|blocks| render_strings(blocks, "/blocks", &render))
+            .transpose()?;
+        Ok(RenderedMessage {
+            subject,
+            text,
+            html,
+            blocks,
+        })
+    }
+}
+
+/// Block Kit is rendered field by field: every string is a template, the structure stays as written.
+fn render_strings(
+    value: &Value,
+    pointer: &str,
+    render: &dyn Fn(&str, &str, &str) -> Result<String, RenderError>,
+) -> Result<Value, RenderError> {
+    Ok(match value {
+        Value::String(source) => Value::String(render(pointer, "block.txt", source)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| render_strings(item, &format!("{pointer}/{index}"), render))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .map(|(key, item)| Ok((key.clone(), render_strings(item, &child(pointer, key), render)?)))
+                .collect::<Result<_, RenderError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// minijinja's error with its detail (e.g. which variable is undefined), without the source dump.
+fn describe(error: &minijinja::Error) -> String {
+    match error.detail() {
+        Some(detail) => format!("{}: {detail}", error.kind()),
+        None => error.kind().to_string(),
+    }
 }
 
 /// Calls `visit` with the pointer and text of every string inside `value`.
@@ -268,6 +409,78 @@ mod tests {
                 .unwrap_err();
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(pointers, ["/subject", "/html"]);
+    }
+
+    fn context() -> Value {
+        json!({"payload": {"order_id": 444, "name": "<!channel> & <https://evil|click>"},
+               "recipient": {"email": "ada@example.com"}, "event": {"name": "order_created", "id": "evt_1"}})
+    }
+
+    #[test]
+    fn renders_email_with_html_escaped_and_text_verbatim() {
+        let content = TemplateContent::from_json(
+            &json!({"channel": "email", "subject": "Order #{{ payload.order_id }}",
+            "text": "Hi {{ payload.name }}", "html": "<p>{{ payload.name }}</p>"}),
+        )
+        .unwrap();
+        let rendered = content.render(&context()).unwrap();
+        assert_eq!(rendered.subject.as_deref(), Some("Order #444"));
+        assert_eq!(
+            rendered.text.as_deref(),
+            Some("Hi <!channel> & <https://evil|click>")
+        );
+        assert_eq!(
+            rendered.html.as_deref(),
+            Some("<p>&lt;!channel&gt; &amp; &lt;https:&#x2f;&#x2f;evil|click&gt;</p>")
+        );
+    }
+
+    #[test]
+    fn slack_values_are_escaped_for_mrkdwn_but_the_template_is_not() {
+        let content = TemplateContent::from_json(
+            &json!({"channel": "slack", "text": "*New* <https://shop|order> {{ payload.name }}",
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "{{ payload.name }}"}}]}),
+        )
+        .unwrap();
+        let rendered = content.render(&context()).unwrap();
+        assert_eq!(
+            rendered.text.as_deref(),
+            Some("*New* <https://shop|order> &lt;!channel&gt; &amp; &lt;https://evil|click&gt;")
+        );
+        assert_eq!(
+            rendered.blocks.unwrap()[0]["text"]["text"],
+            "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
+        );
+    }
+
+    #[test]
+    fn undefined_variables_fuel_and_size_are_render_errors() {
+        let missing =
+            TemplateContent::from_json(&json!({"channel": "sms", "text": "{{ payload.missing }}"})).unwrap();
+        let error = missing.render(&context()).unwrap_err();
+        assert_eq!(error.part, "text");
+        assert!(error.message.contains("undefined"), "{error}");
+
+        let endless = TemplateContent::from_json(&json!({"channel": "sms",
+            "text": "{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}"}))
+        .unwrap();
+        assert!(endless.render(&context()).is_err(), "runs out of fuel");
+
+        let long =
+            TemplateContent::from_json(&json!({"channel": "sms", "text": "{{ 'x' * 1601 }}"})).unwrap();
+        assert!(long.render(&context()).unwrap_err().message.contains("1600"));
+    }
+
+    #[test]
+    fn subjects_lose_line_breaks() {
+        let content = TemplateContent::from_json(
+            &json!({"channel": "email", "subject": "A{{ '\r\nBcc: x' }}", "text": "t"}),
+        )
+        .unwrap();
+        assert_eq!(
+            content.render(&context()).unwrap().subject.as_deref(),
+            Some("A  Bcc: x")
+        );
     }
 
     #[test]

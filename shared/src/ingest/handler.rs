@@ -2,12 +2,14 @@
 
 use super::{Accepted, Ingest};
 use crate::domain::validation::Violations;
-use crate::domain::{EventId, FieldError, Problem, TenantId};
+use crate::domain::{EventId, FieldError, NotificationId, Problem, TenantId};
 use crate::http::{
     HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, json_body, json_response, method_not_allowed,
     not_found_route, path_segments, problem_response, unavailable,
 };
-use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, RuleStore, TemplateStore};
+use crate::ports::{
+    ActivityStore, ApiKeyStore, DeliveryLedger, EventTypeStore, NotificationQueue, RuleStore, TemplateStore,
+};
 use lambda_http::Request;
 use lambda_http::http::{HeaderValue, Method, header};
 use serde_json::{Value, json};
@@ -21,7 +23,7 @@ impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
     C: EventTypeStore + RuleStore + TemplateStore,
-    A: ActivityStore,
+    A: ActivityStore + DeliveryLedger,
     Q: NotificationQueue,
 {
     /// The Lambda handler: every outcome, problems included, is an HTTP answer.
@@ -30,6 +32,7 @@ where
             (&Method::POST, ["v1", "events"]) => self.post_event(&request).await,
             (&Method::POST, ["v1", "events", "batch"]) => self.post_batch(&request).await,
             (&Method::GET, ["v1", "events", id]) => self.get_event(&request, id).await,
+            (&Method::GET, ["v1", "notifications", id]) => self.get_notification(&request, id).await,
             (_, ["v1", "events"] | ["v1", "events", "batch" | _]) => Err(method_not_allowed(&request)),
             _ => Err(not_found_route(&request)),
         };
@@ -89,6 +92,33 @@ where
             .await
             .map_err(|error| unavailable(&error))?;
         Ok(json_response(200, &event.to_json(&notifications)))
+    }
+}
+
+impl<K, C, A, Q> Ingest<K, C, A, Q>
+where
+    K: ApiKeyStore,
+    C: EventTypeStore + RuleStore + TemplateStore,
+    A: ActivityStore + DeliveryLedger,
+    Q: NotificationQueue,
+{
+    /// `GET /v1/notifications/{id}`: the notification with every attempt, addresses masked.
+    async fn get_notification(&self, request: &Request, id: &str) -> Result<HttpResponse, Problem> {
+        let tenant = self.auth.authenticate(request).await?;
+        let not_found = || Problem::not_found(&format!("notification {id}"));
+        let id = NotificationId::parse(id).ok_or_else(not_found)?;
+        let (notification, attempts) = self
+            .activity()
+            .notification_with_attempts(&tenant, &id)
+            .await
+            .map_err(|error| unavailable(&error))?
+            .ok_or_else(not_found)?;
+        let mut body = notification.to_json();
+        body["attempts"] = attempts
+            .iter()
+            .map(crate::domain::delivery::Attempt::to_json)
+            .collect();
+        Ok(json_response(200, &body))
     }
 }
 

@@ -294,6 +294,7 @@ fn resolve_notifications(
                 updated_at: now,
                 sent_at: None,
                 provider_message_id: None,
+                next_attempt_at: None,
             }
         })
         .collect()

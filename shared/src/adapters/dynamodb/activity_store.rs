@@ -18,8 +18,8 @@ pub(super) const TRANSACTION_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct DynamoActivityStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
 fn idempotency_key(tenant: &TenantId, key_text: &str) -> Item {
@@ -30,11 +30,11 @@ fn event_key(tenant: &TenantId, id: &EventId) -> Item {
     key(format!("T#{tenant}#EVT#{id}"), "EVENT")
 }
 
-fn notification_key(tenant: &TenantId, id: &NotificationId) -> Item {
+pub(super) fn notification_key(tenant: &TenantId, id: &NotificationId) -> Item {
     key(format!("T#{tenant}#NTF#{id}"), "NTF")
 }
 
-fn duration_millis(duration: Duration) -> i64 {
+pub(super) fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -143,7 +143,7 @@ fn notification_item(notification: &Notification, expires_at: Timestamp) -> Item
     item
 }
 
-fn notification_from(item: &Item) -> Result<Notification, BackendError> {
+pub(super) fn notification_from(item: &Item) -> Result<Notification, BackendError> {
     let id = item.str("notification_id")?;
     let event_id = item.str("event_id")?;
     let channel = item.str("channel")?;
@@ -178,6 +178,7 @@ fn notification_from(item: &Item) -> Result<Notification, BackendError> {
         updated_at: Timestamp::from_millis(item.int("updated_at")?),
         sent_at: item.opt_int("sent_at").map(Timestamp::from_millis),
         provider_message_id: item.opt_str("provider_message_id").map(str::to_owned),
+        next_attempt_at: item.opt_int("next_attempt_at").map(Timestamp::from_millis),
     })
 }
 

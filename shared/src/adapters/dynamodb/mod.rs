@@ -19,6 +19,7 @@
 
 mod activity_store;
 mod config_store;
+mod ledger;
 #[cfg(test)]
 mod tests;
 

@@ -107,6 +107,7 @@ fn acceptance(idempotency_key: Option<&str>) -> Acceptance {
         updated_at: now,
         sent_at: None,
         provider_message_id: None,
+        next_attempt_at: None,
     };
     let idempotency = idempotency_key.map(|key| IdempotencyRecord {
         key: key.to_owned(),

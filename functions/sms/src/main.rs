@@ -1,0 +1,18 @@
+//! The SMS Lambda: delivers the SMS queue's notifications through Amazon SNS.
+
+use herald::adapters::load_aws_config;
+use herald::adapters::sns::SnsSender;
+use herald::config::{DeliveryConfig, Env, SmsSettings};
+use herald::delivery::{provider_config, serve};
+use lambda_runtime::Error;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    herald::telemetry::init();
+    let env = Env::process();
+    let config = DeliveryConfig::from_env(&env)?;
+    let sms = SmsSettings::from_env(&env)?;
+    let aws = load_aws_config(&config.aws).await;
+    let sns = aws_sdk_sns::Client::new(&provider_config(&aws));
+    serve(SnsSender::new(sns, sms.sender_id), &aws, config).await
+}

@@ -1,0 +1,513 @@
+//! The one delivery loop every channel function runs; a channel is only its [`Sender`].
+//!
+//! Per SQS message: claim the notification (a conditional update, so a duplicate or redriven message
+//! never sends twice what was sent), render its pinned template version, send, record the attempt and
+//! the new status. A batch runs concurrently and answers with the messages that failed, so one bad
+//! message never fails its neighbours.
+
+use crate::config::DeliverySettings;
+use crate::domain::delivery::{Attempt, AttemptOutcome, FailureKind, RenderedMessage, SendError, backoff};
+use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
+use crate::domain::template::TemplateContent;
+use crate::domain::{TenantId, Timestamp};
+use crate::ports::{
+    ActivityStore, Claim, DeliveryLedger, MessageVisibility, Sender, Settlement, TemplateStore,
+};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::LambdaEvent;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+/// Template versions never change once written, so a container keeps the ones it has used.
+const TEMPLATE_CACHE_ENTRIES: usize = 512;
+/// Attempts at recording an outcome before giving up on it (the send itself is never repeated for it).
+const SETTLE_ATTEMPTS: u32 = 3;
+
+type TemplateKey = (TenantId, String, String, u32);
+
+/// What became of one message: acknowledged (deleted by Lambda) or reported failed (delivered again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Done,
+    Retry,
+}
+
+/// Everything a channel function holds between invocations.
+#[derive(Debug)]
+pub struct Delivery<S, L, T, V> {
+    sender: S,
+    ledger: L,
+    templates: T,
+    visibility: V,
+    settings: DeliverySettings,
+    template_cache: Mutex<HashMap<TemplateKey, Arc<TemplateContent>>>,
+}
+
+impl<S, L, T, V> Delivery<S, L, T, V>
+where
+    S: Sender,
+    L: DeliveryLedger + ActivityStore,
+    T: TemplateStore,
+    V: MessageVisibility,
+{
+    pub fn new(sender: S, ledger: L, templates: T, visibility: V, settings: DeliverySettings) -> Self {
+        Self {
+            sender,
+            ledger,
+            templates,
+            visibility,
+            settings,
+            template_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Lambda handler: a partial batch response naming every message to deliver again.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let permits = &Semaphore::new(self.settings.concurrency);
+        let verdicts = futures::future::join_all(event.payload.records.iter().map(|message| async move {
+            let _permit = permits.acquire().await;
+            (message, self.deliver(message).await)
+        }))
+        .await;
+        let mut response = SqsBatchResponse::default();
+        for (message, verdict) in verdicts {
+            if verdict == Verdict::Retry {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        Ok(response)
+    }
+
+    async fn deliver(&self, message: &SqsMessage) -> Verdict {
+        let message_id = message.message_id.as_deref().unwrap_or("unknown");
+        let envelope = match parse_envelope(message) {
+            Ok(envelope) => envelope,
+            Err(problem) => {
+                // Left on the queue: after its retries it lands in the DLQ, where a person can look at it.
+                tracing::error!(message_id, %problem, "unreadable message");
+                return Verdict::Retry;
+            }
+        };
+        let span = tracing::info_span!(
+            "deliver",
+            message_id,
+            tenant = %envelope.tenant,
+            notification_id = %envelope.notification_id,
+            correlation_id = %envelope.correlation_id,
+            channel = %self.sender.channel(),
+        );
+        self.deliver_envelope(message, &envelope).instrument(span).await
+    }
+
+    async fn deliver_envelope(&self, message: &SqsMessage, envelope: &Envelope) -> Verdict {
+        let receive_count = receive_count(message);
+        let claim = self
+            .ledger
+            .claim(
+                &envelope.tenant,
+                &envelope.notification_id,
+                Timestamp::now(),
+                self.settings.lease,
+            )
+            .await;
+        let (notification, attempt) = match claim {
+            Ok(Claim::Claimed {
+                notification,
+                attempt,
+            }) => (notification, attempt),
+            Ok(Claim::Settled(status)) => {
+                tracing::info!(%status, "already settled; nothing to send");
+                return Verdict::Done;
+            }
+            Ok(Claim::Missing) => {
+                tracing::warn!("no such notification (expired or never written); dropping the message");
+                return Verdict::Done;
+            }
+            Ok(Claim::Busy { lease_remaining }) => {
+                tracing::info!(
+                    ?lease_remaining,
+                    "another delivery is sending it; checking back after its lease"
+                );
+                self.delay(message, lease_remaining.max(Duration::from_secs(1)))
+                    .await;
+                return Verdict::Retry;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not claim the notification");
+                self.delay(message, backoff(receive_count, jitter(), None)).await;
+                return Verdict::Retry;
+            }
+        };
+        if notification.channel != self.sender.channel() {
+            tracing::error!(notification_channel = %notification.channel, "message on the wrong channel's queue");
+            return Verdict::Retry;
+        }
+        self.attempt(message, &notification, attempt, receive_count).await
+    }
+
+    /// Renders, sends and settles one claimed notification.
+    async fn attempt(
+        &self,
+        message: &SqsMessage,
+        notification: &Notification,
+        attempt: u32,
+        receive_count: u32,
+    ) -> Verdict {
+        let started = Instant::now();
+        let rendered = match self.render(notification).await {
+            Ok(rendered) => rendered,
+            Err(Rendering::Unavailable(error)) => {
+                tracing::error!(%error, "could not load what the notification renders from");
+                let delay = backoff(receive_count, jitter(), None);
+                let settlement = self.retry_settlement(reason::PROVIDER_ERROR, &error, delay, receive_count);
+                return self
+                    .settle(
+                        message,
+                        notification,
+                        attempt,
+                        started,
+                        None,
+                        settlement,
+                        Some(delay),
+                    )
+                    .await;
+            }
+            Err(Rendering::Failed(code, detail)) => {
+                tracing::warn!(%detail, "the notification cannot be rendered");
+                let settlement = final_settlement(NotificationStatus::Failed, code, &detail);
+                return self
+                    .settle(message, notification, attempt, started, None, settlement, None)
+                    .await;
+            }
+        };
+        let Some(to) = notification.to.as_deref() else {
+            let settlement = final_settlement(
+                NotificationStatus::Failed,
+                reason::NO_ADDRESS,
+                "no address to send to",
+            );
+            return self
+                .settle(message, notification, attempt, started, None, settlement, None)
+                .await;
+        };
+        match self.sender.send(to, &rendered).await {
+            Ok(receipt) => {
+                let settlement = Settlement {
+                    status: NotificationStatus::Sent,
+                    reason: None,
+                    detail: None,
+                    provider_message_id: receipt.provider_message_id.clone(),
+                    next_attempt_at: None,
+                };
+                self.settle(message, notification, attempt, started, None, settlement, None)
+                    .await
+            }
+            Err(error) => {
+                let (settlement, delay) = self.failure_settlement(&error, receive_count);
+                tracing::warn!(kind = ?error.kind, code = %error.code, detail = %error.detail, status = %settlement.status, "send failed");
+                self.settle(
+                    message,
+                    notification,
+                    attempt,
+                    started,
+                    Some(&error),
+                    settlement,
+                    delay,
+                )
+                .await
+            }
+        }
+    }
+
+    fn failure_settlement(&self, error: &SendError, receive_count: u32) -> (Settlement, Option<Duration>) {
+        match error.kind {
+            FailureKind::Recipient => (
+                final_settlement(
+                    NotificationStatus::Failed,
+                    reason::REJECTED_BY_PROVIDER,
+                    &error.to_string(),
+                ),
+                None,
+            ),
+            FailureKind::Configuration | FailureKind::Transient => {
+                let code = if error.kind == FailureKind::Configuration {
+                    reason::CONFIGURATION_ERROR
+                } else {
+                    reason::PROVIDER_ERROR
+                };
+                let delay = backoff(receive_count, jitter(), error.retry_after);
+                (
+                    self.retry_settlement(code, &error.to_string(), delay, receive_count),
+                    Some(delay),
+                )
+            }
+        }
+    }
+
+    /// `retrying`, or `dead_lettered` when this was the queue's last receive before its DLQ.
+    fn retry_settlement(&self, code: &str, detail: &str, delay: Duration, receive_count: u32) -> Settlement {
+        if receive_count >= self.settings.max_receive_count {
+            let detail =
+                format!("{detail} (gave up after {receive_count} deliveries; the message is in the DLQ)");
+            return final_settlement(
+                NotificationStatus::DeadLettered,
+                reason::RETRIES_EXHAUSTED,
+                &detail,
+            );
+        }
+        let next = Timestamp::now().plus_seconds(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
+        Settlement {
+            status: NotificationStatus::Retrying,
+            reason: Some(code.to_owned()),
+            detail: Some(detail.to_owned()),
+            provider_message_id: None,
+            next_attempt_at: Some(next),
+        }
+    }
+
+    /// Records the attempt and the new status, then decides the message's fate: a retry is delayed by
+    /// `delay` and reported failed; anything else is acknowledged.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle(
+        &self,
+        message: &SqsMessage,
+        notification: &Notification,
+        attempt: u32,
+        started: Instant,
+        error: Option<&SendError>,
+        settlement: Settlement,
+        delay: Option<Duration>,
+    ) -> Verdict {
+        let outcome = match settlement.status {
+            NotificationStatus::Sent => AttemptOutcome::Sent,
+            NotificationStatus::Retrying => AttemptOutcome::Retrying,
+            NotificationStatus::DeadLettered => AttemptOutcome::DeadLettered,
+            _ => AttemptOutcome::Failed,
+        };
+        let record = Attempt {
+            number: attempt,
+            at: Timestamp::now(),
+            outcome,
+            error: error
+                .map(ToString::to_string)
+                .or_else(|| settlement.detail.clone())
+                .filter(|_| outcome != AttemptOutcome::Sent),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            provider_message_id: settlement.provider_message_id.clone(),
+        };
+        let retention = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX);
+        let expires_at = Timestamp::now().plus_seconds(retention);
+        let mut recorded = false;
+        for round in 1..=SETTLE_ATTEMPTS {
+            match self
+                .ledger
+                .settle(
+                    &notification.tenant,
+                    &notification.id,
+                    &record,
+                    &settlement,
+                    expires_at,
+                )
+                .await
+            {
+                Ok(true) => {
+                    recorded = true;
+                    break;
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        attempt,
+                        "the claim was lost to a later delivery; its outcome stands"
+                    );
+                    break;
+                }
+                Err(error) if error.retryable && round < SETTLE_ATTEMPTS => {
+                    tracing::warn!(%error, round, "could not record the outcome; trying again");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(round))).await;
+                }
+                Err(error) => tracing::error!(%error, outcome = %outcome, "could not record the outcome"),
+            }
+        }
+        tracing::info!(outcome = %outcome, attempt, duration_ms = record.duration_ms, recorded, "delivery attempt");
+        match (outcome, delay) {
+            (AttemptOutcome::Retrying, Some(delay)) => {
+                self.delay(message, delay).await;
+                Verdict::Retry
+            }
+            // Dead-lettered: reported failed and visible at once, so SQS itself moves it to the DLQ on its
+            // next receive; a redrive from there brings it back to be claimed again.
+            (AttemptOutcome::DeadLettered, _) => {
+                self.delay(message, Duration::ZERO).await;
+                Verdict::Retry
+            }
+            _ => Verdict::Done,
+        }
+    }
+
+    async fn delay(&self, message: &SqsMessage, delay: Duration) {
+        let Some(receipt) = message.receipt_handle.as_deref() else {
+            return;
+        };
+        if let Err(error) = self.visibility.delay(receipt, delay).await {
+            tracing::warn!(%error, "could not delay the retry; it comes back after the queue's visibility timeout");
+        }
+    }
+
+    async fn render(&self, notification: &Notification) -> Result<RenderedMessage, Rendering> {
+        let Some(pinned) = &notification.pinned else {
+            return Err(Rendering::Failed(
+                reason::TEMPLATE_NOT_FOUND,
+                "no template version was pinned".into(),
+            ));
+        };
+        let event = self
+            .ledger
+            .event(&notification.tenant, &notification.event_id)
+            .await
+            .map_err(|error| Rendering::Unavailable(error.to_string()))?
+            .ok_or_else(|| {
+                Rendering::Failed(
+                    reason::EVENT_EXPIRED,
+                    format!("event {} is gone", notification.event_id),
+                )
+            })?;
+        let template = self
+            .template(&notification.tenant, &pinned.name, &pinned.locale, pinned.version)
+            .await?;
+        let context = json!({
+            "payload": event.payload,
+            "recipient": event.recipient,
+            "event": {"name": event.event, "id": event.id, "received_at": event.received_at.to_rfc3339()},
+        });
+        template
+            .render(&context)
+            .map_err(|error| Rendering::Failed(reason::RENDER_ERROR, error.to_string()))
+    }
+
+    async fn template(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        locale: &str,
+        version: u32,
+    ) -> Result<Arc<TemplateContent>, Rendering> {
+        let key = (tenant.clone(), name.to_owned(), locale.to_owned(), version);
+        if let Some(content) = self
+            .template_cache
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&key).cloned())
+        {
+            return Ok(content);
+        }
+        let stored = self
+            .templates
+            .template_version(tenant, name, locale, version)
+            .await
+            .map_err(|error| Rendering::Unavailable(error.to_string()))?
+            .ok_or_else(|| {
+                Rendering::Failed(
+                    reason::TEMPLATE_NOT_FOUND,
+                    format!("template {name} version {version} ({locale}) was deleted"),
+                )
+            })?;
+        let content = Arc::new(stored.content);
+        if let Ok(mut cache) = self.template_cache.lock() {
+            if cache.len() >= TEMPLATE_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, Arc::clone(&content));
+        }
+        Ok(content)
+    }
+}
+
+/// Why a notification could not be rendered.
+enum Rendering {
+    /// A backing service failed: try again later.
+    Unavailable(String),
+    /// It never will render: fail the notification with this reason.
+    Failed(&'static str, String),
+}
+
+fn final_settlement(status: NotificationStatus, code: &str, detail: &str) -> Settlement {
+    Settlement {
+        status,
+        reason: Some(code.to_owned()),
+        detail: Some(detail.to_owned()),
+        provider_message_id: None,
+        next_attempt_at: None,
+    }
+}
+
+fn parse_envelope(message: &SqsMessage) -> Result<Envelope, String> {
+    let body = message.body.as_deref().ok_or("the message has no body")?;
+    let version: Option<u32> = serde_json::from_str::<serde_json::Value>(body)
+        .map_err(|error| format!("the body is not JSON: {error}"))?
+        .get("v")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok());
+    match version {
+        Some(Envelope::VERSION) => {
+            serde_json::from_str(body).map_err(|error| format!("not a v1 envelope: {error}"))
+        }
+        Some(other) => Err(format!("envelope version {other} is not one this function reads")),
+        None => Err("the body has no envelope version".into()),
+    }
+}
+
+/// How many times SQS has handed this message out, this time included.
+fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
+/// A number in `[0, 1)` for backoff jitter; it need not be cryptographic, only spread.
+fn jitter() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+    #[allow(clippy::cast_precision_loss)] // 53 bits fit an f64's mantissa exactly
+    let unit = bits as f64 / (1u64 << 53) as f64;
+    unit
+}
+
+/// Serves the delivery loop for `sender` as a Lambda function, over the AWS adapters: what every channel
+/// function's `main` does once it has built its sender.
+pub async fn serve<S: Sender>(
+    sender: S,
+    aws: &aws_config::SdkConfig,
+    config: crate::config::DeliveryConfig,
+) -> Result<(), lambda_runtime::Error> {
+    use crate::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
+    use crate::adapters::sqs::SqsMessageVisibility;
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let delivery = Delivery::new(
+        sender,
+        DynamoActivityStore::new(dynamodb.clone(), &config.tables.activity),
+        DynamoConfigStore::new(dynamodb, &config.tables.config),
+        SqsMessageVisibility::new(aws_sdk_sqs::Client::new(aws), &config.delivery.queue_url),
+        config.delivery,
+    );
+    lambda_runtime::run(lambda_runtime::service_fn(|event| delivery.handle(event))).await
+}
+
+/// The AWS configuration for a provider client (SES, SNS): the SDK's own retries are off, because a
+/// failed send is retried by the delivery loop through SQS, with backoff and a record of each attempt;
+/// two layers retrying blindly would multiply the calls a throttled provider sees.
+pub fn provider_config(aws: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+    aws.to_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build()
+}

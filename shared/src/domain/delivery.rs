@@ -1,0 +1,163 @@
+//! Delivery outcomes: what a send can end in, and what Herald does about each.
+
+use super::Timestamp;
+use serde_json::{Value, json};
+use std::fmt;
+use std::time::Duration;
+
+/// The rendered parts of one notification, ready for its channel's sender.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenderedMessage {
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// Slack Block Kit blocks, every string field rendered.
+    pub blocks: Option<Value>,
+}
+
+/// What a provider said when it accepted a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReceipt {
+    pub provider_message_id: Option<String>,
+}
+
+/// The three kinds of send failure, and so the three ways Herald reacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// This recipient cannot be reached this way (bad address, Slack 404/410, SES MessageRejected): the
+    /// notification fails and the message is acknowledged; retrying cannot help.
+    Recipient,
+    /// Herald's own setup is wrong (access denied, sending paused, unverified sender): retried with
+    /// backoff and finally dead-lettered, so a redrive works once a person has fixed it.
+    Configuration,
+    /// The provider is busy or broken right now (throttling, 5xx, timeouts): retried with backoff.
+    Transient,
+}
+
+impl FailureKind {
+    pub const fn retryable(self) -> bool {
+        !matches!(self, FailureKind::Recipient)
+    }
+}
+
+/// A classified send failure: `code` is the provider's error code (or HTTP status), `detail` its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct SendError {
+    pub kind: FailureKind,
+    pub code: String,
+    pub detail: String,
+    /// The provider's `Retry-After`, when it gave one.
+    pub retry_after: Option<Duration>,
+}
+
+impl SendError {
+    pub fn new(kind: FailureKind, code: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    #[must_use]
+    pub fn retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Sent,
+    Retrying,
+    Failed,
+    DeadLettered,
+}
+
+impl AttemptOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The record of one attempt, kept as its own item beside the notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first claim of the notification, then 2, 3, …
+    pub number: u32,
+    pub at: Timestamp,
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub provider_message_id: Option<String>,
+}
+
+impl Attempt {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "number": self.number,
+            "at": self.at.to_rfc3339(),
+            "outcome": self.outcome.as_str(),
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+            "provider_message_id": self.provider_message_id,
+        })
+    }
+}
+
+/// The first retry waits about this long; each later one twice as long, up to [`MAX_BACKOFF`].
+pub const BASE_BACKOFF: Duration = Duration::from_secs(2);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+/// How long to keep a message invisible before its next try: exponential in the number of receives so
+/// far, with jitter (`unit` in `[0, 1)`, drawn by the caller) so a burst of failures does not come back
+/// as a burst; never shorter than the provider's `Retry-After`.
+pub fn backoff(receive_count: u32, unit: f64, retry_after: Option<Duration>) -> Duration {
+    let exponent = receive_count.saturating_sub(1).min(16);
+    let ceiling = BASE_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF);
+    let jittered = ceiling.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0);
+    retry_after.map_or(jittered, |after| jittered.max(after.min(MAX_BACKOFF)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        assert_eq!(backoff(1, 0.0, None), Duration::from_secs(1));
+        assert_eq!(backoff(1, 1.0, None), Duration::from_secs(2));
+        assert_eq!(backoff(3, 1.0, None), Duration::from_secs(8));
+        assert_eq!(backoff(30, 1.0, None), MAX_BACKOFF);
+        assert!(backoff(4, 0.5, None) > backoff(3, 0.5, None));
+    }
+
+    #[test]
+    fn backoff_honours_retry_after() {
+        assert_eq!(
+            backoff(1, 0.0, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(backoff(1, 0.0, Some(Duration::from_secs(86_400))), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn only_recipient_failures_are_final() {
+        assert!(!FailureKind::Recipient.retryable());
+        assert!(FailureKind::Configuration.retryable() && FailureKind::Transient.retryable());
+    }
+}

@@ -1,0 +1,88 @@
+//! The three channels wired as their functions wire them, with the provider endpoint chosen by the test
+//! (the emulator itself, or a fault proxy in front of it).
+
+use crate::{MAX_RECEIVE_COUNT, Stack, emulator_config, unique};
+use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
+use herald::adapters::ses::SesSender;
+use herald::adapters::slack::SlackSender;
+use herald::adapters::sns::SnsSender;
+use herald::adapters::sqs::SqsMessageVisibility;
+use herald::config::{DeliverySettings, SlackSettings};
+use herald::delivery::{Delivery, provider_config};
+use herald::ports::Sender;
+use std::time::Duration;
+
+pub type TestDelivery<S> = Delivery<S, DynamoActivityStore, DynamoConfigStore, SqsMessageVisibility>;
+
+impl Stack {
+    /// The delivery loop for `sender`'s channel, over this stack's tables and queue.
+    pub fn delivery<S: Sender>(&self, sender: S) -> TestDelivery<S> {
+        self.delivery_with_concurrency(sender, 10)
+    }
+
+    /// As [`Self::delivery`], delivering at most `concurrency` messages of a batch at once.
+    pub fn delivery_with_concurrency<S: Sender>(&self, sender: S, concurrency: usize) -> TestDelivery<S> {
+        let queue_url = self.queues.get(sender.channel()).expect("queue").to_owned();
+        let settings = DeliverySettings {
+            queue_url: queue_url.clone(),
+            max_receive_count: MAX_RECEIVE_COUNT,
+            concurrency,
+            lease: Duration::from_secs(60),
+            retention: Duration::from_secs(86_400),
+        };
+        Delivery::new(
+            sender,
+            self.activity_store(),
+            self.config_store(),
+            SqsMessageVisibility::new(self.sqs.clone(), queue_url),
+            settings,
+        )
+    }
+
+    /// An SES sender talking to `endpoint`, from a sender identity created for this test.
+    pub async fn email_sender(&self, endpoint: &str) -> SesSender {
+        let config = aws_sdk_sesv2::config::Builder::from(&provider_config(&emulator_config().await))
+            .endpoint_url(endpoint)
+            .build();
+        let client = aws_sdk_sesv2::Client::from_conf(config);
+        let from = format!("{}@herald.example.com", unique("sender"));
+        client
+            .create_email_identity()
+            .email_identity(&from)
+            .send()
+            .await
+            .expect("create the sender identity");
+        SesSender::new(client, from, None)
+    }
+
+    /// An SNS sender talking to `endpoint`.
+    pub async fn sms_sender(&self, endpoint: &str) -> SnsSender {
+        let config = aws_sdk_sns::config::Builder::from(&provider_config(&emulator_config().await))
+            .endpoint_url(endpoint)
+            .build();
+        SnsSender::new(aws_sdk_sns::Client::from_conf(config), None)
+    }
+
+    /// A Slack sender with this stack's webhook policy and short timeouts.
+    pub fn slack_sender(&self) -> SlackSender {
+        let settings = SlackSettings::from_env(&self.env()).expect("slack settings");
+        SlackSender::new(
+            settings.webhook_policy,
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+        )
+        .expect("slack client")
+    }
+}
+
+/// A phone number no other test uses, so the emulator's sent SMS can be filtered by it.
+pub fn unique_phone() -> String {
+    let digits: String = uuid::Uuid::now_v7()
+        .as_u128()
+        .to_string()
+        .chars()
+        .rev()
+        .take(7)
+        .collect();
+    format!("+1555{digits}")
+}

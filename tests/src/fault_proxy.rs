@@ -1,0 +1,180 @@
+//! A small HTTP proxy in front of the emulator that answers chosen requests with an error instead of
+//! forwarding them, so the AWS SDK's real error parsing runs on faults the emulator cannot make
+//! (throttling, 5xx).
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// An error answer for the next request whose path or body contains `matching`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub matching: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Fault {
+    /// SES v2 (REST-JSON) throttling: 429 `TooManyRequestsException`.
+    pub fn ses_throttled() -> Self {
+        Self {
+            matching: "/v2/email/outbound-emails".into(),
+            status: 429,
+            headers: vec![("x-amzn-ErrorType".into(), "TooManyRequestsException".into())],
+            body: r#"{"message": "Maximum sending rate exceeded."}"#.into(),
+        }
+    }
+
+    /// SES v2 refusing the message for good: 400 `MessageRejected`.
+    pub fn ses_rejected() -> Self {
+        Self {
+            matching: "/v2/email/outbound-emails".into(),
+            status: 400,
+            headers: vec![("x-amzn-ErrorType".into(), "MessageRejected".into())],
+            body: r#"{"message": "Email address is not verified."}"#.into(),
+        }
+    }
+
+    /// SNS (query protocol) throttling: 400 `Throttled`.
+    pub fn sns_throttled() -> Self {
+        Self {
+            matching: "Action=Publish".into(),
+            status: 400,
+            headers: vec![("content-type".into(), "text/xml".into())],
+            body: "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error><Type>Sender</Type>\
+                   <Code>Throttled</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>"
+                .into(),
+        }
+    }
+}
+
+/// The proxy; it stops when dropped with the test's runtime.
+#[derive(Debug, Clone)]
+pub struct FaultProxy {
+    pub url: String,
+    faults: Arc<Mutex<VecDeque<Fault>>>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (e.g. the emulator's `http://127.0.0.1:PORT`) on a free loopback port.
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fault proxy");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let faults: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen_by_server = Arc::clone(&seen);
+        let client = reqwest::Client::new();
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let shared = Arc::clone(&faults);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (faults, client, upstream) = (Arc::clone(&shared), client.clone(), upstream.clone());
+                let seen = Arc::clone(&seen_by_server);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let (faults, client, upstream) =
+                            (Arc::clone(&faults), client.clone(), upstream.clone());
+                        let seen = Arc::clone(&seen);
+                        async move {
+                            Ok::<_, hyper::Error>(answer(request, &faults, &seen, &client, &upstream).await)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, faults, seen }
+    }
+
+    /// Every request (URI, a line break, then the body) that passed through, faulted or not.
+    pub fn requests(&self, containing: &str) -> Vec<String> {
+        self.seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter(|request| request.contains(containing))
+            .cloned()
+            .collect()
+    }
+
+    /// Answers the next matching request with `fault` (faults are used in the order they were added).
+    pub fn fail_next(&self, fault: Fault) {
+        self.faults.lock().expect("faults").push_back(fault);
+    }
+
+    /// Faults added but not yet used.
+    pub fn pending(&self) -> usize {
+        self.faults.lock().expect("faults").len()
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    faults: &Mutex<VecDeque<Fault>>,
+    seen: &Mutex<Vec<String>>,
+    client: &reqwest::Client,
+    upstream: &str,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    let target = format!("{}\n{}", parts.uri, String::from_utf8_lossy(&body));
+    seen.lock().expect("seen").push(target.clone());
+    let fault = {
+        let mut faults = faults.lock().expect("faults");
+        let position = faults.iter().position(|fault| target.contains(&fault.matching));
+        position.and_then(|index| faults.remove(index))
+    };
+    if let Some(fault) = fault {
+        let mut response = Response::builder().status(fault.status);
+        for (name, value) in &fault.headers {
+            response = response.header(name, value);
+        }
+        return response
+            .body(Full::new(Bytes::from(fault.body)))
+            .expect("fault response");
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut forwarded = client
+        .request(parts.method, format!("{upstream}{path}"))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    match forwarded.send().await {
+        Ok(upstream_response) => {
+            let mut response = Response::builder().status(upstream_response.status());
+            for (name, value) in upstream_response.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response = response.header(name, value);
+                }
+            }
+            let bytes = upstream_response.bytes().await.unwrap_or_default();
+            response.body(Full::new(bytes)).expect("proxied response")
+        }
+        Err(error) => Response::builder()
+            .status(502)
+            .body(Full::new(Bytes::from(error.to_string())))
+            .expect("bad gateway"),
+    }
+}
