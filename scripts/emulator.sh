@@ -23,7 +23,7 @@ free_port() {
 # start_emulator PORT LOGFILE: starts moto in the background, sets EMULATOR_PID, waits until it answers.
 start_emulator() {
     local port="$1" log="$2"
-    "$HERALD_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+    "$HERALD_VENV/bin/python" "$HERALD_ROOT/scripts/emulator.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
     EMULATOR_PID=$!
     for _ in $(seq 1 100); do
         if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
