@@ -5,6 +5,7 @@
 use crate::Stack;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use herald::adapters::sqs::lambda_sqs_event;
 use herald::domain::Channel;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -92,32 +93,8 @@ impl Stack {
 
 /// The SQS event Lambda would build from these messages.
 pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|message| {
-            let attributes: serde_json::Map<String, Value> = message
-                .attributes()
-                .map(|attributes| {
-                    attributes
-                        .iter()
-                        .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            json!({
-                "messageId": message.message_id(),
-                "receiptHandle": message.receipt_handle(),
-                "body": message.body(),
-                "attributes": attributes,
-                "messageAttributes": {},
-                "md5OfBody": message.md5_of_body(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:test",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({"Records": records})).expect("SQS event")
+    let event = lambda_sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:test", "us-east-1");
+    serde_json::from_value(event).expect("SQS event")
 }
 
 /// An SQS event with raw bodies, for poison-message tests.

@@ -141,6 +141,43 @@ impl crate::ports::MessageVisibility for SqsMessageVisibility {
     }
 }
 
+/// The event Lambda's SQS event source mapping builds from received messages (`Records` with each
+/// message's system attributes). The local stack's pollers and the tests feed the channel functions with it,
+/// so both hand them exactly what AWS would.
+#[must_use]
+pub fn lambda_sqs_event(
+    messages: &[aws_sdk_sqs::types::Message],
+    queue_arn: &str,
+    region: &str,
+) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|message| {
+            let attributes: serde_json::Map<String, serde_json::Value> = message
+                .attributes()
+                .map(|attributes| {
+                    attributes
+                        .iter()
+                        .map(|(name, value)| (name.as_str().to_owned(), value.as_str().into()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": message.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
 #[cfg(test)]
 mod tests {
     //! The queue against an SQS client mocked at the SDK boundary (`aws-smithy-mocks`).
