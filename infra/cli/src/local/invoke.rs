@@ -1,0 +1,111 @@
+//! `herald invoke FUNCTION --event FILE`: one invocation of one function binary through the local
+//! Runtime API, printing the response and the function's logs — the no-Docker twin of `sam local invoke`.
+//!
+//! It uses the local stack's emulator when one is running (so the invocation sees the stack's data), and
+//! otherwise starts a private one with the template's resources and the demo data for the invocation.
+
+use super::emulator;
+use super::runtime::{FunctionHost, InvokeError};
+use super::seed;
+use super::template::StackTemplate;
+use super::up::{Ports, SENDER, STACK_NAME, build_functions, start_functions};
+use herald::adapters::dynamodb::DynamoConfigStore;
+use std::collections::BTreeMap;
+
+pub async fn run(args: &[&str]) -> Result<(), String> {
+    let (function, event_file) = match args {
+        [function, "--event", file] => (*function, *file),
+        _ => {
+            return Err(
+                "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack)"
+                    .into(),
+            );
+        }
+    };
+    let payload: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(event_file).map_err(|error| format!("{event_file}: {error}"))?,
+    )
+    .map_err(|error| format!("{event_file} is not JSON: {error}"))?;
+    let root = emulator::project_root()?;
+    let ports = Ports::from_env()?;
+    let (port, _private_emulator) = if emulator::is_running(ports.emulator).await {
+        (ports.emulator, None)
+    } else {
+        let port = free_port().await?;
+        let moto = emulator::ensure(&root).await?;
+        eprintln!(
+            "herald: no local stack on port {}; starting a private AWS emulator",
+            ports.emulator
+        );
+        let log = std::env::temp_dir().join(format!("herald-invoke-emulator-{port}.log"));
+        (port, Some(emulator::start(&moto, port, &log).await?))
+    };
+    let aws = emulator::sdk_config(port).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
+    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)
+        .map_err(|e| e.to_string())?;
+    let provisioned = template
+        .provision(&dynamodb, &aws_sdk_sqs::Client::new(&aws))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = aws_sdk_sesv2::Client::new(&aws)
+        .create_email_identity()
+        .email_identity(SENDER)
+        .send()
+        .await;
+    if let Some(config_table) = provisioned.table_names.get("ConfigTable") {
+        seed::seed(&DynamoConfigStore::new(dynamodb, config_table)).await?;
+    }
+    let known: Vec<String> = template.functions().into_iter().map(|spec| spec.binary).collect();
+    if !known.iter().any(|name| name == function) {
+        return Err(format!(
+            "no function {function} in template.yaml; known: {}",
+            known.join(", ")
+        ));
+    }
+    let binaries = build_functions(&root).await?;
+    let hosts = start_functions(&template, &provisioned, &binaries, port, 1).await?;
+    let host = template
+        .functions()
+        .iter()
+        .zip(&hosts)
+        .find(|(spec, _)| spec.binary == function)
+        .map(|(_, host)| host.clone())
+        .ok_or("the function did not start")?;
+    let outcome = invoke(&host, payload).await;
+    for host in &hosts {
+        host.stop().await;
+    }
+    outcome
+}
+
+async fn invoke(host: &FunctionHost, payload: serde_json::Value) -> Result<(), String> {
+    let (outcome, logs) = host.invoke_with_logs(payload).await;
+    eprintln!("--- logs ---");
+    for line in logs {
+        eprintln!("{line}");
+    }
+    eprintln!("--- response ---");
+    match outcome {
+        Ok(response) => {
+            println!("{}", serde_json::to_string_pretty(&response).unwrap_or_default());
+            Ok(())
+        }
+        Err(InvokeError::Function {
+            error_type,
+            error_message,
+        }) => Err(format!("the function failed: {error_type}: {error_message}")),
+        Err(error) => Err(format!("the invocation failed: {error}")),
+    }
+}
+
+async fn free_port() -> Result<u16, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    listener
+        .local_addr()
+        .map(|address| address.port())
+        .map_err(|e| e.to_string())
+}

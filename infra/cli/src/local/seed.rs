@@ -1,0 +1,91 @@
+//! The local stack's demo data: tenant `local` with key `herald-dev-key`, and the README's example
+//! (event type `order_created`, a template and a rule per channel), so the README's curl works at once.
+
+use herald::adapters::dynamodb::DynamoConfigStore;
+use herald::domain::event_type::EventTypeSpec;
+use herald::domain::rule::RuleSpec;
+use herald::domain::template::TemplateContent;
+use herald::domain::{TenantId, Timestamp};
+use herald::http::key_hash;
+use herald::ports::{ApiKeyStore, EventTypeStore, RuleStore, TemplateStore};
+use serde_json::{Value, json};
+
+pub const TENANT: &str = "local";
+pub const API_KEY: &str = "herald-dev-key";
+
+fn spec<T>(parsed: Result<T, Vec<herald::domain::FieldError>>, what: &str) -> Result<T, String> {
+    parsed.map_err(|errors| format!("demo {what} is invalid: {errors:?}"))
+}
+
+/// Writes the demo data; running it again changes nothing that is already there.
+pub async fn seed(store: &DynamoConfigStore) -> Result<(), String> {
+    let tenant = TenantId::new(TENANT);
+    let now = Timestamp::now();
+    let failed = |error: &dyn std::fmt::Display| format!("seeding the demo data failed: {error}");
+    store
+        .put_api_key(&tenant, &key_hash(API_KEY), now)
+        .await
+        .map_err(|e| failed(&e))?;
+    let event_type = spec(
+        EventTypeSpec::from_json(&json!({
+            "description": "An order was placed",
+            "category": "orders",
+            "schema": {"type": "object", "required": ["order_id"],
+                       "properties": {"order_id": {"type": ["integer", "string"]}, "total": {"type": "number"}}}
+        })),
+        "event type",
+    )?;
+    store
+        .put_event_type(&tenant, "order_created", &event_type, now)
+        .await
+        .map_err(|e| failed(&e))?;
+    let templates: [(&str, Value); 3] = [
+        (
+            "order-confirmation",
+            json!({"channel": "email", "locale": "en",
+            "subject": "Order #{{ payload.order_id }} confirmed",
+            "text": "Thanks for your order #{{ payload.order_id }}. Total: {{ payload.total }}.",
+            "html": "<h1>Thanks!</h1><p>Your order <b>#{{ payload.order_id }}</b> is confirmed. Total: {{ payload.total }}.</p>"}),
+        ),
+        (
+            "order-sms",
+            json!({"channel": "sms", "locale": "en",
+            "text": "Order #{{ payload.order_id }} confirmed. Total: {{ payload.total }}."}),
+        ),
+        (
+            "order-slack",
+            json!({"channel": "slack", "locale": "en",
+            "text": "New order #{{ payload.order_id }} ({{ payload.total }})",
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*New order* #{{ payload.order_id }} — total {{ payload.total }}"}}]}),
+        ),
+    ];
+    for (name, body) in templates {
+        if store
+            .template_head(&tenant, name)
+            .await
+            .map_err(|e| failed(&e))?
+            .is_none()
+        {
+            let content = spec(TemplateContent::from_json(&body), "template")?;
+            store
+                .put_template(&tenant, name, &content, now)
+                .await
+                .map_err(|e| failed(&e))?;
+        }
+    }
+    for (id, channel, template) in [
+        ("order-email", "email", "order-confirmation"),
+        ("order-sms", "sms", "order-sms"),
+        ("order-slack", "slack", "order-slack"),
+    ] {
+        let rule = spec(
+            RuleSpec::from_json(&json!({"event": "order_created", "channel": channel, "template": template})),
+            "rule",
+        )?;
+        store
+            .put_rule(&tenant, id, &rule, now)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! `herald local up`: the whole stack on this machine, with no AWS account and no Docker. The emulator
+//! serves DynamoDB, SQS, SES and SNS; the resources come from `template.yaml` itself; the real function
+//! binaries run under a local Lambda Runtime API behind an API Gateway-like front; pollers feed the channel
+//! functions from their queues; a sink stands in for Slack.
+
+use super::emulator;
+use super::front::{self, Route};
+use super::poller::QueuePoller;
+use super::runtime::{FunctionConfig, FunctionHost};
+use super::seed;
+use super::sink::SlackSink;
+use super::template::{Provisioned, StackTemplate};
+use herald::adapters::dynamodb::DynamoConfigStore;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The stack name the local resources are named after (`herald-local-email`, …).
+pub const STACK_NAME: &str = "herald-local";
+/// The sender identity the local stack verifies in the emulator's SES.
+pub const SENDER: &str = "notifications@herald.local";
+/// Function processes per function, so concurrency is real.
+const PROCESSES: usize = 2;
+
+/// Ports, from `HERALD_PORT`, `HERALD_EMULATOR_PORT` and `HERALD_SLACK_SINK_PORT`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub front: u16,
+    pub emulator: u16,
+    pub sink: u16,
+}
+
+impl Ports {
+    pub fn from_env() -> Result<Self, String> {
+        let port = |name: &str, default: u16| -> Result<u16, String> {
+            match std::env::var(name) {
+                Ok(value) => value
+                    .parse()
+                    .map_err(|_| format!("{name}={value:?} is not a port number")),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(Self {
+            front: port("HERALD_PORT", 3000)?,
+            emulator: port("HERALD_EMULATOR_PORT", 4566)?,
+            sink: port("HERALD_SLACK_SINK_PORT", 3001)?,
+        })
+    }
+}
+
+async fn bind(port: u16, variable: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(("127.0.0.1", port)).await.map_err(|error| {
+        format!("port {port} is busy ({error}): stop what uses it, or set {variable} to a free port")
+    })
+}
+
+/// A running local stack; dropping it kills the emulator it started.
+#[derive(Debug)]
+pub struct LocalStack {
+    pub sink: SlackSink,
+    hosts: Vec<FunctionHost>,
+    emulator: tokio::process::Child,
+}
+
+impl LocalStack {
+    /// Stops the functions, then the emulator, and waits until they are gone, so their ports are free
+    /// when this returns.
+    pub async fn stop(mut self) {
+        for host in &self.hosts {
+            host.stop().await;
+        }
+        let _ = self.emulator.kill().await;
+    }
+}
+
+/// Brings the stack up and returns once `/v1/health` answers through the front.
+pub async fn start(ports: Ports) -> Result<LocalStack, String> {
+    let root = emulator::project_root()?;
+    // A second stack (the end-to-end tests) keeps its emulator log and Slack capture apart from yours.
+    let state = std::env::var_os("HERALD_STATE_DIR").map_or_else(|| root.join(".herald"), PathBuf::from);
+    std::fs::create_dir_all(&state).map_err(|error| format!("{}: {error}", state.display()))?;
+    // Take the ports first, so a busy one is a clear error before anything starts.
+    let front_listener = bind(ports.front, "HERALD_PORT").await?;
+    let sink_listener = bind(ports.sink, "HERALD_SLACK_SINK_PORT").await?;
+    drop(bind(ports.emulator, "HERALD_EMULATOR_PORT").await?);
+
+    let moto = emulator::ensure(&root).await?;
+    say(&format!(
+        "starting the AWS emulator on {}",
+        emulator::endpoint(ports.emulator)
+    ));
+    let emulator_process = emulator::start(&moto, ports.emulator, &state.join("emulator.log")).await?;
+    let aws = emulator::sdk_config(ports.emulator).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+
+    let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
+    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)
+        .map_err(|e| e.to_string())?;
+    say("creating the tables and queues of template.yaml");
+    let provisioned = template
+        .provision(&dynamodb, &sqs)
+        .await
+        .map_err(|e| e.to_string())?;
+    let names = |names: Vec<String>| names.join(", ");
+    say(&format!(
+        "tables: {}",
+        names(template.tables().into_iter().map(|table| table.name).collect())
+    ));
+    say(&format!(
+        "queues: {}",
+        names(template.queues().into_iter().map(|queue| queue.name).collect())
+    ));
+    aws_sdk_sesv2::Client::new(&aws)
+        .create_email_identity()
+        .email_identity(SENDER)
+        .send()
+        .await
+        .map_err(|error| format!("could not verify {SENDER} in the emulator's SES: {error}"))?;
+    let config_table = provisioned
+        .table_names
+        .get("ConfigTable")
+        .ok_or("template.yaml has no ConfigTable")?;
+    seed::seed(&DynamoConfigStore::new(dynamodb.clone(), config_table)).await?;
+
+    let sink =
+        SlackSink::start(sink_listener, state.join("slack.jsonl")).map_err(|error| error.to_string())?;
+    let binaries = build_functions(&root).await?;
+    let hosts = start_functions(&template, &provisioned, &binaries, ports.emulator, PROCESSES).await?;
+
+    let mut routes = Vec::new();
+    for (spec, host) in template.functions().iter().zip(&hosts) {
+        for route in &spec.http_routes {
+            routes.push(Route {
+                method: route.method.clone(),
+                path: route.path.clone(),
+                function: host.clone(),
+            });
+        }
+        for event in &spec.sqs_events {
+            let queue_url = provisioned
+                .queue_urls
+                .get(&event.queue)
+                .ok_or(format!("no queue {}", event.queue))?;
+            let queue_arn = provisioned
+                .queue_arns
+                .get(&event.queue)
+                .cloned()
+                .unwrap_or_default();
+            let poller = QueuePoller {
+                sqs: sqs.clone(),
+                queue_url: queue_url.clone(),
+                queue_arn,
+                function: host.clone(),
+                batch_size: i32::try_from(event.batch_size).unwrap_or(10),
+                region: emulator::REGION.to_owned(),
+            };
+            poller.spawn(
+                usize::try_from(event.maximum_concurrency)
+                    .unwrap_or(2)
+                    .min(PROCESSES * 2),
+            );
+        }
+    }
+    front::serve(front_listener, routes);
+    wait_until_healthy(ports.front).await?;
+    Ok(LocalStack {
+        sink,
+        hosts,
+        emulator: emulator_process,
+    })
+}
+
+/// Builds the function binaries (debug) and returns where they are.
+pub async fn build_functions(root: &Path) -> Result<PathBuf, String> {
+    say("building the function binaries (cargo build)");
+    let mut cargo = tokio::process::Command::new("cargo");
+    // `cargo run` and `cargo test` set these for herald itself; a build script that watches one (ring
+    // watches CARGO_MANIFEST_DIR) would rebuild half the dependency tree on every other start.
+    let set_for_herald = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+    ];
+    for (name, _) in std::env::vars_os() {
+        if set_for_herald
+            .iter()
+            .any(|prefix| name.to_string_lossy().starts_with(prefix))
+        {
+            cargo.env_remove(name);
+        }
+    }
+    let status = cargo
+        .args([
+            "build", "--quiet", "-p", "ingest", "-p", "api", "-p", "email", "-p", "sms", "-p", "slack",
+        ])
+        .current_dir(root)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(|error| format!("could not run cargo: {error}"))?;
+    if !status.success() {
+        return Err("building the function binaries failed".into());
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    Ok(target.join("debug"))
+}
+
+/// Starts a host per function of the template, in the template's order, with its environment resolved
+/// against the provisioned resources, plus the local stack's own settings.
+pub async fn start_functions(
+    template: &StackTemplate,
+    provisioned: &Provisioned,
+    binaries: &Path,
+    emulator_port: u16,
+    processes: usize,
+) -> Result<Vec<FunctionHost>, String> {
+    let mut hosts = Vec::new();
+    for spec in template.functions() {
+        let mut environment = template
+            .environment(&spec, provisioned)
+            .map_err(|e| e.to_string())?;
+        environment.extend(emulator::environment(emulator_port));
+        // Only the local stack lets Slack webhooks point at loopback, where its sink listens.
+        environment.insert("HERALD_ALLOW_LOOPBACK_WEBHOOKS".into(), "true".into());
+        environment.insert("HERALD_CONFIG_CACHE_SECONDS".into(), "2".into());
+        let config = FunctionConfig {
+            name: spec.binary.clone(),
+            binary: binaries.join(&spec.binary),
+            environment,
+            timeout: Duration::from_secs(spec.timeout_seconds),
+            memory_mb: spec.memory_mb,
+            processes,
+        };
+        hosts.push(
+            FunctionHost::start(config)
+                .await
+                .map_err(|e| format!("{}: {e}", spec.binary))?,
+        );
+    }
+    Ok(hosts)
+}
+
+async fn wait_until_healthy(port: u16) -> Result<(), String> {
+    let url = format!("http://127.0.0.1:{port}/v1/health");
+    for _ in 0..100 {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("{url} did not answer within 20 s"))
+}
+
+fn say(line: &str) {
+    eprintln!("herald: {line}");
+}
+
+/// `herald local up`: starts the stack, prints how to use it, runs until Ctrl-C or SIGTERM.
+pub async fn run() -> Result<(), String> {
+    let ports = Ports::from_env()?;
+    // Listening from the start: a Ctrl-C during the first build must still stop the emulator (dropping
+    // the unfinished start kills every child it spawned).
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let stack = tokio::select! {
+        started = start(ports) => started?,
+        () = &mut shutdown => {
+            say("stopped before the stack was ready");
+            return Ok(());
+        }
+    };
+    let front = format!("http://127.0.0.1:{}", ports.front);
+    println!(
+        "\nHerald is running locally.\n\
+         \n  API:          {front}   (API key: {key}, tenant {tenant})\
+         \n  AWS emulator: {emulator}   sent email and SMS: curl -s {emulator}/moto-api/data.json\
+         \n  Slack sink:   {sink}   captured messages: curl -s {sink}/messages  (also {capture})\
+         \n  Logs:         each function's JSON logs below, prefixed with its name\
+         \n\nSend the demo event:\n\
+         \n  curl -si {front}/v1/events -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\
+         \n    -d '{{\"event\": \"order_created\", \"recipient\": {{\"email\": \"ada@example.com\", \"phone\": \"+15555550100\", \"slack_webhook_url\": \"{webhook}\"}}, \"payload\": {{\"order_id\": 444, \"total\": 99.99}}}}'\
+         \n\nready",
+        key = seed::API_KEY,
+        tenant = seed::TENANT,
+        emulator = emulator::endpoint(ports.emulator),
+        sink = stack.sink.url,
+        webhook = stack.sink.webhook_url(),
+        capture = stack.sink.log_file.display(),
+    );
+    shutdown.await;
+    say("stopping");
+    stack.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,399 @@
+//! End to end, as a newcomer uses it: `herald local up` (the real binary) on free ports, driven over HTTP.
+//! Behind the front run the real function binaries under the local Runtime API, the pollers, the AWS
+//! emulator and the Slack sink — nothing in this test reaches inside the stack.
+//!
+//! The stack is started once and the scenarios run in order against it, because starting it (building
+//! the five functions, starting the emulator) is the expensive part; each scenario uses its own recipient.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const API_KEY: &str = "herald-dev-key";
+/// The first start builds the function binaries; a cold build of the AWS SDKs takes minutes.
+const START_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct RunningStack {
+    process: Child,
+    front: String,
+    emulator: String,
+    sink: String,
+    ports: [u16; 3],
+    log: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+impl RunningStack {
+    async fn start() -> Self {
+        let ports = [free_port(), free_port(), free_port()];
+        let state = tempfile::tempdir().unwrap();
+        let log = state.path().join("herald.log");
+        let mut process = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["local", "up"])
+            .current_dir(project_root())
+            .env("HERALD_PORT", ports[0].to_string())
+            .env("HERALD_EMULATOR_PORT", ports[1].to_string())
+            .env("HERALD_SLACK_SINK_PORT", ports[2].to_string())
+            .env("HERALD_STATE_DIR", state.path())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start herald local up");
+        let mut banner = BufReader::new(process.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = banner.next_line().await.unwrap() {
+                if line == "ready" {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        let stack = Self {
+            process,
+            front: format!("http://127.0.0.1:{}", ports[0]),
+            emulator: format!("http://127.0.0.1:{}", ports[1]),
+            sink: format!("http://127.0.0.1:{}", ports[2]),
+            ports,
+            log,
+            _state: state,
+        };
+        assert!(
+            matches!(ready, Ok(true)),
+            "herald local up never printed ready\n{}",
+            stack.log_tail()
+        );
+        stack
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn webhook(&self, channel: &str) -> String {
+        format!("{}/services/T000/{channel}/XXXX", self.sink)
+    }
+
+    async fn send_event(&self, event: &Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/events", self.front))
+            .bearer_auth(API_KEY)
+            .json(event)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.front))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// Polls `GET /v1/events/{id}` until every notification's status is one of `statuses`.
+    async fn wait_for_statuses(&self, event_id: &str, statuses: &[&str]) -> Value {
+        let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+        loop {
+            let event = self.get(&format!("/v1/events/{event_id}")).await;
+            let notifications = event["notifications"].as_array().unwrap();
+            if notifications
+                .iter()
+                .all(|n| statuses.iter().any(|s| n["status"] == *s))
+            {
+                return event;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still not {statuses:?}: {event:#}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn emulator_data(&self) -> Value {
+        reqwest::get(format!("{}/moto-api/data.json", self.emulator))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn slack_messages(&self, channel: &str) -> Vec<Value> {
+        let messages: Value = reqwest::get(format!("{}/messages", self.sink))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let path = format!("/services/T000/{channel}/XXXX");
+        messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["path"] == path)
+            .cloned()
+            .collect()
+    }
+
+    async fn set_sink_status(&self, status: u16) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/behaviour", self.sink))
+            .json(&json!({"status": status}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// SIGTERM, as a service manager or `kill` sends it; returns the exit status.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.process.id().unwrap();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(30), self.process.wait())
+            .await
+            .expect("herald local up did not stop within 30 s of SIGTERM")
+            .unwrap()
+    }
+}
+
+fn order_event(stack: &RunningStack, scenario: &str, email: &str, phone: &str, key: &str) -> Value {
+    json!({
+        "event": "order_created",
+        "recipient": {"email": email, "phone": phone, "slack_webhook_url": stack.webhook(scenario)},
+        "payload": {"order_id": 444, "total": 99.99},
+        "idempotency_key": key,
+    })
+}
+
+fn statuses_by_channel(event: &Value) -> Vec<(String, String)> {
+    let mut statuses: Vec<(String, String)> = event["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["channel"].as_str().unwrap().to_owned(),
+                n["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    statuses
+}
+
+fn emails_to(data: &Value, address: &str) -> Vec<Value> {
+    let messages = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
+    messages
+        .into_iter()
+        .filter(|m| m["destinations"]["ToAddresses"][0] == address)
+        .collect()
+}
+
+fn sms_to(data: &Value, phone: &str) -> Vec<Value> {
+    let messages = data["sns"]["SMS"].as_array().cloned().unwrap_or_default();
+    messages
+        .into_iter()
+        .filter(|m| m["phone_number"] == phone)
+        .collect()
+}
+
+async fn all_three_channels_are_sent(stack: &RunningStack) {
+    let response = stack
+        .send_event(&order_event(
+            stack,
+            "B001",
+            "ada@example.com",
+            "+15555550101",
+            "e2e-all-channels",
+        ))
+        .await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let accepted: Value = response.json().await.unwrap();
+    let event_id = accepted["event_id"].as_str().unwrap();
+    assert_eq!(location, format!("/v1/events/{event_id}"));
+
+    let event = stack.wait_for_statuses(event_id, &["sent", "failed"]).await;
+    let expected = ["email", "slack", "sms"].map(|channel| (channel.to_owned(), "sent".to_owned()));
+    assert_eq!(statuses_by_channel(&event), expected);
+
+    let data = stack.emulator_data().await;
+    let emails = emails_to(&data, "ada@example.com");
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert!(
+        emails[0]["subject"].as_str().unwrap().contains("444"),
+        "{:#}",
+        emails[0]
+    );
+    let sms = sms_to(&data, "+15555550101");
+    assert_eq!(sms.len(), 1, "{sms:#?}");
+    assert!(
+        sms[0]["message"].as_str().unwrap().contains("444"),
+        "{:#}",
+        sms[0]
+    );
+    let slack_messages = stack.slack_messages("B001").await;
+    assert_eq!(slack_messages.len(), 1, "{slack_messages:#?}");
+    assert!(
+        slack_messages[0]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("444"),
+        "{:#}",
+        slack_messages[0]
+    );
+
+    let email_id = event["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["channel"] == "email")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let notification = stack.get(&format!("/v1/notifications/{email_id}")).await;
+    let attempts = notification["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{notification:#}");
+    assert_eq!(attempts[0]["outcome"], "sent");
+}
+
+async fn a_duplicate_is_replayed(stack: &RunningStack) {
+    let event = order_event(
+        stack,
+        "B002",
+        "grace@example.com",
+        "+15555550102",
+        "e2e-duplicate",
+    );
+    let first = stack.send_event(&event).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = stack.send_event(&event).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["event_id"], first["event_id"]);
+    assert_eq!(again["notifications"], first["notifications"]);
+
+    let event_id = first["event_id"].as_str().unwrap();
+    stack.wait_for_statuses(event_id, &["sent"]).await;
+    let data = stack.emulator_data().await;
+    let emails = emails_to(&data, "grace@example.com");
+    assert_eq!(emails.len(), 1, "the replay must not send again: {emails:#?}");
+    assert_eq!(stack.slack_messages("B002").await.len(), 1);
+}
+
+async fn a_failing_slack_is_retried_until_it_recovers(stack: &RunningStack) {
+    stack.set_sink_status(500).await;
+    let response = stack
+        .send_event(&order_event(
+            stack,
+            "B003",
+            "alan@example.com",
+            "+15555550103",
+            "e2e-slack-retry",
+        ))
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    let event_id = accepted["event_id"].as_str().unwrap();
+    let slack_id = accepted["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["channel"] == "slack")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+    let retrying = loop {
+        let notification = stack.get(&format!("/v1/notifications/{slack_id}")).await;
+        if notification["status"] == "retrying" {
+            break notification;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never retrying: {notification:#}\n{}",
+            stack.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(retrying["next_attempt_at"].is_string(), "{retrying:#}");
+    assert!(stack.slack_messages("B003").await.is_empty());
+
+    stack.set_sink_status(200).await;
+    let event = stack.wait_for_statuses(event_id, &["sent"]).await;
+    assert_eq!(statuses_by_channel(&event).len(), 3);
+    assert_eq!(stack.slack_messages("B003").await.len(), 1);
+    let notification = stack.get(&format!("/v1/notifications/{slack_id}")).await;
+    let outcomes: Vec<&str> = notification["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert!(outcomes.len() >= 2, "{notification:#}");
+    assert_eq!(outcomes.last(), Some(&"sent"), "{notification:#}");
+    assert!(
+        outcomes[..outcomes.len() - 1].iter().all(|o| *o != "sent"),
+        "{notification:#}"
+    );
+}
+
+async fn sigterm_stops_everything(mut stack: RunningStack) {
+    let status = stack.terminate().await;
+    assert!(status.success(), "exit status {status}\n{}", stack.log_tail());
+    for port in stack.ports {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is still in use after herald local up stopped"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_stack_delivers_replays_retries_and_stops_on_sigterm() {
+    let stack = RunningStack::start().await;
+    all_three_channels_are_sent(&stack).await;
+    a_duplicate_is_replayed(&stack).await;
+    a_failing_slack_is_retried_until_it_recovers(&stack).await;
+    sigterm_stops_everything(stack).await;
+}
