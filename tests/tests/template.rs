@@ -1,0 +1,173 @@
+//! The invariants of `template.yaml` that keep messages from being lost or delivered twice, checked on
+//! the template itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use serde_norway::Value;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The resources of one type, by logical id.
+fn resources<'t>(template: &'t Value, kind: &str) -> Vec<(&'t str, &'t Value)> {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some(kind))
+        .map(|(id, resource)| (id.as_str().unwrap(), resource))
+        .collect()
+}
+
+/// A value or the logical id a `!Ref` / `!GetAtt X.Arn` names.
+fn reference(value: &Value) -> String {
+    match value {
+        Value::Tagged(tagged) => tagged.value.as_str().unwrap().trim_end_matches(".Arn").to_owned(),
+        other => other.as_str().map_or_else(|| format!("{other:?}"), str::to_owned),
+    }
+}
+
+/// A number, or the default of the parameter a `!Ref` names.
+fn number(template: &Value, value: &Value) -> u64 {
+    match value {
+        Value::Tagged(tagged) => {
+            let parameter = &template["Parameters"][tagged.value.as_str().unwrap()];
+            parameter["Default"]
+                .as_u64()
+                .unwrap()
+                .max(parameter["MinValue"].as_u64().unwrap_or(0))
+        }
+        other => other.as_u64().unwrap(),
+    }
+}
+
+fn function_timeout(template: &Value, function: &Value) -> u64 {
+    function["Properties"]["Timeout"]
+        .as_u64()
+        .or_else(|| template["Globals"]["Function"]["Timeout"].as_u64())
+        .unwrap()
+}
+
+#[test]
+fn every_channel_queue_redrives_to_a_dlq_that_allows_console_redrive() {
+    let template = template();
+    let queues = resources(&template, "AWS::SQS::Queue");
+    let sources: Vec<_> = queues
+        .iter()
+        .filter(|(_, q)| !q["Properties"]["RedrivePolicy"].is_null())
+        .collect();
+    assert_eq!(sources.len(), 3, "email, sms and slack");
+    for (id, queue) in sources {
+        let redrive = &queue["Properties"]["RedrivePolicy"];
+        assert!(
+            number(&template, &redrive["maxReceiveCount"]) >= 5,
+            "{id}: maxReceiveCount"
+        );
+        let dlq_id = reference(&redrive["deadLetterTargetArn"]);
+        let dlq = &template["Resources"][dlq_id.as_str()]["Properties"];
+        assert_eq!(
+            dlq["RedriveAllowPolicy"]["redrivePermission"].as_str(),
+            Some("byQueue"),
+            "{id}: {dlq_id}"
+        );
+        assert_eq!(
+            dlq["MessageRetentionPeriod"].as_u64(),
+            Some(1_209_600),
+            "{dlq_id}: 14 days"
+        );
+        assert_eq!(
+            queue["Properties"]["SqsManagedSseEnabled"].as_bool(),
+            Some(true),
+            "{id}: SSE"
+        );
+        assert_eq!(dlq["SqsManagedSseEnabled"].as_bool(), Some(true), "{dlq_id}: SSE");
+    }
+}
+
+#[test]
+fn every_sqs_event_reports_batch_item_failures_and_its_queue_outlasts_six_timeouts() {
+    let template = template();
+    let mut consumers = 0;
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        for (_, event) in function["Properties"]["Events"].as_mapping().unwrap() {
+            if event["Type"].as_str() != Some("SQS") {
+                continue;
+            }
+            consumers += 1;
+            let properties = &event["Properties"];
+            let types: Vec<_> = properties["FunctionResponseTypes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(types, ["ReportBatchItemFailures"], "{id}");
+            assert!(properties["BatchSize"].as_u64().is_some(), "{id}: batch size");
+            assert!(
+                !properties["ScalingConfig"]["MaximumConcurrency"].is_null(),
+                "{id}: maximum concurrency"
+            );
+            let queue = &template["Resources"][reference(&properties["Queue"]).as_str()];
+            let visibility = queue["Properties"]["VisibilityTimeout"].as_u64().unwrap();
+            assert!(
+                visibility >= 6 * function_timeout(&template, function),
+                "{id}: visibility {visibility}"
+            );
+            let variables = &function["Properties"]["Environment"]["Variables"];
+            assert!(
+                !variables["HERALD_MAX_RECEIVE_COUNT"].is_null(),
+                "{id} learns maxReceiveCount from the template"
+            );
+            assert_eq!(
+                reference(&variables["HERALD_QUEUE_URL"]),
+                reference(&properties["Queue"]),
+                "{id}"
+            );
+        }
+    }
+    assert_eq!(consumers, 3);
+}
+
+#[test]
+fn every_function_logs_json_to_its_own_log_group() {
+    let template = template();
+    assert_eq!(
+        template["Globals"]["Function"]["LoggingConfig"]["LogFormat"].as_str(),
+        Some("JSON")
+    );
+    let functions = resources(&template, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 5);
+    for (id, function) in functions {
+        let group = reference(&function["Properties"]["LoggingConfig"]["LogGroup"]);
+        let log_group = &template["Resources"][group.as_str()];
+        assert_eq!(log_group["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{id}");
+        assert!(
+            !log_group["Properties"]["RetentionInDays"].is_null(),
+            "{id}: retention"
+        );
+        assert_eq!(
+            function["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{id}"
+        );
+        assert_eq!(
+            function["Properties"]["CodeUri"].as_str(),
+            Some("."),
+            "{id}: built from the workspace root"
+        );
+    }
+}
+
+#[test]
+fn unmatched_routes_reach_the_api_function_for_a_problem_answer() {
+    let template = template();
+    let api = &template["Resources"]["ApiFunction"]["Properties"]["Events"];
+    let catch_all = api
+        .as_mapping()
+        .unwrap()
+        .values()
+        .any(|event| event["Properties"]["Path"].as_str() == Some("$default"));
+    assert!(catch_all);
+}
