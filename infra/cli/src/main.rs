@@ -1,5 +1,6 @@
 //! `herald`: the command line for people running Herald (not deployed).
 
+mod bench;
 mod local;
 mod tenant;
 
@@ -9,6 +10,8 @@ const USAGE: &str = "usage:
   herald local up                           run the whole stack locally (emulator, functions, API on :3000)
   herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack)
   herald tenant create TENANT [--key KEY]   create an API key for TENANT (a new random key if none is given)
+  herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
+                                            load the running local stack, then audit every notification
 
 The AWS account, region and endpoint come from the usual AWS environment (AWS_PROFILE, AWS_REGION,
 AWS_ENDPOINT_URL for the local emulator); the config table from HERALD_CONFIG_TABLE.";
@@ -20,6 +23,7 @@ async fn main() -> ExitCode {
         ["local", "up"] => local::up::run().await,
         ["invoke", rest @ ..] => local::invoke::run(rest).await,
         ["tenant", "create", rest @ ..] => tenant::create(rest).await,
+        ["bench", rest @ ..] => bench::run(rest).await.map_err(|error| error.to_string()),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,5 +1,6 @@
-//! The Slack capture sink: stands in for Slack's incoming webhooks in the local stack. Every POST is kept
-//! (and appended to a JSON Lines file) so a person or a test can see what Herald "sent to Slack".
+//! The Slack capture sink: stands in for Slack's incoming webhooks in the local stack. Every POST is
+//! appended to a JSON Lines file (the full record) and the latest ones are kept in memory, so a person or a
+//! test can see what Herald "sent to Slack" without the sink growing over a long day of use.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -8,6 +9,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
@@ -19,13 +21,25 @@ pub struct SinkBehaviour {
     pub status: u16,
 }
 
+/// Messages `GET /messages` answers with: the latest, enough for a person or a test to look at.
+pub const WINDOW: usize = 1_000;
+
+/// The latest messages and how many there were in all.
+#[derive(Debug, Default)]
+struct Captured {
+    latest: VecDeque<Value>,
+    total: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct SlackSink {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     pub log_file: PathBuf,
-    messages: Arc<Mutex<Vec<Value>>>,
+    captured: Arc<Mutex<Captured>>,
     behaviour: Arc<Mutex<SinkBehaviour>>,
+    /// One writer at a time, so concurrent messages never interleave within a line of the record.
+    record: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SlackSink {
@@ -35,8 +49,9 @@ impl SlackSink {
         let sink = Self {
             url,
             log_file,
-            messages: Arc::default(),
+            captured: Arc::default(),
             behaviour: Arc::new(Mutex::new(SinkBehaviour { status: 200 })),
+            record: Arc::default(),
         };
         let server = sink.clone();
         tokio::spawn(async move {
@@ -65,11 +80,17 @@ impl SlackSink {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
         match (parts.method, path.as_str()) {
+            // What the sink is and where its full record is: for people and for `herald bench`.
+            (Method::GET, "/") => {
+                let total = self.captured.lock().map_or(0, |c| c.total);
+                let info = json!({"captured": total, "window": WINDOW, "log_file": self.log_file});
+                respond(200, "application/json", info.to_string())
+            }
             (Method::GET, "/messages") => {
                 let messages = self
-                    .messages
+                    .captured
                     .lock()
-                    .map(|m| Value::Array(m.clone()))
+                    .map(|c| Value::Array(c.latest.iter().cloned().collect()))
                     .unwrap_or_default();
                 respond(200, "application/json", messages.to_string())
             }
@@ -109,10 +130,14 @@ impl SlackSink {
                 let body = serde_json::from_slice::<Value>(&bytes)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
                 let message = json!({"path": path, "body": body});
-                if let Ok(mut messages) = self.messages.lock() {
-                    messages.push(message.clone());
-                }
                 self.append(&message).await;
+                if let Ok(mut captured) = self.captured.lock() {
+                    if captured.latest.len() == WINDOW {
+                        captured.latest.pop_front();
+                    }
+                    captured.latest.push_back(message);
+                    captured.total += 1;
+                }
                 respond(200, "text/plain", "ok".into())
             }
             _ => respond(404, "text/plain", "not_found".into()),
@@ -121,6 +146,7 @@ impl SlackSink {
 
     async fn append(&self, message: &Value) {
         let line = format!("{message}\n");
+        let _one_writer = self.record.lock().await;
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)

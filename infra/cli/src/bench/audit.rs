@@ -1,0 +1,296 @@
+//! The audit that ends every run: each notification looked up by id, each delivery counted in what the
+//! providers received (the emulator's SES and SNS records, the Slack sink's file), and every final status
+//! explained. Lost means accepted but not delivered; doubled means delivered more than once.
+
+use super::BenchError;
+use super::load::marker;
+use super::probe::{Stack, get_json};
+use crate::local::seed::API_KEY;
+use aws_smithy_types::date_time::{DateTime, Format};
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Statuses a notification does not leave by itself.
+const SETTLED: [&str; 7] = [
+    "sent",
+    "failed",
+    "dead_lettered",
+    "skipped",
+    "suppressed",
+    "rate_limited",
+    "expired",
+];
+/// Lookups in flight at once: enough to be quick, few enough not to weigh on the stack being measured.
+const LOOKUPS: usize = 8;
+
+/// A notification the stack accepted.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub id: String,
+    pub event_id: String,
+    pub channel: String,
+    pub seq: usize,
+}
+
+/// One notification that was lost or doubled, and why.
+#[derive(Debug)]
+pub struct Finding {
+    pub id: String,
+    pub event_id: String,
+    pub channel: String,
+    pub explanation: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub notifications: usize,
+    /// `status` or `status (reason)` → how many.
+    pub by_status: BTreeMap<String, usize>,
+    /// Deliveries each provider received for this run, per channel.
+    pub provider_records: BTreeMap<String, usize>,
+    pub delivered_once: usize,
+    pub lost: Vec<Finding>,
+    pub doubled: Vec<Finding>,
+    /// Events the stack never accepted (every client attempt refused or unanswered).
+    pub unaccepted_events: Vec<usize>,
+    last_sent_at: Option<i64>,
+}
+
+impl Audit {
+    pub fn last_sent_at_millis(&self) -> Option<i64> {
+        self.last_sent_at
+    }
+
+    /// `Err` with a one-line summary when anything was lost, doubled or never accepted.
+    pub fn verdict(&self) -> Result<(), String> {
+        if self.lost.is_empty() && self.doubled.is_empty() && self.unaccepted_events.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} lost, {} doubled, {} events never accepted",
+            self.lost.len(),
+            self.doubled.len(),
+            self.unaccepted_events.len()
+        ))
+    }
+
+    /// What went wrong, one line per finding (the first few of each kind).
+    pub fn findings(&self) -> String {
+        let mut text = String::new();
+        for (kind, findings) in [("lost", &self.lost), ("doubled", &self.doubled)] {
+            for finding in findings.iter().take(20) {
+                let _ = writeln!(
+                    text,
+                    "  {kind}: {} ({}, event {}) {}",
+                    finding.id, finding.channel, finding.event_id, finding.explanation
+                );
+            }
+            if findings.len() > 20 {
+                let _ = writeln!(text, "  … and {} more {kind}", findings.len() - 20);
+            }
+        }
+        if !self.unaccepted_events.is_empty() {
+            let _ = writeln!(text, "  never accepted: events {:?}", self.unaccepted_events);
+        }
+        text
+    }
+}
+
+/// Waits until every notification has settled or `timeout` has passed. It walks the list in the order the
+/// events were posted and only re-reads the first one not settled yet, so waiting costs the stack little.
+pub async fn wait_until_settled(stack: &Stack, notifications: &[Expected], timeout: Duration) {
+    let started = Instant::now();
+    let mut next = 0;
+    let mut last_progress = Instant::now();
+    while next < notifications.len() && started.elapsed() < timeout {
+        let window = &notifications[next..(next + LOOKUPS).min(notifications.len())];
+        let statuses: Vec<Option<String>> = futures::stream::iter(window)
+            .map(|n| async move { lookup(stack, &n.id).await.ok().map(|v| status_of(&v)) })
+            .buffered(LOOKUPS)
+            .collect()
+            .await;
+        let settled = statuses
+            .iter()
+            .take_while(|s| s.as_deref().is_some_and(|s| SETTLED.contains(&s)))
+            .count();
+        next += settled;
+        if settled < window.len() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if last_progress.elapsed() > Duration::from_secs(10) {
+            eprintln!("herald bench: {next} of {} notifications settled", notifications.len());
+            last_progress = Instant::now();
+        }
+    }
+}
+
+/// Looks up every notification and counts what each provider received for this run.
+pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Result<Audit, BenchError> {
+    let deliveries = provider_deliveries(stack, run).await?;
+    let looked_up: Vec<(&Expected, Option<Value>)> = futures::stream::iter(notifications)
+        .map(|n| async move { (n, lookup(stack, &n.id).await.ok()) })
+        .buffered(LOOKUPS)
+        .collect()
+        .await;
+    let mut audit = Audit {
+        notifications: notifications.len(),
+        ..Audit::default()
+    };
+    for ((channel, _), count) in &deliveries {
+        *audit.provider_records.entry(channel.clone()).or_default() += count;
+    }
+    for (expected, found) in looked_up {
+        let received = deliveries
+            .get(&(expected.channel.clone(), expected.seq))
+            .copied()
+            .unwrap_or(0);
+        let finding = |explanation: String| Finding {
+            id: expected.id.clone(),
+            event_id: expected.event_id.clone(),
+            channel: expected.channel.clone(),
+            explanation,
+        };
+        let Some(notification) = found else {
+            *audit.by_status.entry("not found".into()).or_default() += 1;
+            audit.lost.push(finding("accepted, but GET /v1/notifications/{id} does not find it".into()));
+            continue;
+        };
+        let status = status_of(&notification);
+        let label = match notification["reason"].as_str() {
+            Some(reason) => format!("{status} ({reason})"),
+            None => status.clone(),
+        };
+        *audit.by_status.entry(label.clone()).or_default() += 1;
+        if let Some(sent_at) = notification["sent_at"].as_str().and_then(parse_millis) {
+            audit.last_sent_at = audit.last_sent_at.max(Some(sent_at));
+        }
+        match (status.as_str(), received) {
+            ("sent", 1) => audit.delivered_once += 1,
+            ("sent", 0) => audit.lost.push(finding(format!(
+                "recorded sent (provider id {}), but the provider has no record of it",
+                notification["provider_message_id"]
+            ))),
+            (_, 0) => audit.lost.push(finding(format!("ended {label}: {}", explain(&notification)))),
+            (_, 1) => audit.lost.push(finding(format!(
+                "delivered once, but recorded {label}: {}",
+                explain(&notification)
+            ))),
+            (_, _) => {}
+        }
+        if received > 1 {
+            audit.doubled.push(finding(format!(
+                "the provider received it {received} times; recorded {label} after {} attempts",
+                notification["attempts"].as_array().map_or(0, Vec::len)
+            )));
+        }
+    }
+    Ok(audit)
+}
+
+async fn lookup(stack: &Stack, id: &str) -> Result<Value, reqwest::Error> {
+    stack
+        .http
+        .get(format!("{}/v1/notifications/{id}", stack.api))
+        .bearer_auth(API_KEY)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+fn status_of(notification: &Value) -> String {
+    notification["status"].as_str().unwrap_or("unknown").to_owned()
+}
+
+/// The notification's last attempt, in words.
+fn explain(notification: &Value) -> String {
+    let last = notification["attempts"]
+        .as_array()
+        .and_then(|attempts| attempts.last())
+        .map_or_else(|| "no attempt recorded".to_owned(), |a| format!("last attempt {a}"));
+    match notification["detail"].as_str() {
+        Some(detail) => format!("{detail}; {last}"),
+        None => last,
+    }
+}
+
+fn parse_millis(text: &str) -> Option<i64> {
+    DateTime::from_str(text, Format::DateTime)
+        .ok()?
+        .to_millis()
+        .ok()
+}
+
+/// `(channel, seq)` → how many times the provider received that notification, for this run only.
+async fn provider_deliveries(stack: &Stack, run: &str) -> Result<BTreeMap<(String, usize), usize>, BenchError> {
+    let mut deliveries = BTreeMap::new();
+    let data = get_json(&stack.http, &format!("{}/moto-api/data.json", stack.emulator)).await?;
+    let prefix = marker(run, 0);
+    let prefix = &prefix[..prefix.len() - 2]; // "[bench RUN/"
+    let mut count = |channel: &str, text: &str| {
+        if let Some(seq) = seq_after(text, prefix) {
+            *deliveries.entry((channel.to_owned(), seq)).or_insert(0) += 1;
+        }
+    };
+    for email in data["ses"]["Message"].as_array().into_iter().flatten() {
+        count("email", email["subject"].as_str().unwrap_or_default());
+    }
+    for sms in data["sns"]["SMS"].as_array().into_iter().flatten() {
+        count("sms", sms["message"].as_str().unwrap_or_default());
+    }
+    let slack_record = tokio::fs::read_to_string(&stack.sink_log)
+        .await
+        .map_err(|error| BenchError::Setup {
+            what: format!("reading the Slack sink's record {}", stack.sink_log.display()),
+            detail: error.to_string(),
+        })?;
+    let slack_prefix = format!("/services/TBENCH/{run}/");
+    for line in slack_record.lines() {
+        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
+        if let Some(seq) = message["path"]
+            .as_str()
+            .and_then(|path| path.strip_prefix(&slack_prefix))
+            .and_then(|seq| seq.parse().ok())
+        {
+            *deliveries.entry(("slack".to_owned(), seq)).or_insert(0) += 1;
+        }
+    }
+    Ok(deliveries)
+}
+
+/// The number right after `prefix` in `text`, if `text` holds it.
+fn seq_after(text: &str, prefix: &str) -> Option<usize> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_sequence_number_behind_the_marker() {
+        let prefix = "[bench abc/";
+        assert_eq!(seq_after("Bench [bench abc/42] xx", prefix), Some(42));
+        assert_eq!(seq_after("Bench [bench abd/42] xx", prefix), None);
+        assert_eq!(seq_after("[bench abc/] x", prefix), None);
+    }
+
+    #[test]
+    fn a_clean_audit_passes_and_any_loss_or_double_fails() {
+        let mut audit = Audit::default();
+        assert!(audit.verdict().is_ok());
+        audit.doubled.push(Finding {
+            id: "ntf_1".into(),
+            event_id: "evt_1".into(),
+            channel: "sms".into(),
+            explanation: "twice".into(),
+        });
+        assert_eq!(audit.verdict().unwrap_err(), "0 lost, 1 doubled, 0 events never accepted");
+    }
+}

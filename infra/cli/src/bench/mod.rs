@@ -1,0 +1,82 @@
+//! `herald bench load`: a load benchmark against a running local stack, ending with an audit of every
+//! notification of the run. It measures the stack and the emulator under it in the same run, so the figures
+//! can be compared with each other rather than with a machine nobody else has.
+
+mod audit;
+mod load;
+mod probe;
+mod report;
+
+use crate::local::up::Ports;
+use std::time::Duration;
+
+/// Why a benchmark could not run, or why its audit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}\n\nusage: herald bench load [--events N] [--concurrency C] [--timeout SECONDS]")]
+    Usage(String),
+    #[error("{0}")]
+    Ports(String),
+    #[error("no local stack answers at {url} ({detail}): start one with `herald local up`")]
+    NoStack { url: String, detail: String },
+    #[error("{what} failed: {detail}")]
+    Setup { what: String, detail: String },
+    #[error("the emulator failed during the raw put measurement: {0}")]
+    RawPuts(String),
+    #[error("the audit failed: {0}")]
+    AuditFailed(String),
+}
+
+/// What `herald bench load` was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    pub events: usize,
+    pub concurrency: usize,
+    /// How long to wait for every notification to settle before calling the rest lost.
+    pub settle_timeout: Duration,
+}
+
+impl LoadOptions {
+    fn parse(args: &[&str]) -> Result<Self, BenchError> {
+        let mut options = Self {
+            events: 200,
+            concurrency: 8,
+            settle_timeout: Duration::from_secs(900),
+        };
+        let mut rest = args.iter();
+        while let Some(flag) = rest.next() {
+            let value = rest
+                .next()
+                .ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))?;
+            let number = value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| BenchError::Usage(format!("{flag} {value}: expected a positive whole number")))?;
+            match *flag {
+                "--events" => options.events = number,
+                "--concurrency" => options.concurrency = number,
+                "--timeout" => options.settle_timeout = Duration::from_secs(number as u64),
+                other => return Err(BenchError::Usage(format!("unknown option {other}"))),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// `herald bench load …`: runs the benchmark, prints the report; fails when anything was lost or doubled.
+pub async fn run(args: &[&str]) -> Result<(), BenchError> {
+    let options = match args {
+        ["load", rest @ ..] => LoadOptions::parse(rest)?,
+        _ => return Err(BenchError::Usage("unknown bench".into())),
+    };
+    let ports = Ports::from_env().map_err(BenchError::Ports)?;
+    let stack = probe::Stack::connect(ports).await?;
+    let outcome = load::run(&stack, options).await?;
+    let report = report::Report::new(&outcome);
+    println!("{report}");
+    match outcome.audit.verdict() {
+        Ok(()) => Ok(()),
+        Err(failure) => Err(BenchError::AuditFailed(failure)),
+    }
+}

@@ -1,0 +1,180 @@
+//! The running local stack as the benchmark sees it from outside: its three URLs, the emulator's process
+//! (for its memory) and the emulator's own capacity, measured with plain conditional puts.
+
+use super::BenchError;
+use crate::local::emulator;
+use crate::local::up::Ports;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use futures::StreamExt;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The local stack under test.
+#[derive(Debug)]
+pub struct Stack {
+    pub api: String,
+    pub emulator: String,
+    pub sink: String,
+    /// The Slack sink's full record (a JSON line per captured message).
+    pub sink_log: PathBuf,
+    pub http: reqwest::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    emulator_port: u16,
+}
+
+impl Stack {
+    /// Finds the stack on the ports `herald local up` uses, failing clearly when any part does not answer.
+    pub async fn connect(ports: Ports) -> Result<Self, BenchError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|error| BenchError::Setup {
+                what: "building the HTTP client".into(),
+                detail: error.to_string(),
+            })?;
+        let api = format!("http://127.0.0.1:{}", ports.front);
+        let emulator = emulator::endpoint(ports.emulator);
+        let sink = format!("http://127.0.0.1:{}", ports.sink);
+        get_json(&http, &format!("{api}/v1/health")).await?;
+        get_json(&http, &format!("{emulator}/moto-api/")).await.ok();
+        let sink_info = get_json(&http, &format!("{sink}/")).await?;
+        let sink_log = sink_info["log_file"]
+            .as_str()
+            .map(PathBuf::from)
+            .ok_or_else(|| BenchError::NoStack {
+                url: sink.clone(),
+                detail: "the Slack sink did not say where its record is".into(),
+            })?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&emulator::sdk_config(ports.emulator).await);
+        Ok(Self {
+            api,
+            emulator,
+            sink,
+            sink_log,
+            http,
+            dynamodb,
+            emulator_port: ports.emulator,
+        })
+    }
+
+    /// The emulator process's resident memory, in bytes, when it can be found (Linux: through `/proc`).
+    pub fn emulator_memory(&self) -> Option<u64> {
+        let pid = listening_pid(self.emulator_port)?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
+    /// DynamoDB requests the emulator has served so far, when its launcher counts them.
+    pub async fn dynamodb_requests(&self) -> Option<u64> {
+        let counters = get_json(&self.http, &format!("{}/moto-api/herald/requests", self.emulator))
+            .await
+            .ok()?;
+        counters["dynamodb"].as_u64()
+    }
+
+    /// Conditional puts per second the emulator serves on a table of its own at `concurrency`: the
+    /// cheapest useful DynamoDB write, so the ceiling for anything built on the emulator.
+    pub async fn raw_put_rate(&self, run: &str, puts: usize, concurrency: usize) -> Result<f64, BenchError> {
+        let table = format!("herald-bench-raw-{run}");
+        let failed = |error: &dyn std::fmt::Display| BenchError::RawPuts(error.to_string());
+        self.dynamodb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| failed(&e))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| failed(&e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| failed(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        let started = Instant::now();
+        let outcomes: Vec<Result<(), String>> = futures::stream::iter(0..puts)
+            .map(|n| {
+                let request = self
+                    .dynamodb
+                    .put_item()
+                    .table_name(&table)
+                    .item("pk", AttributeValue::S(format!("item-{n}")))
+                    .item("payload", AttributeValue::S("x".repeat(200)))
+                    .condition_expression("attribute_not_exists(pk)");
+                async move {
+                    request
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let elapsed = started.elapsed();
+        let _ = self.dynamodb.delete_table().table_name(&table).send().await;
+        if let Some(Err(error)) = outcomes.into_iter().find(Result::is_err) {
+            return Err(BenchError::RawPuts(error));
+        }
+        // A few thousand puts: exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        Ok(puts as f64 / elapsed.as_secs_f64())
+    }
+}
+
+/// `GET url` as JSON; anything but a 2xx JSON answer means the stack is not there.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, BenchError> {
+    let not_there = |detail: String| BenchError::NoStack {
+        url: url.to_owned(),
+        detail,
+    };
+    let response = http.get(url).send().await.map_err(|e| not_there(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(not_there(format!("status {}", response.status())));
+    }
+    response.json().await.map_err(|e| not_there(e.to_string()))
+}
+
+/// The process listening on 127.0.0.1:`port`, found through `/proc` (the socket's inode, then the process
+/// holding it). `None` off Linux, or when this user may not see it.
+fn listening_pid(port: u16) -> Option<u32> {
+    let wanted = format!(":{port:04X}");
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(table).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address, ..., st (0A is LISTEN), ..., inode
+            let listening = fields.get(3) == Some(&"0A");
+            (listening && fields.get(1)?.ends_with(&wanted)).then(|| fields.get(9).map(|s| (*s).to_owned()))?
+        })
+    })?;
+    let socket = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let holds = std::fs::read_dir(entry.path().join("fd"))
+            .ok()?
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == socket.as_str()));
+        holds.then_some(pid)
+    })
+}

@@ -1,0 +1,181 @@
+//! The benchmark's report: the figures of one run, in the order a reader asks for them.
+
+// Counts here are requests and notifications of one run, far below 2^52: exact as f64.
+#![allow(clippy::cast_precision_loss)]
+
+use super::load::Outcome;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Report<'a> {
+    outcome: &'a Outcome,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(outcome: &'a Outcome) -> Self {
+        Self { outcome }
+    }
+}
+
+/// The quantile of `samples` at `per_mille` (500 is the median) by the nearest-rank method; zero for no
+/// samples.
+pub fn quantile(samples: &[Duration], per_mille: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (per_mille * sorted.len()).div_ceil(1000);
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn per_second(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn megabytes(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "unknown".into(), |b| format!("{} MB", b / 1_000_000))
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.outcome;
+        let latencies: Vec<Duration> = o.posted.iter().map(|p| p.first_latency).collect();
+        let tenth = (latencies.len() / 10).max(1);
+        let first_tenth = quantile(&latencies[..tenth.min(latencies.len())], 500);
+        let last_tenth = quantile(&latencies[latencies.len().saturating_sub(tenth)..], 500);
+        let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+        for status in o.posted.iter().flat_map(|p| &p.statuses) {
+            *by_status.entry(*status).or_default() += 1;
+        }
+        let statuses: Vec<String> = by_status
+            .iter()
+            .map(|(status, n)| match status {
+                0 => format!("no answer × {n}"),
+                s => format!("{s} × {n}"),
+            })
+            .collect();
+
+        writeln!(
+            f,
+            "\nHerald load benchmark: run {}, {} events × 3 channels at concurrency {}",
+            o.run, o.options.events, o.options.concurrency
+        )?;
+        writeln!(f, "\nIngest (POST /v1/events, first attempts)")?;
+        writeln!(
+            f,
+            "  p50 {}, p99 {}; p50 of the first tenth {}, of the last tenth {} ({:.2}×)",
+            ms(quantile(&latencies, 500)),
+            ms(quantile(&latencies, 990)),
+            ms(first_tenth),
+            ms(last_tenth),
+            last_tenth.as_secs_f64() / first_tenth.as_secs_f64().max(1e-9)
+        )?;
+        writeln!(f, "  requests by status: {}", statuses.join(", "))?;
+        writeln!(
+            f,
+            "  posting took {:.1} s ({:.1} events/s)",
+            o.posting_took.as_secs_f64(),
+            per_second(o.posted.len(), o.posting_took)
+        )?;
+
+        self.end_to_end(f)
+    }
+}
+
+impl Report<'_> {
+    fn end_to_end(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.outcome;
+        let notifications = o.audit.notifications;
+        writeln!(f, "\nEnd to end")?;
+        let rate = o
+            .everything_sent_after
+            .map(|after| per_second(notifications, after));
+        match (o.everything_sent_after, rate) {
+            (Some(after), Some(rate)) => writeln!(
+                f,
+                "  {notifications} notifications; the last was sent {:.1} s after the first post: {rate:.1} notifications/s",
+                after.as_secs_f64()
+            )?,
+            _ => writeln!(f, "  {notifications} notifications; none was sent")?,
+        }
+
+        writeln!(f, "\nEmulator (measured in this run)")?;
+        writeln!(
+            f,
+            "  raw conditional puts: {:.0}/s before the load, {:.0}/s after",
+            o.raw_put_rate_before, o.raw_put_rate_after
+        )?;
+        if let Some(rate) = rate {
+            writeln!(
+                f,
+                "  notifications/s ÷ raw puts/s: {:.1} %",
+                100.0 * rate / o.raw_put_rate_before
+            )?;
+        }
+        match (o.dynamodb_requests, o.everything_sent_after) {
+            (Some(requests), Some(after)) if notifications > 0 => writeln!(
+                f,
+                "  DynamoDB requests: {requests} ({:.2} per notification); share of the emulator's capacity used: {:.0} %",
+                requests as f64 / notifications as f64,
+                100.0 * requests as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
+            )?,
+            _ => writeln!(f, "  DynamoDB requests: not counted (the emulator's launcher does not count them)")?,
+        }
+        writeln!(
+            f,
+            "  memory: {} before, {} after",
+            megabytes(o.memory_before),
+            megabytes(o.memory_after)
+        )?;
+
+        self.audit(f)
+    }
+
+    fn audit(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let audit = &self.outcome.audit;
+        writeln!(f, "\nAudit (every notification looked up by id)")?;
+        for (status, n) in &audit.by_status {
+            writeln!(f, "  {status}: {n}")?;
+        }
+        let records: Vec<String> = audit
+            .provider_records
+            .iter()
+            .map(|(channel, n)| format!("{channel} {n}"))
+            .collect();
+        writeln!(f, "  provider records of this run: {}", records.join(", "))?;
+        writeln!(
+            f,
+            "  delivered exactly once: {}; lost: {}; doubled: {}; events never accepted: {}",
+            audit.delivered_once,
+            audit.lost.len(),
+            audit.doubled.len(),
+            audit.unaccepted_events.len()
+        )?;
+        write!(f, "{}", audit.findings())?;
+        match audit.verdict() {
+            Ok(()) => writeln!(f, "  PASS: nothing lost, nothing doubled"),
+            Err(failure) => writeln!(f, "  FAIL: {failure}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&samples, 500), Duration::from_millis(50));
+        assert_eq!(quantile(&samples, 990), Duration::from_millis(99));
+        assert_eq!(quantile(&samples[..1], 990), Duration::from_millis(1));
+        assert_eq!(quantile(&[], 500), Duration::ZERO);
+    }
+}
