@@ -1,8 +1,6 @@
 //! `herald`: the command line for people running Herald (not deployed).
 
-mod local;
-mod tenant;
-
+use herald_cli::{local, tenant};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:

@@ -1,0 +1,6 @@
+//! The `herald` command's library: the local stack (the template evaluated and provisioned on the emulator,
+//! the functions under a local Lambda Runtime API) and the tenant commands. The integration tests use
+//! [`local::template`] to create their tables and queues exactly as `herald local up` does.
+
+pub mod local;
+pub mod tenant;
