@@ -24,24 +24,12 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// At most this many log lines are kept per invocation (all of them are still forwarded).
 const MAX_KEPT_LINES: usize = 10_000;
-/// Environment passed through from ours to the function's. Everything else is cleared: in Lambda
-/// only the template's environment and the runtime's own variables are there, and a variable that
-/// only the developer's shell has would hide one missing from the template.
-const PASS_THROUGH: &[&str] = &[
-    "PATH",
-    "HOME",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_ENDPOINT_URL",
-    "RUST_BACKTRACE",
-    "RUST_LOG",
-];
+/// Environment passed through from ours to the function's, besides [`CREDENTIALS`]. Everything else is
+/// cleared: in Lambda only the template's environment and the runtime's own variables are there, and a
+/// variable that only the developer's shell has would hide one missing from the template.
+const PASS_THROUGH: &[&str] = &["PATH", "HOME", "AWS_ENDPOINT_URL", "RUST_BACKTRACE", "RUST_LOG"];
 
-/// The pass-through variables that are credentials (all or none of them come from one place).
+/// The credentials passed through (all or none of them: they come from one place).
 const CREDENTIALS: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -60,7 +48,7 @@ impl Inner {
         // Our credentials and endpoints only when the function's environment has none of its own.
         let own_credentials = config.environment.contains_key("AWS_ACCESS_KEY_ID");
         let own_endpoint = config.environment.contains_key("AWS_ENDPOINT_URL");
-        for key in PASS_THROUGH {
+        for key in CREDENTIALS.iter().chain(PASS_THROUGH) {
             let skip = (own_credentials && CREDENTIALS.contains(key))
                 || (own_endpoint && key.starts_with("AWS_ENDPOINT_URL"));
             if let Some(value) = std::env::var_os(key).filter(|_| !skip) {
