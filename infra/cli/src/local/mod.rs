@@ -1,11 +1,14 @@
 //! `herald local up` and `herald invoke`: the whole stack, or one function, on the local emulator.
 
-mod emulator;
+pub mod emulator;
+mod error;
 mod front;
 pub mod invoke;
 mod poller;
 pub mod runtime;
-mod seed;
+pub mod seed;
 mod sink;
 pub mod template;
 pub mod up;
+
+pub use error::LocalError;

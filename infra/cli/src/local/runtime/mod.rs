@@ -67,66 +67,38 @@ pub struct FunctionConfig {
 }
 
 /// Why a host could not start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The function's binary does not exist (not built yet?).
+    #[error("no function binary at {}", .0.display())]
     BinaryNotFound(PathBuf),
     /// No port for the Runtime API.
-    Bind(io::Error),
-}
-
-impl fmt::Display for RuntimeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BinaryNotFound(path) => write!(f, "no function binary at {}", path.display()),
-            Self::Bind(error) => write!(f, "could not open a port for the Lambda Runtime API: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for RuntimeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::BinaryNotFound(_) => None,
-            Self::Bind(error) => Some(error),
-        }
-    }
+    #[error("could not open a port for the Lambda Runtime API: {0}")]
+    Bind(#[source] io::Error),
 }
 
 /// How an invocation failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvokeError {
     /// The function reported an error (`/invocation/{id}/error`).
+    #[error("{error_type}: {error_message}")]
     Function {
         error_type: String,
         error_message: String,
     },
     /// The invocation overran the function's timeout; the process that held it was killed (and restarted).
+    #[error("the invocation timed out")]
     Timeout,
     /// The process died while it held the invocation (it is restarted).
+    #[error("the function's process died during the invocation")]
     Crashed,
     /// The process failed its init (`/init/error`, or it exited or hung before asking for work).
+    #[error("the function failed to initialise: {0}")]
     InitFailed(String),
     /// The host was stopped before the invocation was answered.
+    #[error("the function host was stopped")]
     Stopped,
 }
-
-impl fmt::Display for InvokeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Function {
-                error_type,
-                error_message,
-            } => write!(f, "{error_type}: {error_message}"),
-            Self::Timeout => f.write_str("the invocation timed out"),
-            Self::Crashed => f.write_str("the function's process died during the invocation"),
-            Self::InitFailed(message) => write!(f, "the function failed to initialise: {message}"),
-            Self::Stopped => f.write_str("the function host was stopped"),
-        }
-    }
-}
-
-impl std::error::Error for InvokeError {}
 
 /// An invocation's outcome and the log lines its process printed while holding it.
 type Answer = (Result<Value, InvokeError>, Vec<String>);
