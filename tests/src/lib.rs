@@ -1,6 +1,7 @@
 //! Helpers for Herald's integration tests, which run against the AWS emulator (moto server) started by
-//! `scripts/test`. Every test builds its own tenant, tables and queues with unique names, so tests run in
-//! parallel and beside a running local stack.
+//! `scripts/test`. Every test creates the tables and queues of `template.yaml` under a stack name of its
+//! own (with the same code as `herald local up`, so they cannot drift from the template) and a tenant of
+//! its own, so tests run in parallel and beside a running local stack.
 
 // Test support: a failed expectation here is a failed test, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -9,12 +10,8 @@ pub mod channels;
 pub mod fault_proxy;
 pub mod poller;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use base64::Engine;
-use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore, RULES_BY_EVENT_INDEX};
+use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
 use herald::adapters::sqs::SqsNotificationQueue;
 use herald::api::Api;
 use herald::config::{AwsSettings, Env, HttpSettings, QueueUrls, Tables};
@@ -23,9 +20,11 @@ use herald::domain::{Channel, TenantId, Timestamp};
 use herald::http::key_hash;
 use herald::ingest::Ingest;
 use herald::ports::ApiKeyStore;
+use herald_cli::local::template::{Provisioned, StackTemplate};
 use lambda_http::Request;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 pub type TestIngest = Ingest<DynamoConfigStore, DynamoConfigStore, DynamoActivityStore, SqsNotificationQueue>;
 pub type TestApi = Api<DynamoConfigStore, DynamoConfigStore>;
@@ -48,7 +47,8 @@ pub async fn emulator_config() -> aws_config::SdkConfig {
     herald::adapters::load_aws_config(&settings).await
 }
 
-/// One test's own piece of AWS: two tables, three queues, a tenant with an API key.
+/// One test's own piece of AWS: the template's two tables and three channel queues (each with its DLQ),
+/// a tenant with an API key.
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -62,62 +62,49 @@ pub struct Stack {
     pub loopback_webhooks: bool,
 }
 
-/// Deliveries of one message before SQS moves it to the DLQ, in tests (the template's is larger).
-pub const MAX_RECEIVE_COUNT: u32 = 3;
+/// The template `herald local up` and `sam deploy` use.
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+
+/// Deliveries of one message before SQS moves it to the DLQ, in tests: the template's `MaxReceiveCount`
+/// parameter, set to the fewest it allows (its default is larger), so retries run out soon.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
 
 impl Stack {
+    /// Creates the tables and queues of `template.yaml` under a stack name of the test's own, as
+    /// `herald local up` does, and a tenant with an API key.
     pub async fn new() -> Self {
         let aws = emulator_config().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
         let sqs = aws_sdk_sqs::Client::new(&aws);
-        let tables = Tables {
-            config: unique("herald-config"),
-            activity: unique("herald-activity"),
-        };
-        create_config_table(&dynamodb, &tables.config).await;
-        create_activity_table(&dynamodb, &tables.activity).await;
-        let mut urls = Vec::new();
-        let mut dead_letter_urls = Vec::new();
-        for channel in Channel::ALL {
-            let name = unique(&format!("herald-{channel}"));
-            let dlq = sqs
-                .create_queue()
-                .queue_name(format!("{name}-dlq"))
-                .send()
-                .await
-                .expect("create dlq");
-            let dlq_url = dlq.queue_url.expect("dlq url");
-            let dlq_arn = sqs
-                .get_queue_attributes()
-                .queue_url(&dlq_url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .expect("dlq arn")
-                .attributes
-                .and_then(|mut attributes| {
-                    attributes.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                })
-                .expect("dlq arn");
-            let redrive =
-                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}).to_string();
-            let created = sqs
-                .create_queue()
-                .queue_name(name)
-                .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, redrive)
-                .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "30")
-                .send()
-                .await
-                .expect("create queue");
-            urls.push((channel, created.queue_url.expect("queue url")));
-            dead_letter_urls.push((channel, dlq_url));
-        }
+        let parameters = BTreeMap::from([("MaxReceiveCount".to_owned(), MAX_RECEIVE_COUNT.to_string())]);
+        let template = StackTemplate::load(Path::new(TEMPLATE), &unique("herald-test"), &parameters)
+            .expect("template.yaml loads");
+        let provisioned = template
+            .provision(&dynamodb, &sqs)
+            .await
+            .expect("the tables and queues of template.yaml are created");
+        // The tables and queues the template gives the ingest function.
+        let ingest = template
+            .functions()
+            .into_iter()
+            .find(|function| function.binary == "ingest")
+            .expect("template.yaml has the ingest function");
+        let environment = template
+            .environment(&ingest, &provisioned)
+            .expect("ingest's environment resolves");
+        let env = Env::from_fn(|name| environment.get(name).cloned());
+        let tables = Tables::from_env(&env).expect("ingest's tables");
+        let queues = QueueUrls::from_env(&env).expect("ingest's queues");
+        let dead_letter_queues = QueueUrls::new(Channel::ALL.map(|channel| {
+            let queue = queues.get(channel).expect("a queue per channel");
+            (channel, dead_letter_queue(&template, &provisioned, queue))
+        }));
         let stack = Self {
             dynamodb,
             sqs,
             tables,
-            queues: QueueUrls::new(urls),
-            dead_letter_queues: QueueUrls::new(dead_letter_urls),
+            queues,
+            dead_letter_queues,
             loopback_webhooks: false,
             tenant: TenantId::new(unique("tenant")),
             api_key: unique("key"),
@@ -226,84 +213,15 @@ impl Stack {
     }
 }
 
-async fn create_table(
-    client: &aws_sdk_dynamodb::Client,
-    name: &str,
-    attributes: &[(&str, ScalarAttributeType)],
-    indexes: &[(&str, &str, &str)],
-) {
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    let mut request = client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range));
-    for (attribute, kind) in attributes {
-        request = request.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(*attribute)
-                .attribute_type(kind.clone())
-                .build()
-                .expect("attr"),
-        );
-    }
-    for (index, hash, range) in indexes {
-        request = request.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(*index)
-                .key_schema(key(hash, KeyType::Hash))
-                .key_schema(key(range, KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .expect("index"),
-        );
-    }
-    request.send().await.expect("create table");
-}
-
-/// The config table as `template.yaml` defines it.
-pub async fn create_config_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    use ScalarAttributeType::S;
-    create_table(
-        client,
-        name,
-        &[("pk", S), ("sk", S), ("gsi1pk", S), ("gsi1sk", S)],
-        &[(RULES_BY_EVENT_INDEX, "gsi1pk", "gsi1sk")],
-    )
-    .await;
-}
-
-/// The activity table as `template.yaml` defines it.
-pub async fn create_activity_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    use ScalarAttributeType::{N, S};
-    create_table(
-        client,
-        name,
-        &[
-            ("pk", S),
-            ("sk", S),
-            ("by_event", S),
-            ("by_user", S),
-            ("by_tenant", S),
-            ("created_at", N),
-            ("fanout_pending", S),
-            ("received_at", N),
-        ],
-        &[
-            ("by_event", "by_event", "created_at"),
-            ("by_user", "by_user", "created_at"),
-            ("by_tenant", "by_tenant", "created_at"),
-            ("fanout_pending", "fanout_pending", "received_at"),
-        ],
-    )
-    .await;
+/// The URL of the dead-letter queue the template's queue at `queue_url` redrives to.
+fn dead_letter_queue(template: &StackTemplate, provisioned: &Provisioned, queue_url: &str) -> String {
+    let queue = template
+        .queues()
+        .into_iter()
+        .find(|queue| provisioned.queue_urls.get(&queue.logical_id).map(String::as_str) == Some(queue_url))
+        .expect("a queue of the template");
+    let redrive = queue.redrive.expect("each channel queue redrives to a DLQ");
+    provisioned.queue_urls[&redrive.dead_letter_queue].clone()
 }
 
 /// An HTTP request as API Gateway (HTTP API, payload v2) hands it to a Lambda, converted by lambda_http

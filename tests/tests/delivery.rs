@@ -12,7 +12,7 @@ use herald::domain::Channel;
 use herald_integration_tests::channels::unique_phone;
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
 use herald_integration_tests::poller::{emulator_data, sqs_event_with_bodies};
-use herald_integration_tests::{Answer, ApiRequest, Stack, unique};
+use herald_integration_tests::{Answer, ApiRequest, MAX_RECEIVE_COUNT, Stack, unique};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -196,7 +196,7 @@ async fn a_throttled_provider_is_retried_with_backoff_and_then_sent() {
         assert!(retrying["next_attempt_at"].is_string());
     }
 
-    // The backoff made the messages invisible for a second or two, not the queue's 30 s.
+    // The backoff made the messages invisible for a second or two, not the queue's visibility timeout.
     let second = [
         stack.poll(Channel::Email, 10, |e| email.handle(e)).await,
         stack.poll(Channel::Sms, 10, |e| sms.handle(e)).await,
@@ -409,7 +409,7 @@ async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it(
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503).set_body_string("down"))
-        .up_to_n_times(3)
+        .up_to_n_times(u64::from(MAX_RECEIVE_COUNT))
         .mount(&slack)
         .await;
     Mock::given(method("POST"))
@@ -422,8 +422,10 @@ async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it(
     let id = notification_id(&accepted, Channel::Slack);
     let delivery = stack.delivery(stack.slack_sender());
 
-    for round in 1..=3 {
-        let outcome = stack.poll(Channel::Slack, 10, |e| delivery.handle(e)).await;
+    // One failed delivery per receive, up to maxReceiveCount. Herald's backoff doubles with each receive
+    // (up to 16 s before the fifth), so each poll waits as long as SQS lets it.
+    for round in 1..=MAX_RECEIVE_COUNT {
+        let outcome = stack.poll(Channel::Slack, 20, |e| delivery.handle(e)).await;
         assert_eq!((outcome.received, outcome.failed.len()), (1, 1), "round {round}");
     }
     let dead = notification(&stack, &id).await;
@@ -431,7 +433,10 @@ async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it(
         (dead["status"].clone(), dead["reason"].clone()),
         (json!("dead_lettered"), json!("retries_exhausted"))
     );
-    assert_eq!(outcomes(&dead), ["retrying", "retrying", "dead_lettered"]);
+    let retries = usize::try_from(MAX_RECEIVE_COUNT - 1).unwrap();
+    let mut exhausted = vec!["retrying"; retries];
+    exhausted.push("dead_lettered");
+    assert_eq!(outcomes(&dead), exhausted);
 
     // The next receive finds it past maxReceiveCount: SQS moves it to the DLQ.
     assert_eq!(
@@ -457,10 +462,11 @@ async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it(
     assert_eq!((redriven.received, redriven.failed.len()), (1, 0));
     let sent = notification(&stack, &id).await;
     assert_eq!(sent["status"], "sent");
-    assert_eq!(outcomes(&sent), ["retrying", "retrying", "dead_lettered", "sent"]);
+    exhausted.push("sent");
+    assert_eq!(outcomes(&sent), exhausted);
     let again = stack.poll(Channel::Slack, 0, |e| delivery.handle(e)).await;
     assert_eq!(again.received, 0);
-    assert_eq!(slack.received_requests().await.unwrap().len(), 4);
+    assert_eq!(slack.received_requests().await.unwrap().len(), retries + 2);
 }
 
 #[tokio::test]

@@ -1,9 +1,8 @@
 //! `herald`: the command line for people running Herald (not deployed).
 
-mod bench;
-mod local;
-mod tenant;
-
+use herald_cli::bench::{self, BenchError};
+use herald_cli::local::{self, LocalError};
+use herald_cli::tenant::{self, TenantError};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
@@ -16,25 +15,41 @@ const USAGE: &str = "usage:
 The AWS account, region and endpoint come from the usual AWS environment (AWS_PROFILE, AWS_REGION,
 AWS_ENDPOINT_URL for the local emulator); the config table from HERALD_CONFIG_TABLE.";
 
+/// Why a command failed: each command's own error, printed as `herald: <error>`.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("unknown command\n\n{}", USAGE)]
+    UnknownCommand,
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error(transparent)]
+    Bench(#[from] BenchError),
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["local", "up"] => local::up::run().await,
-        ["invoke", rest @ ..] => local::invoke::run(rest).await,
-        ["tenant", "create", rest @ ..] => tenant::create(rest).await,
-        ["bench", rest @ ..] => bench::run(rest).await.map_err(|error| error.to_string()),
-        ["help" | "--help" | "-h"] | [] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => Err(format!("unknown command\n\n{USAGE}")),
-    };
-    match outcome {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("herald: {message}");
+        Err(error) => {
+            eprintln!("herald: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the command `args` name: one line per command.
+async fn run(args: &[&str]) -> Result<(), CliError> {
+    match args {
+        ["local", "up"] => local::up::run().await?,
+        ["invoke", rest @ ..] => local::invoke::run(rest).await?,
+        ["tenant", "create", rest @ ..] => tenant::create(rest).await?,
+        ["bench", rest @ ..] => bench::run(rest).await?,
+        ["help" | "--help" | "-h"] | [] => println!("{USAGE}"),
+        _ => return Err(CliError::UnknownCommand),
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ mod load;
 mod probe;
 mod report;
 
+use crate::local::LocalError;
 use crate::local::up::Ports;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use std::time::Duration;
 pub enum BenchError {
     #[error("{0}\n\nusage: herald bench load [--events N] [--concurrency C] [--timeout SECONDS]")]
     Usage(String),
-    #[error("{0}")]
-    Ports(String),
+    #[error(transparent)]
+    Ports(#[from] LocalError),
     #[error("no local stack answers at {url} ({detail}): start one with `herald local up`")]
     NoStack { url: String, detail: String },
     #[error("{what} failed: {detail}")]
@@ -70,7 +71,7 @@ pub async fn run(args: &[&str]) -> Result<(), BenchError> {
         ["load", rest @ ..] => LoadOptions::parse(rest)?,
         _ => return Err(BenchError::Usage("unknown bench".into())),
     };
-    let ports = Ports::from_env().map_err(BenchError::Ports)?;
+    let ports = Ports::from_env()?;
     let stack = probe::Stack::connect(ports).await?;
     let outcome = load::run(&stack, options).await?;
     let report = report::Report::new(&outcome);

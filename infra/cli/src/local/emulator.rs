@@ -3,22 +3,43 @@
 //! AWS does), reached with dummy credentials.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
 pub const REGION: &str = "us-east-1";
 
+/// Why the emulator (or the checkout it lives in) is not there to use.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot tell which folder herald runs in: {0}")]
+    CurrentDir(#[source] io::Error),
+    #[error("run herald from inside the Herald checkout (no template.yaml found above here)")]
+    NotInCheckout,
+    #[error("could not run bash to install the emulator: {0}")]
+    InstallerNotRun(#[source] io::Error),
+    #[error("installing the AWS emulator failed (needs python3 with venv and pip)")]
+    InstallFailed,
+    #[error("{}: {source}", path.display())]
+    Log { path: PathBuf, source: io::Error },
+    #[error("could not start {}: {source}", launcher.display())]
+    Spawn { launcher: PathBuf, source: io::Error },
+    #[error("the AWS emulator exited ({status}); see {}", log.display())]
+    Exited { status: ExitStatus, log: PathBuf },
+    #[error("the AWS emulator did not answer on {url} within 30 s; see {}", log.display())]
+    NoAnswer { url: String, log: PathBuf },
+}
+
 /// The checkout's root: the nearest folder up from here holding `template.yaml` and `Cargo.toml`.
-pub fn project_root() -> Result<PathBuf, String> {
-    let start = std::env::current_dir().map_err(|error| error.to_string())?;
+pub fn project_root() -> Result<PathBuf, EmulatorError> {
+    let start = std::env::current_dir().map_err(EmulatorError::CurrentDir)?;
     start
         .ancestors()
         .find(|dir| dir.join("template.yaml").is_file() && dir.join("Cargo.toml").is_file())
         .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            "run herald from inside the Herald checkout (no template.yaml found above here)".to_owned()
-        })
+        .ok_or(EmulatorError::NotInCheckout)
 }
 
 /// How to start the emulator: the venv's Python and the launcher script.
@@ -29,16 +50,16 @@ pub struct Emulator {
 }
 
 /// Installs the pinned emulator into `.emulator/` if it is not there yet.
-pub async fn ensure(root: &Path) -> Result<Emulator, String> {
+pub async fn ensure(root: &Path) -> Result<Emulator, EmulatorError> {
     let status = Command::new("bash")
         .arg("-c")
         .arg("source scripts/emulator.sh && ensure_emulator")
         .current_dir(root)
         .status()
         .await
-        .map_err(|error| format!("could not run bash to install the emulator: {error}"))?;
+        .map_err(EmulatorError::InstallerNotRun)?;
     if !status.success() {
-        return Err("installing the AWS emulator failed (needs python3 with venv and pip)".into());
+        return Err(EmulatorError::InstallFailed);
     }
     Ok(Emulator {
         python: root.join(".emulator/bin/python"),
@@ -47,9 +68,13 @@ pub async fn ensure(root: &Path) -> Result<Emulator, String> {
 }
 
 /// Starts the emulator on `port` and waits until it answers; it is killed when the handle is dropped.
-pub async fn start(emulator: &Emulator, port: u16, log: &Path) -> Result<Child, String> {
-    let log_file = std::fs::File::create(log).map_err(|error| format!("{}: {error}", log.display()))?;
-    let log_err = log_file.try_clone().map_err(|error| error.to_string())?;
+pub async fn start(emulator: &Emulator, port: u16, log: &Path) -> Result<Child, EmulatorError> {
+    let log_error = |source| EmulatorError::Log {
+        path: log.to_owned(),
+        source,
+    };
+    let log_file = std::fs::File::create(log).map_err(log_error)?;
+    let log_err = log_file.try_clone().map_err(log_error)?;
     let mut child = Command::new(&emulator.python)
         .arg(&emulator.launcher)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -57,7 +82,10 @@ pub async fn start(emulator: &Emulator, port: u16, log: &Path) -> Result<Child, 
         .stderr(log_err)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|error| format!("could not start {}: {error}", emulator.launcher.display()))?;
+        .map_err(|source| EmulatorError::Spawn {
+            launcher: emulator.launcher.clone(),
+            source,
+        })?;
     let url = endpoint(port);
     for _ in 0..150 {
         if reqwest::get(format!("{url}/moto-api/"))
@@ -67,17 +95,17 @@ pub async fn start(emulator: &Emulator, port: u16, log: &Path) -> Result<Child, 
             return Ok(child);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "the AWS emulator exited ({status}); see {}",
-                log.display()
-            ));
+            return Err(EmulatorError::Exited {
+                status,
+                log: log.to_owned(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!(
-        "the AWS emulator did not answer on {url} within 30 s; see {}",
-        log.display()
-    ))
+    Err(EmulatorError::NoAnswer {
+        url,
+        log: log.to_owned(),
+    })
 }
 
 pub fn endpoint(port: u16) -> String {

@@ -4,6 +4,7 @@
 //! It uses the local stack's emulator when one is running (so the invocation sees the stack's data), and
 //! otherwise starts a private one with the template's resources and the demo data for the invocation.
 
+use super::LocalError;
 use super::emulator;
 use super::runtime::{FunctionHost, InvokeError};
 use super::seed;
@@ -12,20 +13,20 @@ use super::up::{Ports, SENDER, STACK_NAME, build_functions, start_functions};
 use herald::adapters::dynamodb::DynamoConfigStore;
 use std::collections::BTreeMap;
 
-pub async fn run(args: &[&str]) -> Result<(), String> {
+pub async fn run(args: &[&str]) -> Result<(), LocalError> {
     let (function, event_file) = match args {
         [function, "--event", file] => (*function, *file),
-        _ => {
-            return Err(
-                "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack)"
-                    .into(),
-            );
-        }
+        _ => return Err(LocalError::InvokeUsage),
     };
-    let payload: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(event_file).map_err(|error| format!("{event_file}: {error}"))?,
-    )
-    .map_err(|error| format!("{event_file} is not JSON: {error}"))?;
+    let event = std::fs::read_to_string(event_file).map_err(|source| LocalError::EventFile {
+        path: event_file.to_owned(),
+        source,
+    })?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&event).map_err(|source| LocalError::EventNotJson {
+            path: event_file.to_owned(),
+            source,
+        })?;
     let root = emulator::project_root()?;
     let ports = Ports::from_env()?;
     let (port, _private_emulator) = if emulator::is_running(ports.emulator).await {
@@ -43,12 +44,10 @@ pub async fn run(args: &[&str]) -> Result<(), String> {
     let aws = emulator::sdk_config(port).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
-    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)
-        .map_err(|e| e.to_string())?;
+    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)?;
     let provisioned = template
         .provision(&dynamodb, &aws_sdk_sqs::Client::new(&aws))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let _ = aws_sdk_sesv2::Client::new(&aws)
         .create_email_identity()
         .email_identity(SENDER)
@@ -59,10 +58,10 @@ pub async fn run(args: &[&str]) -> Result<(), String> {
     }
     let known: Vec<String> = template.functions().into_iter().map(|spec| spec.binary).collect();
     if !known.iter().any(|name| name == function) {
-        return Err(format!(
-            "no function {function} in template.yaml; known: {}",
-            known.join(", ")
-        ));
+        return Err(LocalError::UnknownFunction {
+            function: function.to_owned(),
+            known,
+        });
     }
     let binaries = build_functions(&root).await?;
     let hosts = start_functions(&template, &provisioned, &binaries, port, 1).await?;
@@ -72,7 +71,7 @@ pub async fn run(args: &[&str]) -> Result<(), String> {
         .zip(&hosts)
         .find(|(spec, _)| spec.binary == function)
         .map(|(_, host)| host.clone())
-        .ok_or("the function did not start")?;
+        .ok_or_else(|| LocalError::FunctionNotStarted(function.to_owned()))?;
     let outcome = invoke(&host, payload).await;
     for host in &hosts {
         host.stop().await;
@@ -80,7 +79,7 @@ pub async fn run(args: &[&str]) -> Result<(), String> {
     outcome
 }
 
-async fn invoke(host: &FunctionHost, payload: serde_json::Value) -> Result<(), String> {
+async fn invoke(host: &FunctionHost, payload: serde_json::Value) -> Result<(), LocalError> {
     let (outcome, logs) = host.invoke_with_logs(payload).await;
     eprintln!("--- logs ---");
     for line in logs {
@@ -92,20 +91,17 @@ async fn invoke(host: &FunctionHost, payload: serde_json::Value) -> Result<(), S
             println!("{}", serde_json::to_string_pretty(&response).unwrap_or_default());
             Ok(())
         }
-        Err(InvokeError::Function {
-            error_type,
-            error_message,
-        }) => Err(format!("the function failed: {error_type}: {error_message}")),
-        Err(error) => Err(format!("the invocation failed: {error}")),
+        Err(error @ InvokeError::Function { .. }) => Err(LocalError::FunctionFailed(error)),
+        Err(error) => Err(LocalError::InvocationFailed(error)),
     }
 }
 
-async fn free_port() -> Result<u16, String> {
+async fn free_port() -> Result<u16, LocalError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(LocalError::NoFreePort)?;
     listener
         .local_addr()
         .map(|address| address.port())
-        .map_err(|e| e.to_string())
+        .map_err(LocalError::NoFreePort)
 }

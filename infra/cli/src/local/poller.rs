@@ -2,11 +2,25 @@
 //! invoke the channel function with it, delete what the partial batch response did not name. Retries and
 //! DLQ moves are SQS's own; `maximum_concurrency` pollers share a queue.
 
-use super::runtime::FunctionHost;
+use super::runtime::{FunctionHost, InvokeError};
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use herald::adapters::sqs::lambda_sqs_event;
 use std::time::Duration;
+
+/// Why one poll of a queue failed (the poller says so and tries again).
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("{}", DisplayErrorContext(.0))]
+    Receive(#[source] SdkError<ReceiveMessageError>),
+    #[error("invocation failed: {0}")]
+    Invoke(#[source] InvokeError),
+    #[error("{}", DisplayErrorContext(.0))]
+    Delete(#[source] SdkError<DeleteMessageBatchError>),
+}
 
 #[derive(Debug, Clone)]
 pub struct QueuePoller {
@@ -34,7 +48,7 @@ impl QueuePoller {
         }
     }
 
-    async fn poll_once(&self) -> Result<(), String> {
+    async fn poll_once(&self) -> Result<(), PollError> {
         let received = self
             .sqs
             .receive_message()
@@ -44,18 +58,14 @@ impl QueuePoller {
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
-            .map_err(|error| aws_sdk_sqs::error::DisplayErrorContext(error).to_string())?;
+            .map_err(PollError::Receive)?;
         let messages = received.messages.unwrap_or_default();
         if messages.is_empty() {
             return Ok(());
         }
         let event = lambda_sqs_event(&messages, &self.queue_arn, &self.region);
         // A failed invocation deletes nothing: every message comes back after its visibility timeout.
-        let answer = self
-            .function
-            .invoke(event)
-            .await
-            .map_err(|error| format!("invocation failed: {error}"))?;
+        let answer = self.function.invoke(event).await.map_err(PollError::Invoke)?;
         let failed: Vec<&str> = answer["batchItemFailures"]
             .as_array()
             .map(|failures| {
@@ -84,7 +94,7 @@ impl QueuePoller {
                 .set_entries(Some(done))
                 .send()
                 .await
-                .map_err(|error| aws_sdk_sqs::error::DisplayErrorContext(error).to_string())?;
+                .map_err(PollError::Delete)?;
         }
         Ok(())
     }

@@ -5,27 +5,38 @@ use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::domain::event_type::EventTypeSpec;
 use herald::domain::rule::RuleSpec;
 use herald::domain::template::TemplateContent;
-use herald::domain::{TenantId, Timestamp};
+use herald::domain::{FieldError, TenantId, Timestamp};
 use herald::http::key_hash;
-use herald::ports::{ApiKeyStore, EventTypeStore, RuleStore, TemplateStore};
+use herald::ports::{ApiKeyStore, BackendError, EventTypeStore, RuleStore, TemplateStore, WriteError};
 use serde_json::{Value, json};
 
 pub const TENANT: &str = "local";
 pub const API_KEY: &str = "herald-dev-key";
 
-fn spec<T>(parsed: Result<T, Vec<herald::domain::FieldError>>, what: &str) -> Result<T, String> {
-    parsed.map_err(|errors| format!("demo {what} is invalid: {errors:?}"))
+/// Why the demo data could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The demo data itself is wrong (a bug here, not the user's).
+    #[error("demo {what} is invalid: {errors:?}")]
+    InvalidDemo {
+        what: &'static str,
+        errors: Vec<FieldError>,
+    },
+    #[error("seeding the demo data failed: {0}")]
+    Backend(#[from] BackendError),
+    #[error("seeding the demo data failed: {0}")]
+    Write(#[from] WriteError),
+}
+
+fn spec<T>(parsed: Result<T, Vec<FieldError>>, what: &'static str) -> Result<T, SeedError> {
+    parsed.map_err(|errors| SeedError::InvalidDemo { what, errors })
 }
 
 /// Writes the demo data; running it again changes nothing that is already there.
-pub async fn seed(store: &DynamoConfigStore) -> Result<(), String> {
+pub async fn seed(store: &DynamoConfigStore) -> Result<(), SeedError> {
     let tenant = TenantId::new(TENANT);
     let now = Timestamp::now();
-    let failed = |error: &dyn std::fmt::Display| format!("seeding the demo data failed: {error}");
-    store
-        .put_api_key(&tenant, &key_hash(API_KEY), now)
-        .await
-        .map_err(|e| failed(&e))?;
+    store.put_api_key(&tenant, &key_hash(API_KEY), now).await?;
     let event_type = spec(
         EventTypeSpec::from_json(&json!({
             "description": "An order was placed",
@@ -37,8 +48,7 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), String> {
     )?;
     store
         .put_event_type(&tenant, "order_created", &event_type, now)
-        .await
-        .map_err(|e| failed(&e))?;
+        .await?;
     let templates: [(&str, Value); 3] = [
         (
             "order-confirmation",
@@ -60,17 +70,9 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), String> {
         ),
     ];
     for (name, body) in templates {
-        if store
-            .template_head(&tenant, name)
-            .await
-            .map_err(|e| failed(&e))?
-            .is_none()
-        {
+        if store.template_head(&tenant, name).await?.is_none() {
             let content = spec(TemplateContent::from_json(&body), "template")?;
-            store
-                .put_template(&tenant, name, &content, now)
-                .await
-                .map_err(|e| failed(&e))?;
+            store.put_template(&tenant, name, &content, now).await?;
         }
     }
     for (id, channel, template) in [
@@ -82,10 +84,7 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), String> {
             RuleSpec::from_json(&json!({"event": "order_created", "channel": channel, "template": template})),
             "rule",
         )?;
-        store
-            .put_rule(&tenant, id, &rule, now)
-            .await
-            .map_err(|e| failed(&e))?;
+        store.put_rule(&tenant, id, &rule, now).await?;
     }
     Ok(())
 }

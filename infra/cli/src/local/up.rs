@@ -3,6 +3,7 @@
 //! binaries run under a local Lambda Runtime API behind an API Gateway-like front; pollers feed the channel
 //! functions from their queues; a sink stands in for Slack.
 
+use super::LocalError;
 use super::emulator;
 use super::front::{self, Route};
 use super::poller::QueuePoller;
@@ -32,12 +33,12 @@ pub struct Ports {
 }
 
 impl Ports {
-    pub fn from_env() -> Result<Self, String> {
-        let port = |name: &str, default: u16| -> Result<u16, String> {
-            match std::env::var(name) {
+    pub fn from_env() -> Result<Self, LocalError> {
+        let port = |variable: &'static str, default: u16| -> Result<u16, LocalError> {
+            match std::env::var(variable) {
                 Ok(value) => value
                     .parse()
-                    .map_err(|_| format!("{name}={value:?} is not a port number")),
+                    .map_err(|_| LocalError::PortNotANumber { variable, value }),
                 Err(_) => Ok(default),
             }
         };
@@ -49,10 +50,14 @@ impl Ports {
     }
 }
 
-async fn bind(port: u16, variable: &str) -> Result<TcpListener, String> {
-    TcpListener::bind(("127.0.0.1", port)).await.map_err(|error| {
-        format!("port {port} is busy ({error}): stop what uses it, or set {variable} to a free port")
-    })
+async fn bind(port: u16, variable: &'static str) -> Result<TcpListener, LocalError> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|source| LocalError::PortBusy {
+            port,
+            variable,
+            source,
+        })
 }
 
 /// A running local stack; dropping it kills the emulator it started.
@@ -75,11 +80,14 @@ impl LocalStack {
 }
 
 /// Brings the stack up and returns once `/v1/health` answers through the front.
-pub async fn start(ports: Ports) -> Result<LocalStack, String> {
+pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
     let root = emulator::project_root()?;
     // A second stack (the end-to-end tests) keeps its emulator log and Slack capture apart from yours.
     let state = std::env::var_os("HERALD_STATE_DIR").map_or_else(|| root.join(".herald"), PathBuf::from);
-    std::fs::create_dir_all(&state).map_err(|error| format!("{}: {error}", state.display()))?;
+    std::fs::create_dir_all(&state).map_err(|source| LocalError::StateDir {
+        path: state.clone(),
+        source,
+    })?;
     // Take the ports first, so a busy one is a clear error before anything starts.
     let front_listener = bind(ports.front, "HERALD_PORT").await?;
     let sink_listener = bind(ports.sink, "HERALD_SLACK_SINK_PORT").await?;
@@ -96,13 +104,9 @@ pub async fn start(ports: Ports) -> Result<LocalStack, String> {
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
     let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
-    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)
-        .map_err(|e| e.to_string())?;
+    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)?;
     say("creating the tables and queues of template.yaml");
-    let provisioned = template
-        .provision(&dynamodb, &sqs)
-        .await
-        .map_err(|e| e.to_string())?;
+    let provisioned = template.provision(&dynamodb, &sqs).await?;
     let names = |names: Vec<String>| names.join(", ");
     say(&format!(
         "tables: {}",
@@ -117,15 +121,17 @@ pub async fn start(ports: Ports) -> Result<LocalStack, String> {
         .email_identity(SENDER)
         .send()
         .await
-        .map_err(|error| format!("could not verify {SENDER} in the emulator's SES: {error}"))?;
+        .map_err(|source| LocalError::VerifySender {
+            sender: SENDER,
+            source: Box::new(source),
+        })?;
     let config_table = provisioned
         .table_names
         .get("ConfigTable")
-        .ok_or("template.yaml has no ConfigTable")?;
+        .ok_or(LocalError::MissingResource("ConfigTable"))?;
     seed::seed(&DynamoConfigStore::new(dynamodb.clone(), config_table)).await?;
 
-    let sink =
-        SlackSink::start(sink_listener, state.join("slack.jsonl")).map_err(|error| error.to_string())?;
+    let sink = SlackSink::start(sink_listener, state.join("slack.jsonl")).map_err(LocalError::Sink)?;
     let binaries = build_functions(&root).await?;
     let hosts = start_functions(&template, &provisioned, &binaries, ports.emulator, PROCESSES).await?;
 
@@ -142,7 +148,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, String> {
             let queue_url = provisioned
                 .queue_urls
                 .get(&event.queue)
-                .ok_or(format!("no queue {}", event.queue))?;
+                .ok_or_else(|| LocalError::MissingQueue(event.queue.clone()))?;
             let queue_arn = provisioned
                 .queue_arns
                 .get(&event.queue)
@@ -173,7 +179,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, String> {
 }
 
 /// Builds the function binaries (debug) and returns where they are.
-pub async fn build_functions(root: &Path) -> Result<PathBuf, String> {
+pub async fn build_functions(root: &Path) -> Result<PathBuf, LocalError> {
     say("building the function binaries (cargo build)");
     let mut cargo = tokio::process::Command::new("cargo");
     // `cargo run` and `cargo test` set these for herald itself; a build script that watches one (ring
@@ -202,9 +208,9 @@ pub async fn build_functions(root: &Path) -> Result<PathBuf, String> {
         .kill_on_drop(true)
         .status()
         .await
-        .map_err(|error| format!("could not run cargo: {error}"))?;
+        .map_err(LocalError::CargoNotRun)?;
     if !status.success() {
-        return Err("building the function binaries failed".into());
+        return Err(LocalError::BuildFailed);
     }
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
     Ok(target.join("debug"))
@@ -218,12 +224,10 @@ pub async fn start_functions(
     binaries: &Path,
     emulator_port: u16,
     processes: usize,
-) -> Result<Vec<FunctionHost>, String> {
+) -> Result<Vec<FunctionHost>, LocalError> {
     let mut hosts = Vec::new();
     for spec in template.functions() {
-        let mut environment = template
-            .environment(&spec, provisioned)
-            .map_err(|e| e.to_string())?;
+        let mut environment = template.environment(&spec, provisioned)?;
         environment.extend(emulator::environment(emulator_port));
         // Only the local stack lets Slack webhooks point at loopback, where its sink listens.
         environment.insert("HERALD_ALLOW_LOOPBACK_WEBHOOKS".into(), "true".into());
@@ -239,13 +243,16 @@ pub async fn start_functions(
         hosts.push(
             FunctionHost::start(config)
                 .await
-                .map_err(|e| format!("{}: {e}", spec.binary))?,
+                .map_err(|source| LocalError::FunctionStart {
+                    function: spec.binary.clone(),
+                    source,
+                })?,
         );
     }
     Ok(hosts)
 }
 
-async fn wait_until_healthy(port: u16) -> Result<(), String> {
+async fn wait_until_healthy(port: u16) -> Result<(), LocalError> {
     let url = format!("http://127.0.0.1:{port}/v1/health");
     for _ in 0..100 {
         if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
@@ -253,7 +260,7 @@ async fn wait_until_healthy(port: u16) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("{url} did not answer within 20 s"))
+    Err(LocalError::NotHealthy { url })
 }
 
 fn say(line: &str) {
@@ -261,7 +268,7 @@ fn say(line: &str) {
 }
 
 /// `herald local up`: starts the stack, prints how to use it, runs until Ctrl-C or SIGTERM.
-pub async fn run() -> Result<(), String> {
+pub async fn run() -> Result<(), LocalError> {
     let ports = Ports::from_env()?;
     // Listening from the start: a Ctrl-C during the first build must still stop the emulator (dropping
     // the unfinished start kills every child it spawned).
