@@ -121,7 +121,10 @@ pub async fn wait_until_settled(stack: &Stack, notifications: &[Expected], timeo
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         if last_progress.elapsed() > Duration::from_secs(10) {
-            eprintln!("herald bench: {next} of {} notifications settled", notifications.len());
+            eprintln!(
+                "herald bench: {next} of {} notifications settled",
+                notifications.len()
+            );
             last_progress = Instant::now();
         }
     }
@@ -155,7 +158,9 @@ pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Resu
         };
         let Some(notification) = found else {
             *audit.by_status.entry("not found".into()).or_default() += 1;
-            audit.lost.push(finding("accepted, but GET /v1/notifications/{id} does not find it".into()));
+            audit.lost.push(finding(
+                "accepted, but GET /v1/notifications/{id} does not find it".into(),
+            ));
             continue;
         };
         let status = status_of(&notification);
@@ -173,7 +178,9 @@ pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Resu
                 "recorded sent (provider id {}), but the provider has no record of it",
                 notification["provider_message_id"]
             ))),
-            (_, 0) => audit.lost.push(finding(format!("ended {label}: {}", explain(&notification)))),
+            (_, 0) => audit
+                .lost
+                .push(finding(format!("ended {label}: {}", explain(&notification)))),
             (_, 1) => audit.lost.push(finding(format!(
                 "delivered once, but recorded {label}: {}",
                 explain(&notification)
@@ -211,7 +218,10 @@ fn explain(notification: &Value) -> String {
     let last = notification["attempts"]
         .as_array()
         .and_then(|attempts| attempts.last())
-        .map_or_else(|| "no attempt recorded".to_owned(), |a| format!("last attempt {a}"));
+        .map_or_else(
+            || "no attempt recorded".to_owned(),
+            |a| format!("last attempt {a}"),
+        );
     match notification["detail"].as_str() {
         Some(detail) => format!("{detail}; {last}"),
         None => last,
@@ -219,14 +229,14 @@ fn explain(notification: &Value) -> String {
 }
 
 fn parse_millis(text: &str) -> Option<i64> {
-    DateTime::from_str(text, Format::DateTime)
-        .ok()?
-        .to_millis()
-        .ok()
+    DateTime::from_str(text, Format::DateTime).ok()?.to_millis().ok()
 }
 
 /// `(channel, seq)` → how many times the provider received that notification, for this run only.
-async fn provider_deliveries(stack: &Stack, run: &str) -> Result<BTreeMap<(String, usize), usize>, BenchError> {
+async fn provider_deliveries(
+    stack: &Stack,
+    run: &str,
+) -> Result<BTreeMap<(String, usize), usize>, BenchError> {
     let mut deliveries = BTreeMap::new();
     let data = get_json(&stack.http, &format!("{}/moto-api/data.json", stack.emulator)).await?;
     let prefix = marker(run, 0);
@@ -250,7 +260,9 @@ async fn provider_deliveries(stack: &Stack, run: &str) -> Result<BTreeMap<(Strin
         })?;
     let slack_prefix = format!("/services/TBENCH/{run}/");
     for line in slack_record.lines() {
-        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         if let Some(seq) = message["path"]
             .as_str()
             .and_then(|path| path.strip_prefix(&slack_prefix))
@@ -291,6 +303,9 @@ mod tests {
             channel: "sms".into(),
             explanation: "twice".into(),
         });
-        assert_eq!(audit.verdict().unwrap_err(), "0 lost, 1 doubled, 0 events never accepted");
+        assert_eq!(
+            audit.verdict().unwrap_err(),
+            "0 lost, 1 doubled, 0 events never accepted"
+        );
     }
 }

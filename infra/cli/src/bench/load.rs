@@ -56,10 +56,15 @@ pub struct Outcome {
 
 pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchError> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    eprintln!("herald bench: run {run}: {} events x 3 channels at concurrency {}", options.events, options.concurrency);
+    eprintln!(
+        "herald bench: run {run}: {} events x 3 channels at concurrency {}",
+        options.events, options.concurrency
+    );
     let memory_before = stack.emulator_memory();
     let raw_puts = options.events.clamp(500, 2_000);
-    let raw_put_rate_before = stack.raw_put_rate(&format!("{run}-a"), raw_puts, options.concurrency).await?;
+    let raw_put_rate_before = stack
+        .raw_put_rate(&format!("{run}-a"), raw_puts, options.concurrency)
+        .await?;
     eprintln!("herald bench: the emulator takes {raw_put_rate_before:.0} conditional puts/s");
     set_up(stack).await?;
 
@@ -77,22 +82,31 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
         .iter()
         .filter_map(|p| p.accepted.as_ref().map(|a| (p.seq, a)))
         .flat_map(|(seq, accepted)| {
-            accepted.notifications.iter().map(move |(id, channel)| audit::Expected {
-                id: id.clone(),
-                event_id: accepted.event_id.clone(),
-                channel: channel.clone(),
-                seq,
-            })
+            accepted
+                .notifications
+                .iter()
+                .map(move |(id, channel)| audit::Expected {
+                    id: id.clone(),
+                    event_id: accepted.event_id.clone(),
+                    channel: channel.clone(),
+                    seq,
+                })
         })
         .collect();
     audit::wait_until_settled(stack, &notifications, options.settle_timeout).await;
     let requests_after = stack.dynamodb_requests().await;
     let mut audit = audit::audit(stack, &run, &notifications).await?;
-    audit.unaccepted_events = posted.iter().filter(|p| p.accepted.is_none()).map(|p| p.seq).collect();
+    audit.unaccepted_events = posted
+        .iter()
+        .filter(|p| p.accepted.is_none())
+        .map(|p| p.seq)
+        .collect();
     let everything_sent_after = audit
         .last_sent_at_millis()
         .map(|last| Duration::from_millis(u64::try_from(last - started_wall).unwrap_or(0)));
-    let raw_put_rate_after = stack.raw_put_rate(&format!("{run}-b"), raw_puts, options.concurrency).await?;
+    let raw_put_rate_after = stack
+        .raw_put_rate(&format!("{run}-b"), raw_puts, options.concurrency)
+        .await?;
     let memory_after = stack.emulator_memory();
     Ok(Outcome {
         options,
@@ -101,7 +115,9 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
         raw_put_rate_after,
         memory_before,
         memory_after,
-        dynamodb_requests: requests_before.zip(requests_after).map(|(a, b)| b.saturating_sub(a)),
+        dynamodb_requests: requests_before
+            .zip(requests_after)
+            .map(|(a, b)| b.saturating_sub(a)),
         posted,
         posting_took,
         everything_sent_after,
@@ -134,8 +150,14 @@ async fn set_up(stack: &Stack) -> Result<(), BenchError> {
             "/v1/templates/bench-email".to_owned(),
             json!({"channel": "email", "locale": "en", "subject": text, "text": text, "html": format!("<p>{text}</p>")}),
         ),
-        ("/v1/templates/bench-sms".to_owned(), json!({"channel": "sms", "locale": "en", "text": text})),
-        ("/v1/templates/bench-slack".to_owned(), json!({"channel": "slack", "locale": "en", "text": text})),
+        (
+            "/v1/templates/bench-sms".to_owned(),
+            json!({"channel": "sms", "locale": "en", "text": text}),
+        ),
+        (
+            "/v1/templates/bench-slack".to_owned(),
+            json!({"channel": "slack", "locale": "en", "text": text}),
+        ),
         (
             "/v1/rules/bench-email".to_owned(),
             json!({"event": EVENT_TYPE, "channel": "email", "template": "bench-email"}),

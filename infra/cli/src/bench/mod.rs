@@ -49,11 +49,9 @@ impl LoadOptions {
             let value = rest
                 .next()
                 .ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))?;
-            let number = value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| BenchError::Usage(format!("{flag} {value}: expected a positive whole number")))?;
+            let number = value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                BenchError::Usage(format!("{flag} {value}: expected a positive whole number"))
+            })?;
             match *flag {
                 "--events" => options.events = number,
                 "--concurrency" => options.concurrency = number,

@@ -42,13 +42,14 @@ impl Stack {
         get_json(&http, &format!("{api}/v1/health")).await?;
         get_json(&http, &format!("{emulator}/moto-api/")).await.ok();
         let sink_info = get_json(&http, &format!("{sink}/")).await?;
-        let sink_log = sink_info["log_file"]
-            .as_str()
-            .map(PathBuf::from)
-            .ok_or_else(|| BenchError::NoStack {
-                url: sink.clone(),
-                detail: "the Slack sink did not say where its record is".into(),
-            })?;
+        let sink_log =
+            sink_info["log_file"]
+                .as_str()
+                .map(PathBuf::from)
+                .ok_or_else(|| BenchError::NoStack {
+                    url: sink.clone(),
+                    detail: "the Slack sink did not say where its record is".into(),
+                })?;
         let dynamodb = aws_sdk_dynamodb::Client::new(&emulator::sdk_config(ports.emulator).await);
         Ok(Self {
             api,
@@ -165,7 +166,8 @@ fn listening_pid(port: u16) -> Option<u32> {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // local_address, ..., st (0A is LISTEN), ..., inode
             let listening = fields.get(3) == Some(&"0A");
-            (listening && fields.get(1)?.ends_with(&wanted)).then(|| fields.get(9).map(|s| (*s).to_owned()))?
+            (listening && fields.get(1)?.ends_with(&wanted))
+                .then(|| fields.get(9).map(|s| (*s).to_owned()))?
         })
     })?;
     let socket = format!("socket:[{inode}]");
@@ -174,7 +176,9 @@ fn listening_pid(port: u16) -> Option<u32> {
         let holds = std::fs::read_dir(entry.path().join("fd"))
             .ok()?
             .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == socket.as_str()));
+            .any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == socket.as_str())
+            });
         holds.then_some(pid)
     })
 }

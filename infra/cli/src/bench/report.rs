@@ -126,7 +126,10 @@ impl Report<'_> {
                 requests as f64 / notifications as f64,
                 100.0 * requests as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
             )?,
-            _ => writeln!(f, "  DynamoDB requests: not counted (the emulator's launcher does not count them)")?,
+            _ => writeln!(
+                f,
+                "  DynamoDB requests: not counted (the emulator's launcher does not count them)"
+            )?,
         }
         writeln!(
             f,
