@@ -29,6 +29,9 @@ pub struct QueuePoller {
     pub queue_arn: String,
     pub function: FunctionHost,
     pub batch_size: i32,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`: without it Lambda ignores a partial batch
+    /// response and deletes the whole batch when the invocation succeeds.
+    pub report_batch_item_failures: bool,
     pub region: String,
 }
 
@@ -66,8 +69,12 @@ impl QueuePoller {
         let event = lambda_sqs_event(&messages, &self.queue_arn, &self.region);
         // A failed invocation deletes nothing: every message comes back after its visibility timeout.
         let answer = self.function.invoke(event).await.map_err(PollError::Invoke)?;
-        let failed: Vec<&str> = answer["batchItemFailures"]
-            .as_array()
+        let reported = if self.report_batch_item_failures {
+            answer["batchItemFailures"].as_array()
+        } else {
+            None
+        };
+        let failed: Vec<&str> = reported
             .map(|failures| {
                 failures
                     .iter()

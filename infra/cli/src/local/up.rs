@@ -160,6 +160,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
                 queue_arn,
                 function: host.clone(),
                 batch_size: i32::try_from(event.batch_size).unwrap_or(10),
+                report_batch_item_failures: event.report_batch_item_failures,
                 region: emulator::REGION.to_owned(),
             };
             poller.spawn(
