@@ -378,6 +378,56 @@ async fn a_failing_slack_is_retried_until_it_recovers(stack: &RunningStack) {
     );
 }
 
+/// CI's load check: the benchmark, run as a person runs it beside the stack, ends with its audit of every
+/// notification of the run. Its exit status is the audit's verdict.
+async fn a_small_load_passes_the_benchmark_audit(stack: &RunningStack) {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "bench",
+            "load",
+            "--events",
+            "100",
+            "--concurrency",
+            "8",
+            "--timeout",
+            "600",
+        ])
+        .current_dir(project_root())
+        .env("HERALD_PORT", stack.ports[0].to_string())
+        .env("HERALD_EMULATOR_PORT", stack.ports[1].to_string())
+        .env("HERALD_SLACK_SINK_PORT", stack.ports[2].to_string())
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "herald bench load failed\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("requests by status: 202 × 100"), "{report}");
+    assert!(
+        report.contains("delivered exactly once: 300; lost: 0; doubled: 0; recorded wrong: 0"),
+        "{report}"
+    );
+    // The sink keeps a bounded window in memory; its file holds every message.
+    let info: Value = reqwest::get(format!("{}/", stack.sink))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info["captured"].as_u64().unwrap() >= 100);
+    let window = reqwest::get(format!("{}/messages", stack.sink))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(window.as_array().unwrap().len() as u64 <= info["window"].as_u64().unwrap());
+}
+
 async fn sigterm_stops_everything(mut stack: RunningStack) {
     let status = stack.terminate().await;
     assert!(status.success(), "exit status {status}\n{}", stack.log_tail());
@@ -390,10 +440,11 @@ async fn sigterm_stops_everything(mut stack: RunningStack) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn local_stack_delivers_replays_retries_and_stops_on_sigterm() {
+async fn local_stack_delivers_replays_retries_holds_a_small_load_and_stops_on_sigterm() {
     let stack = RunningStack::start().await;
     all_three_channels_are_sent(&stack).await;
     a_duplicate_is_replayed(&stack).await;
     a_failing_slack_is_retried_until_it_recovers(&stack).await;
+    a_small_load_passes_the_benchmark_audit(&stack).await;
     sigterm_stops_everything(stack).await;
 }

@@ -54,6 +54,8 @@ pub struct Audit {
     pub delivered_once: usize,
     pub lost: Vec<Finding>,
     pub doubled: Vec<Finding>,
+    /// Delivered exactly once, but recorded with another status than `sent`.
+    pub misrecorded: Vec<Finding>,
     /// Events the stack never accepted (every client attempt refused or unanswered).
     pub unaccepted_events: Vec<usize>,
     last_sent_at: Option<i64>,
@@ -64,15 +66,20 @@ impl Audit {
         self.last_sent_at
     }
 
-    /// `Err` with a one-line summary when anything was lost, doubled or never accepted.
+    /// `Err` with a one-line summary when anything was lost, doubled, recorded wrong or never accepted.
     pub fn verdict(&self) -> Result<(), String> {
-        if self.lost.is_empty() && self.doubled.is_empty() && self.unaccepted_events.is_empty() {
+        if self.lost.is_empty()
+            && self.doubled.is_empty()
+            && self.misrecorded.is_empty()
+            && self.unaccepted_events.is_empty()
+        {
             return Ok(());
         }
         Err(format!(
-            "{} lost, {} doubled, {} events never accepted",
+            "{} lost, {} doubled, {} recorded wrong, {} events never accepted",
             self.lost.len(),
             self.doubled.len(),
+            self.misrecorded.len(),
             self.unaccepted_events.len()
         ))
     }
@@ -80,7 +87,11 @@ impl Audit {
     /// What went wrong, one line per finding (the first few of each kind).
     pub fn findings(&self) -> String {
         let mut text = String::new();
-        for (kind, findings) in [("lost", &self.lost), ("doubled", &self.doubled)] {
+        for (kind, findings) in [
+            ("lost", &self.lost),
+            ("doubled", &self.doubled),
+            ("recorded wrong", &self.misrecorded),
+        ] {
             for finding in findings.iter().take(20) {
                 let _ = writeln!(
                     text,
@@ -138,11 +149,16 @@ pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Resu
         .buffered(LOOKUPS)
         .collect()
         .await;
+    Ok(tally(&looked_up, &deliveries))
+}
+
+/// Judges each notification by what Herald recorded (`None`: not found) against what its provider received.
+fn tally(looked_up: &[(&Expected, Option<Value>)], deliveries: &BTreeMap<(String, usize), usize>) -> Audit {
     let mut audit = Audit {
-        notifications: notifications.len(),
+        notifications: looked_up.len(),
         ..Audit::default()
     };
-    for ((channel, _), count) in &deliveries {
+    for ((channel, _), count) in deliveries {
         *audit.provider_records.entry(channel.clone()).or_default() += count;
     }
     for (expected, found) in looked_up {
@@ -163,7 +179,7 @@ pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Resu
             ));
             continue;
         };
-        let status = status_of(&notification);
+        let status = status_of(notification);
         let label = match notification["reason"].as_str() {
             Some(reason) => format!("{status} ({reason})"),
             None => status.clone(),
@@ -180,10 +196,10 @@ pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Resu
             ))),
             (_, 0) => audit
                 .lost
-                .push(finding(format!("ended {label}: {}", explain(&notification)))),
-            (_, 1) => audit.lost.push(finding(format!(
+                .push(finding(format!("ended {label}: {}", explain(notification)))),
+            (_, 1) => audit.misrecorded.push(finding(format!(
                 "delivered once, but recorded {label}: {}",
-                explain(&notification)
+                explain(notification)
             ))),
             (_, _) => {}
         }
@@ -194,7 +210,7 @@ pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Resu
             )));
         }
     }
-    Ok(audit)
+    audit
 }
 
 async fn lookup(stack: &Stack, id: &str) -> Result<Value, reqwest::Error> {
@@ -284,6 +300,7 @@ fn seq_after(text: &str, prefix: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn finds_the_sequence_number_behind_the_marker() {
@@ -304,8 +321,61 @@ mod tests {
             explanation: "twice".into(),
         });
         assert_eq!(
-            audit.verdict().unwrap_err(),
-            "0 lost, 1 doubled, 0 events never accepted"
+            audit.verdict(),
+            Err("0 lost, 1 doubled, 0 recorded wrong, 0 events never accepted".into())
         );
+    }
+
+    fn expected(seq: usize, channel: &str) -> Expected {
+        Expected {
+            id: format!("ntf_{channel}_{seq}"),
+            event_id: format!("evt_{seq}"),
+            channel: channel.into(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn each_notification_is_judged_by_its_record_and_its_provider_deliveries() {
+        let sent = json!({"status": "sent", "sent_at": "2026-11-30T10:00:01.500Z", "attempts": [{}]});
+        let cases = [
+            (expected(0, "email"), Some(sent.clone()), 1), // delivered once
+            (expected(1, "email"), Some(sent.clone()), 0), // recorded sent, never delivered
+            (expected(2, "sms"), Some(sent.clone()), 2),   // delivered twice
+            (
+                expected(3, "sms"),
+                Some(json!({"status": "retrying", "attempts": []})),
+                0,
+            ),
+            (
+                expected(4, "slack"),
+                Some(json!({"status": "sending", "attempts": []})),
+                1,
+            ),
+            (expected(5, "slack"), None, 0), // accepted, then not found
+        ];
+        let deliveries: BTreeMap<(String, usize), usize> = cases
+            .iter()
+            .filter(|(_, _, received)| *received > 0)
+            .map(|(e, _, received)| ((e.channel.clone(), e.seq), *received))
+            .collect();
+        let looked_up: Vec<(&Expected, Option<Value>)> =
+            cases.iter().map(|(e, found, _)| (e, found.clone())).collect();
+
+        let audit = tally(&looked_up, &deliveries);
+
+        let ids = |findings: &[Finding]| findings.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+        assert_eq!(audit.delivered_once, 1);
+        assert_eq!(ids(&audit.lost), ["ntf_email_1", "ntf_sms_3", "ntf_slack_5"]);
+        assert_eq!(ids(&audit.doubled), ["ntf_sms_2"]);
+        assert_eq!(ids(&audit.misrecorded), ["ntf_slack_4"]);
+        assert_eq!(audit.by_status["sent"], 3);
+        assert_eq!(audit.by_status["not found"], 1);
+        assert_eq!(audit.provider_records["sms"], 2);
+        assert_eq!(
+            audit.last_sent_at_millis(),
+            parse_millis("2026-11-30T10:00:01.500Z")
+        );
+        assert!(audit.verdict().is_err());
     }
 }

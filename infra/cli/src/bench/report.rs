@@ -155,10 +155,11 @@ impl Report<'_> {
         writeln!(f, "  provider records of this run: {}", records.join(", "))?;
         writeln!(
             f,
-            "  delivered exactly once: {}; lost: {}; doubled: {}; events never accepted: {}",
+            "  delivered exactly once: {}; lost: {}; doubled: {}; recorded wrong: {}; events never accepted: {}",
             audit.delivered_once,
             audit.lost.len(),
             audit.doubled.len(),
+            audit.misrecorded.len(),
             audit.unaccepted_events.len()
         )?;
         write!(f, "{}", audit.findings())?;
