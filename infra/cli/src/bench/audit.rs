@@ -13,16 +13,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-/// Statuses a notification does not leave by itself.
-const SETTLED: [&str; 7] = [
-    "sent",
-    "failed",
-    "dead_lettered",
-    "skipped",
-    "suppressed",
-    "rate_limited",
-    "expired",
-];
 /// Lookups in flight at once: enough to be quick, few enough not to weigh on the stack being measured.
 const LOOKUPS: usize = 8;
 
@@ -110,35 +100,23 @@ impl Audit {
     }
 }
 
-/// Waits until every notification has settled or `timeout` has passed. It walks the list in the order the
-/// events were posted and only re-reads the first one not settled yet, so waiting costs the stack little.
-pub async fn wait_until_settled(stack: &Stack, notifications: &[Expected], timeout: Duration) {
+/// Waits until every notification has settled or `timeout` has passed, watching the channel queues drain
+/// (twice empty, a second apart) rather than reading notifications, so waiting adds no DynamoDB request to
+/// what the run is measured by.
+pub async fn wait_until_settled(stack: &Stack, timeout: Duration) -> Result<(), BenchError> {
     let started = Instant::now();
-    let mut next = 0;
     let mut last_progress = Instant::now();
-    while next < notifications.len() && started.elapsed() < timeout {
-        let window = &notifications[next..(next + LOOKUPS).min(notifications.len())];
-        let statuses: Vec<Option<String>> = futures::stream::iter(window)
-            .map(|n| async move { lookup(stack, &n.id).await.ok().map(|v| status_of(&v)) })
-            .buffered(LOOKUPS)
-            .collect()
-            .await;
-        let settled = statuses
-            .iter()
-            .take_while(|s| s.as_deref().is_some_and(|s| SETTLED.contains(&s)))
-            .count();
-        next += settled;
-        if settled < window.len() {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    let mut empty_in_a_row = 0;
+    while empty_in_a_row < 2 && started.elapsed() < timeout {
+        let messages = stack.messages_in_channel_queues().await?;
+        empty_in_a_row = if messages == 0 { empty_in_a_row + 1 } else { 0 };
         if last_progress.elapsed() > Duration::from_secs(10) {
-            eprintln!(
-                "herald bench: {next} of {} notifications settled",
-                notifications.len()
-            );
+            eprintln!("herald bench: {messages} messages still on the channel queues");
             last_progress = Instant::now();
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    Ok(())
 }
 
 /// Looks up every notification and counts what each provider received for this run.

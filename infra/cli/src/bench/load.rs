@@ -93,7 +93,7 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
                 })
         })
         .collect();
-    audit::wait_until_settled(stack, &notifications, options.settle_timeout).await;
+    audit::wait_until_settled(stack, options.settle_timeout).await?;
     let requests_after = stack.dynamodb_requests().await;
     let mut audit = audit::audit(stack, &run, &notifications).await?;
     audit.unaccepted_events = posted

@@ -17,7 +17,7 @@ pub enum BenchError {
     #[error("{0}\n\nusage: herald bench load [--events N] [--concurrency C] [--timeout SECONDS]")]
     Usage(String),
     #[error(transparent)]
-    Ports(#[from] LocalError),
+    Local(#[from] LocalError),
     #[error("no local stack answers at {url} ({detail}): start one with `herald local up`")]
     NoStack { url: String, detail: String },
     #[error("{what} failed: {detail}")]

@@ -3,10 +3,11 @@
 
 use super::BenchError;
 use crate::local::emulator;
-use crate::local::up::Ports;
+use crate::local::up::{Ports, local_template};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use aws_sdk_sqs::types::QueueAttributeName;
 use futures::StreamExt;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -22,6 +23,9 @@ pub struct Stack {
     pub sink_log: PathBuf,
     pub http: reqwest::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    /// The URLs of the queues the channel functions consume.
+    channel_queues: Vec<String>,
     emulator_port: u16,
 }
 
@@ -50,16 +54,49 @@ impl Stack {
                     url: sink.clone(),
                     detail: "the Slack sink did not say where its record is".into(),
                 })?;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&emulator::sdk_config(ports.emulator).await);
+        let aws = emulator::sdk_config(ports.emulator).await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let channel_queues = channel_queue_urls(&sqs).await?;
         Ok(Self {
             api,
             emulator,
             sink,
             sink_log,
             http,
-            dynamodb,
+            dynamodb: aws_sdk_dynamodb::Client::new(&aws),
+            sqs,
+            channel_queues,
             emulator_port: ports.emulator,
         })
+    }
+
+    /// Messages on the channel queues, visible, in flight (a retry waiting out its backoff included) or
+    /// delayed. Zero means every notification has settled: a function deletes its message only once the
+    /// outcome is recorded, and a message that ran out of receives is in its DLQ.
+    pub async fn messages_in_channel_queues(&self) -> Result<u64, BenchError> {
+        let mut total = 0;
+        for url in &self.channel_queues {
+            let attributes = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await
+                .map_err(|e| BenchError::Setup {
+                    what: format!("reading the depth of {url}"),
+                    detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                })?;
+            total += attributes
+                .attributes()
+                .into_iter()
+                .flat_map(|map| map.values())
+                .filter_map(|count| count.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        Ok(total)
     }
 
     /// The emulator process's resident memory, in bytes, when it can be found (Linux: through `/proc`).
@@ -141,6 +178,29 @@ impl Stack {
         #[allow(clippy::cast_precision_loss)]
         Ok(puts as f64 / elapsed.as_secs_f64())
     }
+}
+
+/// The queues the template's functions consume (the channel queues), as the local stack named them.
+async fn channel_queue_urls(sqs: &aws_sdk_sqs::Client) -> Result<Vec<String>, BenchError> {
+    let template = local_template(&emulator::project_root().map_err(crate::local::LocalError::from)?)?;
+    let queues = template.queues();
+    let mut urls = Vec::new();
+    for event in template.functions().iter().flat_map(|f| f.sqs_events.clone()) {
+        let Some(queue) = queues.iter().find(|q| q.logical_id == event.queue) else {
+            continue;
+        };
+        let url = sqs
+            .get_queue_url()
+            .queue_name(&queue.name)
+            .send()
+            .await
+            .map_err(|e| BenchError::Setup {
+                what: format!("finding queue {} (is the local stack up?)", queue.name),
+                detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            })?;
+        urls.extend(url.queue_url);
+    }
+    Ok(urls)
 }
 
 /// `GET url` as JSON; anything but a 2xx JSON answer means the stack is not there.

@@ -1,5 +1,6 @@
-//! What Lambda's SQS event source mapping does, locally: receive a batch (the template's batch size),
-//! invoke the channel function with it, delete what the partial batch response did not name. Retries and
+//! What Lambda's SQS event source mapping does, locally: gather a batch (the template's batch size, for up
+//! to its batching window), invoke the channel function with it, delete what the partial batch response did
+//! not name. Retries and
 //! DLQ moves are SQS's own; `maximum_concurrency` pollers share a queue.
 
 use super::runtime::{FunctionHost, InvokeError};
@@ -7,9 +8,9 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
 use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use herald::adapters::sqs::lambda_sqs_event;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why one poll of a queue failed (the poller says so and tries again).
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub struct QueuePoller {
     pub queue_arn: String,
     pub function: FunctionHost,
     pub batch_size: i32,
+    /// `MaximumBatchingWindowInSeconds`: once a batch has its first message, how long it may wait for more.
+    pub batching_window: Duration,
     /// `FunctionResponseTypes: [ReportBatchItemFailures]`: without it Lambda ignores a partial batch
     /// response and deletes the whole batch when the invocation succeeds.
     pub report_batch_item_failures: bool,
@@ -51,18 +54,37 @@ impl QueuePoller {
         }
     }
 
-    async fn poll_once(&self) -> Result<(), PollError> {
+    /// Up to `count` messages, waiting at most a second for the first.
+    async fn receive(&self, count: i32) -> Result<Vec<Message>, PollError> {
         let received = self
             .sqs
             .receive_message()
             .queue_url(&self.queue_url)
-            .max_number_of_messages(self.batch_size.clamp(1, 10))
+            .max_number_of_messages(count.clamp(1, 10))
             .wait_time_seconds(1)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
             .map_err(PollError::Receive)?;
-        let messages = received.messages.unwrap_or_default();
+        Ok(received.messages.unwrap_or_default())
+    }
+
+    /// A batch as Lambda gathers one: the first messages, then more until the batch is full or the
+    /// batching window has passed. A receive returns as soon as a message arrives, so gathering costs a
+    /// request per arrival at most; the last one may outlast the window by up to its one-second wait.
+    async fn gather(&self) -> Result<Vec<Message>, PollError> {
+        let batch_size = usize::try_from(self.batch_size.clamp(1, 10)).unwrap_or(10);
+        let mut batch = self.receive(self.batch_size).await?;
+        let deadline = Instant::now() + self.batching_window;
+        while !batch.is_empty() && batch.len() < batch_size && Instant::now() < deadline {
+            let missing = i32::try_from(batch_size - batch.len()).unwrap_or(1);
+            batch.extend(self.receive(missing).await?);
+        }
+        Ok(batch)
+    }
+
+    async fn poll_once(&self) -> Result<(), PollError> {
+        let messages = self.gather().await?;
         if messages.is_empty() {
             return Ok(());
         }

@@ -79,6 +79,16 @@ impl LocalStack {
     }
 }
 
+/// `template.yaml` as the local stack evaluates it: stack `herald-local`, the local sender identity.
+pub fn local_template(root: &Path) -> Result<StackTemplate, LocalError> {
+    let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
+    Ok(StackTemplate::load(
+        &root.join("template.yaml"),
+        STACK_NAME,
+        &parameters,
+    )?)
+}
+
 /// Brings the stack up and returns once `/v1/health` answers through the front.
 pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
     let root = emulator::project_root()?;
@@ -103,8 +113,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
-    let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
-    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)?;
+    let template = local_template(&root)?;
     say("creating the tables and queues of template.yaml");
     let provisioned = template.provision(&dynamodb, &sqs).await?;
     let names = |names: Vec<String>| names.join(", ");
@@ -160,6 +169,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
                 queue_arn,
                 function: host.clone(),
                 batch_size: i32::try_from(event.batch_size).unwrap_or(10),
+                batching_window: Duration::from_secs(event.batching_window_seconds.into()),
                 report_batch_item_failures: event.report_batch_item_failures,
                 region: emulator::REGION.to_owned(),
             };

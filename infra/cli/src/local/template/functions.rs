@@ -51,6 +51,8 @@ pub struct SqsEventSpec {
     pub maximum_concurrency: u32,
     /// `FunctionResponseTypes` includes `ReportBatchItemFailures`.
     pub report_batch_item_failures: bool,
+    /// `MaximumBatchingWindowInSeconds` (0, SQS's default, when absent): how long a batch may gather.
+    pub batching_window_seconds: u32,
 }
 
 pub(super) fn function_spec(
@@ -256,11 +258,22 @@ fn sqs_event(
         .as_ref()
         .and_then(Json::as_array)
         .is_some_and(|types| types.iter().any(|kind| kind == "ReportBatchItemFailures"));
+    let batching_window_seconds = match evaluated("MaximumBatchingWindowInSeconds")? {
+        Some(window) => {
+            let at = format!("{path}.MaximumBatchingWindowInSeconds");
+            u32::try_from(integer(&window, id, &at)?)
+                .ok()
+                .filter(|seconds| *seconds <= 300)
+                .ok_or_else(|| invalid(id, &at, "must be 0 to 300 seconds"))?
+        }
+        None => 0,
+    };
     Ok(Some(SqsEventSpec {
         queue: queue_by_arn(predicted, queue, id, &queue_path)?,
         batch_size,
         maximum_concurrency,
         report_batch_item_failures,
+        batching_window_seconds,
     }))
 }
 
@@ -326,6 +339,7 @@ mod tests {
                     batch_size: 10,
                     maximum_concurrency: 5,
                     report_batch_item_failures: true,
+                    batching_window_seconds: 1,
                 }]
             );
         }
