@@ -1,21 +1,75 @@
-"""The AWS emulator (moto server), with DynamoDB requests applied one at a time.
+"""The AWS emulator (moto server 5.2.5), with three DynamoDB fixes. Herald relies on DynamoDB's guarantees.
 
-DynamoDB applies each request atomically and isolates transactions from one another; Herald's dedupe relies
-on it. moto 5.2.5 does not under concurrent requests: it undoes a failed TransactWriteItems by restoring a
-copy of each table taken before the transaction began, which drops or resurrects what other requests wrote
-in between (seen as two events from sixteen concurrent identical requests). One lock around every DynamoDB
-request gives back DynamoDB's guarantees. DynamoDB calls are short; SQS long polls are not affected.
+1. One request at a time. DynamoDB applies each request atomically and isolates transactions from one
+   another; Herald's dedupe relies on it. moto does not under concurrent requests, so one lock goes around
+   every DynamoDB request (decision 9). DynamoDB calls are short; SQS long polls are not affected.
+
+2. A cancelled TransactWriteItems puts back only the items it touched. moto deep-copies every table of a
+   transaction once per item of the transaction to be able to roll back, so each transaction cost time and
+   memory (never given back) in proportion to the whole table: the local stack slowed down quadratically
+   with what it had written (decision 10). Here the transaction first keeps copies of exactly the items it
+   may write (or that they were absent) and moto's own code runs unchanged except that its table copies are
+   made no-ops; on any failure those items are put back. This is only correct because nothing else writes
+   meanwhile: the lock (1). It also rolls back what moto did not: a table named by its ARN, and the entries
+   before one that holds two operations.
+
+3. A Query on a table's key reads only that partition. moto sorts every item of the table on each Query and
+   then keeps the partition's, so a Query cost grew with the table; moto's own code runs on the partition.
+
+The patches lean on moto internals, so the exact source they were reviewed against is pinned below: any
+other moto refuses to start rather than run a patch that may have become wrong.
 
 Usage: python scripts/emulator.py -H 127.0.0.1 -p PORT   (the arguments of moto_server)
 """
 
+import copy
+import hashlib
+import inspect
 import sys
 import threading
 
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
-_dynamodb_lock = threading.Lock()
+# The moto internals the patches depend on, and the digest of their source in moto 5.2.5.
+_RELIED_ON = [
+    DynamoDBBackend.transact_write_items,  # its backup is `copy.deepcopy(table)`, restored by assignment
+    DynamoDBBackend.get_table,
+    DynamoDBBackend.get_keys_value,  # how a transaction finds an item's key (before it writes the item)
+    DynamoDBBackend.get_item,
+    DynamoDBBackend.put_item,
+    DynamoDBBackend.update_item,  # mutates the stored Item in place
+    DynamoDBBackend.delete_item,
+    Table.__init__,  # `items`: {hash: Item}, or a defaultdict {hash: {range: Item}}
+    Table.put_item,
+    Table.get_item,
+    Table.delete_item,
+    Table.query,  # a base-table query reads `all_items()` and keeps `item.hash_key == hash_key`
+    Table.all_items,
+    StreamShard.add,
+]
+_RELIED_ON_SHA256 = "fdaec7fc515513f0bfe169c4a4984ed34caac82a171582b8a3a6b3bf4af8d14c"
+
+
+def _fingerprint():
+    try:
+        source = "".join(inspect.getsource(function) for function in _RELIED_ON)
+    except (OSError, TypeError):  # replaced by something without source
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+if _fingerprint() != _RELIED_ON_SHA256 or dynamodb_models.copy is not copy:
+    sys.exit(
+        "scripts/emulator.py: the installed moto is not the 5.2.5 its DynamoDB patches were written against "
+        "(the source of a function they rely on changed); review the patches, then update _RELIED_ON_SHA256"
+    )
+
+# Re-entrant: the patched backend methods below take it too, so they are correct whoever calls them.
+_dynamodb_lock = threading.RLock()
 _call_action = DynamoHandler.call_action
 
 
@@ -25,6 +79,121 @@ def _one_at_a_time(self):
 
 
 DynamoHandler.call_action = _one_at_a_time
+
+
+class _TablesNotCopied:
+    """The `copy` module as moto's DynamoDB backend sees it during a transaction: a Table is not copied, so
+    moto's whole-table backup is the table itself and its rollback (assigning the backup back) changes
+    nothing. Everything else is copied as usual (update_item copies the old item for streams)."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+def _item_undo(backend, kind, operation):
+    """How to put back the one item a transaction operation may write, as it is now."""
+    try:
+        table = backend.get_table(operation["TableName"])
+        hash_key, range_key = backend.get_keys_value(
+            table, operation["Item"] if kind == "Put" else operation["Key"]
+        )
+    except Exception:
+        # moto looks the item up with the same calls before it writes it, so this operation fails there (a
+        # cancellation reason or a validation error) and writes nothing.
+        return lambda: None
+    items = table.items
+    # `.get`, never `[]`: `items` is a defaultdict, where `[]` adds an empty partition.
+    if range_key is None:
+        partition, old = None, items.get(hash_key)
+    else:
+        partition = items.get(hash_key)
+        old = None if partition is None else partition.get(range_key)
+    # A deep copy: update_item changes the stored Item in place.
+    old = copy.deepcopy(old)
+    shard = table.stream_shard
+    records = shard.items if shard is not None else None
+    record_count = len(records) if records is not None else 0
+
+    def undo():
+        if range_key is None:
+            if old is None:
+                items.pop(hash_key, None)
+            else:
+                items[hash_key] = old
+        elif old is not None:
+            items[hash_key][range_key] = old
+        elif (current := items.get(hash_key)) is not None:
+            current.pop(range_key, None)
+            # moto's reads create empty partitions; drop one the transaction created.
+            if partition is None and not current:
+                del items[hash_key]
+        if shard is not None:
+            # The stream records the transaction's writes added go too, as with moto's table restore.
+            del records[record_count:]
+            shard.items = records
+
+    return undo
+
+
+_moto_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(self, transact_items):
+    with _dynamodb_lock:
+        undos = [
+            _item_undo(self, kind, operation)
+            for entry in transact_items
+            if isinstance(entry, dict)
+            for kind, operation in entry.items()
+            if isinstance(operation, dict)
+        ]
+        dynamodb_models.copy = _TablesNotCopied()
+        try:
+            return _moto_transact_write_items(self, transact_items)
+        except BaseException:
+            # Cancellations and validation errors, where moto rolls back, and any other failure too (moto
+            # keeps what the entries before one with two operations wrote): all or nothing, as in DynamoDB.
+            for undo in reversed(undos):
+                undo()
+            raise
+        finally:
+            dynamodb_models.copy = copy
+
+
+DynamoDBBackend.transact_write_items = _transact_write_items
+
+_moto_table_query = Table.query
+_table_query_signature = inspect.signature(Table.query)
+
+
+def _query(self, *args, **kwargs):
+    call = _table_query_signature.bind(self, *args, **kwargs).arguments
+    hash_key = call.get("hash_key")
+    if call.get("index_name") or hash_key is None:
+        return _moto_table_query(self, *args, **kwargs)
+    with _dynamodb_lock:
+        partition = self.items.get(hash_key)
+        if partition is None:
+            found = []
+        elif self.range_key_attr:
+            found = list(partition.values())
+        else:
+            found = [partition]
+        # moto filters `all_items()` to this partition, then sorts by range key (unique in a partition), so
+        # moto's code run on the partition alone gives the same answer. The instance attribute hides the
+        # method for this call only; the lock keeps every other request from seeing it.
+        self.all_items = lambda: found
+        try:
+            return _moto_table_query(self, *args, **kwargs)
+        finally:
+            del self.all_items
+
+
+Table.query = _query
 
 if __name__ == "__main__":
     sys.exit(main())
