@@ -1,4 +1,4 @@
-"""The AWS emulator (moto server 5.2.5), with three DynamoDB fixes. Herald relies on DynamoDB's guarantees.
+"""The AWS emulator (moto server 5.2.5), with DynamoDB's guarantees restored and its cost kept flat.
 
 1. One request at a time. DynamoDB applies each request atomically and isolates transactions from one
    another; Herald's dedupe relies on it. moto does not under concurrent requests, so one lock goes around
@@ -16,23 +16,50 @@
 3. A Query on a table's key reads only that partition. moto sorts every item of the table on each Query and
    then keeps the partition's, so a Query cost grew with the table; moto's own code runs on the partition.
 
+4. Only what /moto-api/data.json is read for is remembered. moto keeps every model object it ever created
+   (for its dashboard and data.json) and never lets go: every version and copy of every DynamoDB item, every
+   SQS message. Memory grew with traffic and data.json walked it all. What SES and SNS sent stays.
+
+5. SQS sends and receives cost the same however deep the queue. For each message sent moto built every
+   queue attribute, counting the queue's messages three times, to read one flag; for each message received
+   it did so four times to read the retention period. At 2,000 queued messages a batch of ten took 0.7 s to
+   send and 1.8 s to receive. Now the retention period is read directly and a send takes no counts.
+
+6. The service a request is for is worked out once per host, not on every request under a global lock
+   (moto listed its own package directory each time), and there is no access-log line per request (a fifth
+   of the emulator's time under load, and a log that grew without bound). Warnings and errors still log.
+
+7. Requests are counted per service and operation, at GET /moto-api/herald/requests, so `herald bench`
+   can say what a notification costs the emulator.
+
 The patches lean on moto internals, so the exact source they were reviewed against is pinned below: any
 other moto refuses to start rather than run a patch that may have become wrong.
 
 Usage: python scripts/emulator.py -H 127.0.0.1 -p PORT   (the arguments of moto_server)
 """
 
+import collections
 import copy
+import functools
 import hashlib
 import inspect
+import json
+import logging
 import sys
 import threading
 
+from moto import backends as moto_backends
+from moto.core.common_models import BaseModel
+from moto.core.responses import BaseResponse
+from moto.core.utils import unix_time
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodb.responses import DynamoHandler
+from moto.moto_api._internal import urls as moto_api_urls
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
+from moto.sqs.models import Queue, SQSBackend
 
 # The moto internals the patches depend on, and the digest of their source in moto 5.2.5.
 _RELIED_ON = [
@@ -50,8 +77,20 @@ _RELIED_ON = [
     Table.query,  # a base-table query reads `all_items()` and keeps `item.hash_key == hash_key`
     Table.all_items,
     StreamShard.add,
+    BaseModel.__new__,  # appends every instance to `instances_tracked`
+    SQSBackend.send_message,  # reads queue.attributes for ContentBasedDeduplication, and no count
+    SQSBackend.send_message_batch,
+    SQSBackend.is_message_valid_based_on_retention_period,
+    Queue.add_message,
+    Queue.attributes.fget,
+    Queue.approximate_number_of_messages.fget,
+    Queue.approximate_number_of_messages_delayed.fget,
+    Queue.approximate_number_of_messages_not_visible.fget,
+    DomainDispatcherApplication.get_backend_for_host,  # a function of the host alone
+    moto_backends.list_of_moto_modules,
+    BaseResponse.call_action,
 ]
-_RELIED_ON_SHA256 = "fdaec7fc515513f0bfe169c4a4984ed34caac82a171582b8a3a6b3bf4af8d14c"
+_RELIED_ON_SHA256 = "b1c2e25071fca03e5b65591860ff9643171c672b5626208d5bbc0dad5e1d0924"
 
 
 def _fingerprint():
@@ -194,6 +233,97 @@ def _query(self, *args, **kwargs):
 
 
 Table.query = _query
+
+# 4. Only the models data.json is read for keep their instances.
+_TRACKED_SERVICES = {"ses", "sesv2", "sns"}
+
+
+def _remembered_only_where_read(cls, *args, **kwargs):
+    instance = object.__new__(cls)
+    if cls.__module__.split(".")[1] in _TRACKED_SERVICES:
+        cls.instances_tracked.append(instance)
+    return instance
+
+
+BaseModel.__new__ = _remembered_only_where_read
+
+# 5. No queue-wide counts where nobody reads them.
+_sending = threading.local()
+
+
+def _uncounted_while_sending(count):
+    def counted(self):
+        # moto's send path reads `attributes` for one flag; the counts in it go unread.
+        return 0 if getattr(_sending, "active", False) else count.fget(self)
+
+    return property(counted)
+
+
+for _count in (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+):
+    setattr(Queue, _count, _uncounted_while_sending(getattr(Queue, _count)))
+
+_moto_send_message = SQSBackend.send_message
+
+
+def _send_message(self, *args, **kwargs):
+    _sending.active = True
+    try:
+        return _moto_send_message(self, *args, **kwargs)
+    finally:
+        _sending.active = False
+
+
+SQSBackend.send_message = _send_message
+
+
+def _within_retention(self, queue_name, message):
+    retain_until = self.get_queue(queue_name).message_retention_period + message.sent_timestamp / 1000
+    return retain_until > unix_time()
+
+
+SQSBackend.is_message_valid_based_on_retention_period = _within_retention
+
+# 6. Routing remembered; no access log.
+_moto_modules = tuple(moto_backends.list_of_moto_modules())
+moto_backends.list_of_moto_modules = lambda: _moto_modules
+DomainDispatcherApplication.get_backend_for_host = functools.lru_cache(maxsize=4096)(
+    DomainDispatcherApplication.get_backend_for_host
+)
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+# 7. Requests counted.
+_requests = collections.Counter()
+
+
+def _counted(call_action):
+    def counted_call_action(self):
+        _requests[f"{self.service_name}.{self._get_action()}"] += 1
+        return call_action(self)
+
+    return counted_call_action
+
+
+# DynamoDB's handler has its own (the lock, above); every other service's is the base class's.
+DynamoHandler.call_action = _counted(DynamoHandler.call_action)
+BaseResponse.call_action = _counted(BaseResponse.call_action)
+
+
+def _request_counts(request, full_url, headers):
+    counts = dict(_requests)
+    body = {
+        "all": sum(counts.values()),
+        "dynamodb": sum(n for operation, n in counts.items() if operation.startswith("dynamodb.")),
+        "by_operation": counts,
+    }
+    return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+moto_api_urls.url_paths["{0}/moto-api/herald/requests"] = _request_counts
+
 
 if __name__ == "__main__":
     sys.exit(main())
