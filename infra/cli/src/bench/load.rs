@@ -3,7 +3,7 @@
 //! transport errors), then the wait until every notification has settled and the audit.
 
 use super::audit::{self, Audit};
-use super::probe::Stack;
+use super::probe::{RequestCount, Stack};
 use super::{BenchError, LoadOptions};
 use crate::local::seed::API_KEY;
 use futures::StreamExt;
@@ -45,8 +45,8 @@ pub struct Outcome {
     pub raw_put_rate_after: f64,
     pub memory_before: Option<u64>,
     pub memory_after: Option<u64>,
-    /// DynamoDB requests the emulator served between the first post and the audit.
-    pub dynamodb_requests: Option<u64>,
+    /// Requests the emulator served from the first post until every notification had settled.
+    pub emulator_requests: Option<RequestCount>,
     pub posted: Vec<Posted>,
     pub posting_took: Duration,
     /// From the first post until the last notification was sent (by its own `sent_at`).
@@ -68,7 +68,7 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
     eprintln!("herald bench: the emulator takes {raw_put_rate_before:.0} conditional puts/s");
     set_up(stack).await?;
 
-    let requests_before = stack.dynamodb_requests().await;
+    let requests_before = stack.emulator_requests().await;
     let started_wall = now_millis();
     let started = Instant::now();
     let posted = post_events(stack, &run, options).await;
@@ -94,7 +94,7 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
         })
         .collect();
     audit::wait_until_settled(stack, options.settle_timeout).await?;
-    let requests_after = stack.dynamodb_requests().await;
+    let requests_after = stack.emulator_requests().await;
     let mut audit = audit::audit(stack, &run, &notifications).await?;
     audit.unaccepted_events = posted
         .iter()
@@ -115,9 +115,9 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
         raw_put_rate_after,
         memory_before,
         memory_after,
-        dynamodb_requests: requests_before
+        emulator_requests: requests_before
             .zip(requests_after)
-            .map(|(a, b)| b.saturating_sub(a)),
+            .map(|(before, after)| after.since(before)),
         posted,
         posting_took,
         everything_sent_after,

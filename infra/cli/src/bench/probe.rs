@@ -13,6 +13,23 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Requests served by the emulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCount {
+    pub all: u64,
+    pub dynamodb: u64,
+}
+
+impl RequestCount {
+    /// What was served between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            all: self.all.saturating_sub(earlier.all),
+            dynamodb: self.dynamodb.saturating_sub(earlier.dynamodb),
+        }
+    }
+}
+
 /// The local stack under test.
 #[derive(Debug)]
 pub struct Stack {
@@ -114,12 +131,15 @@ impl Stack {
         Some(kib * 1024)
     }
 
-    /// DynamoDB requests the emulator has served so far, when its launcher counts them.
-    pub async fn dynamodb_requests(&self) -> Option<u64> {
+    /// Requests the emulator has served so far, all and DynamoDB's, when its launcher counts them.
+    pub async fn emulator_requests(&self) -> Option<RequestCount> {
         let counters = get_json(&self.http, &format!("{}/moto-api/herald/requests", self.emulator))
             .await
             .ok()?;
-        counters["dynamodb"].as_u64()
+        Some(RequestCount {
+            all: counters["all"].as_u64()?,
+            dynamodb: counters["dynamodb"].as_u64()?,
+        })
     }
 
     /// Conditional puts per second the emulator serves on a table of its own at `concurrency`: the

@@ -119,16 +119,25 @@ impl Report<'_> {
                 100.0 * rate / o.raw_put_rate_before
             )?;
         }
-        match (o.dynamodb_requests, o.everything_sent_after) {
-            (Some(requests), Some(after)) if notifications > 0 => writeln!(
-                f,
-                "  DynamoDB requests: {requests} ({:.2} per notification); share of the emulator's capacity used: {:.0} %",
-                requests as f64 / notifications as f64,
-                100.0 * requests as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
-            )?,
+        match (o.emulator_requests, o.everything_sent_after) {
+            (Some(requests), Some(after)) if notifications > 0 => {
+                let per_notification = |count: u64| count as f64 / notifications as f64;
+                writeln!(
+                    f,
+                    "  requests served: {} ({:.2} per notification, of which DynamoDB {:.2})",
+                    requests.all,
+                    per_notification(requests.all),
+                    per_notification(requests.dynamodb)
+                )?;
+                writeln!(
+                    f,
+                    "  share of the emulator's capacity used (requests/s ÷ raw puts/s): {:.0} %",
+                    100.0 * requests.all as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
+                )?;
+            }
             _ => writeln!(
                 f,
-                "  DynamoDB requests: not counted (the emulator's launcher does not count them)"
+                "  requests served: not counted (the emulator was not started by scripts/emulator.py)"
             )?,
         }
         writeln!(

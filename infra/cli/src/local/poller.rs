@@ -10,7 +10,7 @@ use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
 use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use herald::adapters::sqs::lambda_sqs_event;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why one poll of a queue failed (the poller says so and tries again).
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +54,14 @@ impl QueuePoller {
         }
     }
 
-    /// Up to `count` messages, waiting at most a second for the first.
-    async fn receive(&self, count: i32) -> Result<Vec<Message>, PollError> {
+    /// Up to `count` messages, waiting at most `wait_seconds` for the first.
+    async fn receive(&self, count: i32, wait_seconds: i32) -> Result<Vec<Message>, PollError> {
         let received = self
             .sqs
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(count.clamp(1, 10))
-            .wait_time_seconds(1)
+            .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
@@ -69,17 +69,18 @@ impl QueuePoller {
         Ok(received.messages.unwrap_or_default())
     }
 
-    /// A batch as Lambda gathers one: the first messages, then more until the batch is full or the
-    /// batching window has passed. A receive returns as soon as a message arrives, so gathering costs a
-    /// request per arrival at most; the last one may outlast the window by up to its one-second wait.
+    /// A batch as Lambda gathers one: the first messages, then, if the batch is not full, what else arrived
+    /// by the end of the batching window. Two receives per batch at most, however slowly messages trickle
+    /// in: each receive costs the single-process emulator as much as a delivery's own requests do.
     async fn gather(&self) -> Result<Vec<Message>, PollError> {
         let batch_size = usize::try_from(self.batch_size.clamp(1, 10)).unwrap_or(10);
-        let mut batch = self.receive(self.batch_size).await?;
-        let deadline = Instant::now() + self.batching_window;
-        while !batch.is_empty() && batch.len() < batch_size && Instant::now() < deadline {
-            let missing = i32::try_from(batch_size - batch.len()).unwrap_or(1);
-            batch.extend(self.receive(missing).await?);
+        let mut batch = self.receive(self.batch_size, 1).await?;
+        if batch.is_empty() || batch.len() >= batch_size || self.batching_window.is_zero() {
+            return Ok(batch);
         }
+        tokio::time::sleep(self.batching_window).await;
+        let missing = i32::try_from(batch_size - batch.len()).unwrap_or(1);
+        batch.extend(self.receive(missing, 0).await?);
         Ok(batch)
     }
 

@@ -21,8 +21,9 @@ use tokio::net::TcpListener;
 pub const STACK_NAME: &str = "herald-local";
 /// The sender identity the local stack verifies in the emulator's SES.
 pub const SENDER: &str = "notifications@herald.local";
-/// Function processes per function, so concurrency is real.
-const PROCESSES: usize = 2;
+/// Function processes per function, so concurrency is real: Lambda runs as many as there are concurrent
+/// requests; four keep sixteen concurrent clients from queueing in front of two.
+const PROCESSES: usize = 4;
 
 /// Ports, from `HERALD_PORT`, `HERALD_EMULATOR_PORT` and `HERALD_SLACK_SINK_PORT`.
 #[derive(Debug, Clone, Copy)]
