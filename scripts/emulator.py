@@ -28,6 +28,8 @@
 6. The service a request is for is worked out once per host, not on every request under a global lock
    (moto listed its own package directory each time), and there is no access-log line per request (a fifth
    of the emulator's time under load, and a log that grew without bound). Warnings and errors still log.
+   The services Herald uses are loaded before the first request: moto loaded each on its first request,
+   under that same lock, and the first SMS of a busy start waited seconds, past its attempt timeout.
 
 7. Requests are counted per service and operation, at GET /moto-api/herald/requests, so `herald bench`
    can say what a notification costs the emulator.
@@ -86,11 +88,13 @@ _RELIED_ON = [
     Queue.approximate_number_of_messages.fget,
     Queue.approximate_number_of_messages_delayed.fget,
     Queue.approximate_number_of_messages_not_visible.fget,
+    DomainDispatcherApplication.__init__,  # `app_instances`: {backend name: app}, made on first use
+    DomainDispatcherApplication.get_application,
     DomainDispatcherApplication.get_backend_for_host,  # a function of the host alone
     moto_backends.list_of_moto_modules,
     BaseResponse.call_action,
 ]
-_RELIED_ON_SHA256 = "b1c2e25071fca03e5b65591860ff9643171c672b5626208d5bbc0dad5e1d0924"
+_RELIED_ON_SHA256 = "029c6213b1715116e1bb5a6547f53896b578b48e3aa6e3091b6f8aa572626122"
 
 
 def _fingerprint():
@@ -295,6 +299,18 @@ DomainDispatcherApplication.get_backend_for_host = functools.lru_cache(maxsize=4
 )
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
+_HERALD_SERVICES = ("moto_api", "dynamodb", "sqs", "ses", "sesv2", "sns")
+_moto_dispatcher_init = DomainDispatcherApplication.__init__
+
+
+def _dispatcher_with_services_loaded(self, create_app):
+    _moto_dispatcher_init(self, create_app)
+    for service in _HERALD_SERVICES:
+        self.app_instances[service] = create_app(service)
+
+
+DomainDispatcherApplication.__init__ = _dispatcher_with_services_loaded
+
 # 7. Requests counted.
 _requests = collections.Counter()
 
@@ -307,8 +323,7 @@ def _counted(call_action):
     return counted_call_action
 
 
-# DynamoDB's handler has its own (the lock, above); every other service's is the base class's.
-DynamoHandler.call_action = _counted(DynamoHandler.call_action)
+# Every service's handler ends in the base class's (DynamoDB's through the lock above and its own override).
 BaseResponse.call_action = _counted(BaseResponse.call_action)
 
 

@@ -34,6 +34,8 @@ pub enum LocalError {
         sender: &'static str,
         source: Box<SdkError<CreateEmailIdentityError>>,
     },
+    #[error("HERALD_PARAMETERS: {0:?} is not Name=Value")]
+    BadParameterOverride(String),
     #[error("template.yaml has no {0}")]
     MissingResource(&'static str),
     #[error("no queue {0} was created")]

@@ -82,7 +82,21 @@ impl LocalStack {
 
 /// `template.yaml` as the local stack evaluates it: stack `herald-local`, the local sender identity.
 pub fn local_template(root: &Path) -> Result<StackTemplate, LocalError> {
-    let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
+    let mut parameters = BTreeMap::from([
+        ("SenderAddress".to_owned(), SENDER.to_owned()),
+        // Two pollers per channel queue, the template's minimum: the emulator is one Python process a
+        // hundred times slower than AWS, and more concurrent deliveries only queue inside it until calls
+        // pass their attempt timeout (seen as SMS sent twice under load); throughput is the same.
+        ("DeliveryConcurrency".to_owned(), "2".to_owned()),
+    ]);
+    // `HERALD_PARAMETERS="DeliveryConcurrency=5 MaxReceiveCount=10"`: as `sam deploy --parameter-overrides`.
+    let overrides = std::env::var("HERALD_PARAMETERS").unwrap_or_default();
+    for pair in overrides.split_whitespace() {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| LocalError::BadParameterOverride(pair.to_owned()))?;
+        parameters.insert(name.to_owned(), value.to_owned());
+    }
     Ok(StackTemplate::load(
         &root.join("template.yaml"),
         STACK_NAME,
