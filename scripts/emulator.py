@@ -47,6 +47,8 @@ import hashlib
 import inspect
 import json
 import logging
+import os
+import werkzeug.test
 import sys
 import threading
 
@@ -307,6 +309,25 @@ def _dispatcher_with_services_loaded(self, create_app):
     _moto_dispatcher_init(self, create_app)
     for service in _HERALD_SERVICES:
         self.app_instances[service] = create_app(service)
+    # A service's first request also loads its API model and its state for the region: 0.1–0.2 s alone,
+    # seconds when a batch of first requests arrives at once under load. One harmless read each, in process.
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    client = werkzeug.test.Client(self)
+    for service, target, body, path in (
+        ("sns", None, "Action=ListTopics&Version=2010-03-31", "/"),
+        ("sqs", "AmazonSQS.ListQueues", "{}", "/"),
+        ("dynamodb", "DynamoDB_20120810.ListTables", "{}", "/"),
+        ("ses", None, "Action=ListIdentities&Version=2010-12-01", "/"),
+    ):
+        headers = {"Authorization": f"AWS4-HMAC-SHA256 Credential=test/20260101/{region}/{service}/aws4_request, "
+                   "SignedHeaders=host, Signature=0"}
+        if target:
+            headers |= {"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.0"}
+        elif body:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        answer = client.open(path, method="POST" if body else "GET", data=body, headers=headers)
+        if answer.status_code != 200:
+            print(f"emulator.py: warming {service} {path} answered {answer.status_code}", file=sys.stderr)
 
 
 DomainDispatcherApplication.__init__ = _dispatcher_with_services_loaded
