@@ -9,6 +9,7 @@
 pub mod channels;
 pub mod fault_proxy;
 pub mod poller;
+pub mod table_fixture;
 
 use base64::Engine;
 use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
