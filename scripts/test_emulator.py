@@ -1,5 +1,6 @@
-"""What tests/tests/emulator_transactions.rs and emulator_query.rs cannot see of scripts/emulator.py's DynamoDB patches through the API: moto's
-internal state after a cancelled transaction (no table copy, no empty partition left, stream records undone),
+"""What tests/tests/emulator_transactions.rs and emulator_query.rs cannot see of scripts/emulator.py's DynamoDB
+patches through the API: moto's internal state after a cancelled transaction (no table copy, no empty partition
+left, stream records undone),
 a table named by its ARN, and the refusal to start on a moto whose patched internals changed.
 
 Usage: .emulator/bin/python scripts/test_emulator.py
