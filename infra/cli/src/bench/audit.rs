@@ -3,7 +3,7 @@
 //! explained. Lost means accepted but not delivered; doubled means delivered more than once.
 
 use super::BenchError;
-use super::load::marker;
+use super::load::marker_prefix;
 use super::probe::{Stack, get_json};
 use crate::local::seed::API_KEY;
 use aws_smithy_types::date_time::{DateTime, Format};
@@ -233,10 +233,9 @@ async fn provider_deliveries(
 ) -> Result<BTreeMap<(String, usize), usize>, BenchError> {
     let mut deliveries = BTreeMap::new();
     let data = get_json(&stack.http, &format!("{}/moto-api/data.json", stack.emulator)).await?;
-    let prefix = marker(run, 0);
-    let prefix = &prefix[..prefix.len() - 2]; // "[bench RUN/"
+    let prefix = marker_prefix(run);
     let mut count = |channel: &str, text: &str| {
-        if let Some(seq) = seq_after(text, prefix) {
+        if let Some(seq) = seq_after(text, &prefix) {
             *deliveries.entry((channel.to_owned(), seq)).or_insert(0) += 1;
         }
     };

@@ -131,10 +131,10 @@ fn now_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The template text shared by every channel: `[run/seq]` lets the audit find each delivery in what the
-/// providers received.
-pub fn marker(run: &str, seq: usize) -> String {
-    format!("[bench {run}/{seq}]")
+/// How every message of a run marks itself: this prefix, then the event's sequence number, so the audit
+/// can find each delivery in what the providers received. The templates render it from the payload.
+pub fn marker_prefix(run: &str) -> String {
+    format!("[bench {run}/")
 }
 
 /// Creates (or updates) the benchmark's event type, templates and rules through the API, as a tenant would.

@@ -61,7 +61,6 @@ impl Stack {
         let emulator = emulator::endpoint(ports.emulator);
         let sink = format!("http://127.0.0.1:{}", ports.sink);
         get_json(&http, &format!("{api}/v1/health")).await?;
-        get_json(&http, &format!("{emulator}/moto-api/")).await.ok();
         let sink_info = get_json(&http, &format!("{sink}/")).await?;
         let sink_log =
             sink_info["log_file"]
