@@ -6,7 +6,9 @@ a table named by its ARN, and the refusal to start on a moto whose patched inter
 Usage: .emulator/bin/python scripts/test_emulator.py
 """
 
+import base64
 import importlib.util
+import json
 import pathlib
 import subprocess
 import sys
@@ -18,7 +20,11 @@ spec = importlib.util.spec_from_file_location("herald_emulator", SCRIPT)
 emulator = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(emulator)  # patches moto in this process
 
-from moto.dynamodb.exceptions import TransactionCanceledException  # noqa: E402
+from moto.dynamodb.exceptions import ConditionalCheckFailed, TransactionCanceledException  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: E402
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: E402
+import werkzeug.test  # noqa: E402
 from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
 
 
@@ -99,6 +105,129 @@ class CancelledTransactions(unittest.TestCase):
         self.assertEqual(len(table.stream_shard.items), records)
         backend.transact_write_items(cancelled_transaction("t")[:2])
         self.assertEqual(len(table.stream_shard.items), records + 2)
+
+
+class ExpressionsParsedOnce(unittest.TestCase):
+    """One parse of an expression string serves every request that uses it, each with its own names, values
+    and item: a kept parse that picked up one request's values would apply them to the next."""
+
+    UPDATE = "SET #field = :value, #count = if_not_exists(#count, :zero) + :step"
+    CONDITION = "attribute_exists(pk) AND (#field IN (:a, :b) OR attribute_not_exists(#count) OR #count < :limit)"
+
+    def update(self, backend, item_key, field, value, step, condition_values):
+        return backend.update_item(
+            "t",
+            item_key,
+            self.UPDATE,
+            {"#field": field, "#count": "count"},
+            {":value": {"S": value}, ":zero": {"N": "0"}, ":step": {"N": str(step)}, **condition_values},
+            condition_expression=self.CONDITION,
+        )
+
+    def test_each_request_applies_its_own_names_values_and_item(self):
+        backend, table = backend_with_table()
+        backend.put_item("t", {**key("B", "1"), "state": {"S": "queued"}, "count": {"N": "7"}})
+        first = {":a": {"S": "x"}, ":b": {"S": "y"}, ":limit": {"N": "100"}}
+        self.update(backend, key("A", "1"), "colour", "red", 1, first)
+        self.update(backend, key("B", "1"), "state", "sending", 10, {**first, ":limit": {"N": "0"}, ":b": {"S": "queued"}})
+        self.update(backend, key("A", "1"), "colour", "blue", 2, first)
+        self.assertEqual(table.get_item(*map(DynamoType, ({"S": "A"}, {"S": "1"}))).to_json()["Attributes"],
+                         {**key("A", "1"), "n": {"N": "1"}, "colour": {"S": "blue"}, "count": {"N": "3"}})
+        self.assertEqual(table.get_item(*map(DynamoType, ({"S": "B"}, {"S": "1"}))).to_json()["Attributes"],
+                         {**key("B", "1"), "state": {"S": "sending"}, "count": {"N": "17"}})
+
+    def test_a_condition_is_judged_with_this_requests_values(self):
+        backend, _ = backend_with_table()
+        passing = {":a": {"S": "x"}, ":b": {"S": "y"}, ":limit": {"N": "100"}}
+        self.update(backend, key("A", "1"), "colour", "red", 1, passing)
+        with self.assertRaises(ConditionalCheckFailed):
+            self.update(backend, key("A", "1"), "colour", "red", 1, {**passing, ":limit": {"N": "0"}})
+
+    def test_are_parsed_once(self):
+        emulator.UpdateExpressionParser.make.cache_clear()
+        emulator._condition_tokens.cache_clear()
+        backend, _ = backend_with_table()
+        values = {":a": {"S": "x"}, ":b": {"S": "y"}, ":limit": {"N": "100"}}
+        for step in range(3):
+            self.update(backend, key("A", "1"), "colour", "red", step, values)
+        self.assertEqual(emulator.UpdateExpressionParser.make.cache_info().misses, 1)
+        self.assertEqual(emulator._condition_tokens.cache_info().misses, 1)
+
+
+class ItemsAnsweredAsStored(unittest.TestCase):
+    """Every item response the shortcut makes is the one moto's generic serializer makes, over items of every
+    attribute type and every item operation, requested as an SDK does."""
+
+    def request(self, client, operation, body):
+        headers = {
+            "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, "
+            "SignedHeaders=host, Signature=0",
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+        }
+        return client.post("/", data=json.dumps(body), headers=headers)
+
+    def test_every_item_operation_answers_as_moto_does(self):
+        compared = []
+
+        def both(result, context):
+            ours = emulator._item_result_as_json(result, context)
+            moto_own = emulator.ActionResult.execute_result(result, context)
+            compared.append(context.operation_model.name)
+            self.assertEqual(ours[0], moto_own[0])
+            self.assertEqual(ours[1], moto_own[1])
+            self.assertEqual(json.loads(ours[2]), json.loads(moto_own[2]), context.operation_model.name)
+            return ours
+
+        emulator.DynamoResult.execute_result = both
+        self.addCleanup(setattr, emulator.DynamoResult, "execute_result", emulator._item_result_as_json)
+        with mock_aws():
+            client = werkzeug.test.Client(DomainDispatcherApplication(create_backend_app))
+            schema = {
+                "TableName": "items",
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                "AttributeDefinitions": [
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            self.assertEqual(self.request(client, "CreateTable", schema).status_code, 200)
+            every_type = {
+                "s": {"S": "text ü"}, "n": {"N": "12.5"}, "b": {"B": base64.b64encode(b"\x00\xffbytes").decode()},
+                "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2"]}, "bs": {"BS": [base64.b64encode(b"\x01").decode()]},
+                "m": {"M": {"inner": {"L": [{"S": "x"}, {"N": "1"}, {"NULL": True}, {"BOOL": False}]}}},
+                "t": {"BOOL": True}, "z": {"NULL": True},
+            }
+            capacity = {"ReturnConsumedCapacity": "TOTAL"}
+            for n in range(3):
+                item = {"pk": {"S": "P"}, "sk": {"S": f"{n}"}, **every_type}
+                put = {"TableName": "items", "Item": item, "ReturnValues": "ALL_OLD", **capacity}
+                self.assertEqual(self.request(client, "PutItem", put).status_code, 200)
+            self.request(client, "PutItem", {"TableName": "items", "Item": item, "ReturnValues": "ALL_OLD"})
+            key = {"pk": {"S": "P"}, "sk": {"S": "0"}}
+            requests = [
+                ("GetItem", {"TableName": "items", "Key": key, "ConsistentRead": True, **capacity}),
+                ("GetItem", {"TableName": "items", "Key": {"pk": {"S": "none"}, "sk": {"S": "0"}}}),
+                ("GetItem", {"TableName": "items", "Key": key, "ProjectionExpression": "b, m.inner"}),
+                ("UpdateItem", {"TableName": "items", "Key": key, "UpdateExpression": "SET n = n + :one",
+                                "ExpressionAttributeValues": {":one": {"N": "1"}}, "ReturnValues": "ALL_NEW"}),
+                ("UpdateItem", {"TableName": "items", "Key": key, "UpdateExpression": "SET s = :s",
+                                "ExpressionAttributeValues": {":s": {"S": "new"}}, "ReturnValues": "UPDATED_OLD"}),
+                ("UpdateItem", {"TableName": "items", "Key": key, "UpdateExpression": "REMOVE z", **capacity}),
+                ("Query", {"TableName": "items", "KeyConditionExpression": "pk = :p",
+                           "ExpressionAttributeValues": {":p": {"S": "P"}}, "Limit": 2, **capacity}),
+                ("Query", {"TableName": "items", "KeyConditionExpression": "pk = :p", "Select": "COUNT",
+                           "ExpressionAttributeValues": {":p": {"S": "P"}}}),
+                ("Scan", {"TableName": "items", "Limit": 1}),
+                ("BatchGetItem", {"RequestItems": {"items": {"Keys": [key, {"pk": {"S": "P"}, "sk": {"S": "9"}}]}}}),
+                ("TransactGetItems", {"TransactItems": [{"Get": {"TableName": "items", "Key": key}}]}),
+                ("DeleteItem", {"TableName": "items", "Key": key, "ReturnValues": "ALL_OLD", **capacity}),
+            ]
+            for operation, body in requests:
+                answer = self.request(client, operation, body)
+                self.assertEqual(answer.status_code, 200, answer.data)
+        self.assertEqual(set(compared) & emulator._ITEM_OPERATIONS, emulator._ITEM_OPERATIONS)
 
 
 class StartUp(unittest.TestCase):

@@ -117,7 +117,7 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
         memory_after,
         emulator_requests: requests_before
             .zip(requests_after)
-            .map(|(before, after)| after.since(before)),
+            .map(|(before, after)| after.since(&before)),
         posted,
         posting_took,
         everything_sent_after,

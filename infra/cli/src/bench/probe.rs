@@ -10,23 +10,72 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use futures::StreamExt;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Requests served by the emulator.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Requests served by the emulator, and the CPU time they took.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestCount {
     pub all: u64,
     pub dynamodb: u64,
+    /// Per operation (`dynamodb.UpdateItem`): requests, and CPU seconds inside moto's handler.
+    pub by_operation: BTreeMap<String, OperationCost>,
+    /// The emulator process's CPU seconds, HTTP serving included.
+    pub process_cpu_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OperationCost {
+    pub requests: u64,
+    pub cpu_seconds: f64,
 }
 
 impl RequestCount {
     /// What was served between `earlier` and `self`.
-    pub fn since(self, earlier: Self) -> Self {
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let by_operation = self
+            .by_operation
+            .iter()
+            .map(|(operation, now)| {
+                let before = earlier.by_operation.get(operation).copied().unwrap_or_default();
+                let cost = OperationCost {
+                    requests: now.requests.saturating_sub(before.requests),
+                    cpu_seconds: (now.cpu_seconds - before.cpu_seconds).max(0.0),
+                };
+                (operation.clone(), cost)
+            })
+            .filter(|(_, cost)| cost.requests > 0)
+            .collect();
         Self {
             all: self.all.saturating_sub(earlier.all),
             dynamodb: self.dynamodb.saturating_sub(earlier.dynamodb),
+            by_operation,
+            process_cpu_seconds: (self.process_cpu_seconds - earlier.process_cpu_seconds).max(0.0),
         }
+    }
+
+    /// From the emulator's `/moto-api/herald/requests` answer.
+    fn from_counters(counters: &Value) -> Option<Self> {
+        let cpu = &counters["cpu_seconds_by_operation"];
+        let by_operation = counters["by_operation"]
+            .as_object()?
+            .iter()
+            .map(|(operation, requests)| {
+                let cost = OperationCost {
+                    requests: requests.as_u64().unwrap_or(0),
+                    cpu_seconds: cpu[operation].as_f64().unwrap_or(0.0),
+                };
+                (operation.clone(), cost)
+            })
+            .collect();
+        Some(Self {
+            all: counters["all"].as_u64()?,
+            dynamodb: counters["dynamodb"].as_u64()?,
+            by_operation,
+            process_cpu_seconds: counters["process_cpu_seconds"].as_f64().unwrap_or(0.0),
+        })
     }
 }
 
@@ -135,10 +184,7 @@ impl Stack {
         let counters = get_json(&self.http, &format!("{}/moto-api/herald/requests", self.emulator))
             .await
             .ok()?;
-        Some(RequestCount {
-            all: counters["all"].as_u64()?,
-            dynamodb: counters["dynamodb"].as_u64()?,
-        })
+        RequestCount::from_counters(&counters)
     }
 
     /// Conditional puts per second the emulator serves on a table of its own at `concurrency`: the

@@ -4,6 +4,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 use super::load::Outcome;
+use super::probe::{OperationCost, RequestCount};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -41,6 +42,32 @@ fn ms(duration: Duration) -> String {
 
 fn megabytes(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "unknown".into(), |b| format!("{} MB", b / 1_000_000))
+}
+
+/// Where the emulator's CPU went: per notification, and the operations that took most of it.
+fn cpu_costs(f: &mut fmt::Formatter<'_>, requests: &RequestCount, notifications: usize) -> fmt::Result {
+    if requests.process_cpu_seconds <= 0.0 {
+        return Ok(());
+    }
+    let in_operations: f64 = requests.by_operation.values().map(|cost| cost.cpu_seconds).sum();
+    writeln!(
+        f,
+        "  emulator CPU: {:.1} s, {:.1} ms per notification ({:.1} ms inside operations, the rest serving HTTP)",
+        requests.process_cpu_seconds,
+        1000.0 * requests.process_cpu_seconds / notifications as f64,
+        1000.0 * in_operations / notifications as f64
+    )?;
+    let mut costliest: Vec<(&String, &OperationCost)> = requests.by_operation.iter().collect();
+    costliest.sort_by(|a, b| b.1.cpu_seconds.total_cmp(&a.1.cpu_seconds));
+    for (operation, cost) in costliest.into_iter().take(6) {
+        writeln!(
+            f,
+            "    {operation:<28} {:>7} requests, {:>5.2} ms CPU each",
+            cost.requests,
+            1000.0 * cost.cpu_seconds / cost.requests.max(1) as f64
+        )?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Report<'_> {
@@ -119,7 +146,7 @@ impl Report<'_> {
                 100.0 * rate / o.raw_put_rate_before
             )?;
         }
-        match (o.emulator_requests, o.everything_sent_after) {
+        match (&o.emulator_requests, o.everything_sent_after) {
             (Some(requests), Some(after)) if notifications > 0 => {
                 let per_notification = |count: u64| count as f64 / notifications as f64;
                 writeln!(
@@ -134,6 +161,7 @@ impl Report<'_> {
                     "  share of the emulator's capacity used (requests/s ÷ raw puts/s): {:.0} %",
                     100.0 * requests.all as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
                 )?;
+                cpu_costs(f, requests, notifications)?;
             }
             _ => writeln!(
                 f,
