@@ -311,6 +311,24 @@ impl IngestConfig {
     }
 }
 
+/// The sweeper function's configuration.
+#[derive(Debug, Clone)]
+pub struct SweeperConfig {
+    pub aws: AwsSettings,
+    pub tables: Tables,
+    pub queues: QueueUrls,
+}
+
+impl SweeperConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            aws: AwsSettings::from_env(env)?,
+            tables: Tables::from_env(env)?,
+            queues: QueueUrls::from_env(env)?,
+        })
+    }
+}
+
 /// The management API function's configuration.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {

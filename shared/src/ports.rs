@@ -225,6 +225,14 @@ pub trait ActivityStore: Send + Sync {
         tenant: &TenantId,
         id: &EventId,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Events, of every tenant, whose fan-out is unfinished and that were received before
+    /// `received_before`, oldest first, at most `limit`: one query of a sparse index.
+    fn pending_fanouts(
+        &self,
+        received_before: Timestamp,
+        limit: u16,
+    ) -> impl Future<Output = Result<Vec<(TenantId, EventId)>, BackendError>> + Send;
 }
 
 pub trait NotificationQueue: Send + Sync {

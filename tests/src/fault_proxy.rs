@@ -1,6 +1,7 @@
 //! A small HTTP proxy in front of the emulator that answers chosen requests with an error instead of
 //! forwarding them, so the AWS SDK's real error parsing runs on faults the emulator cannot make
-//! (throttling, 5xx).
+//! (throttling, 5xx), or forwards them and answers too late: the request took effect, and the caller's
+//! attempt timed out (the SDK retries it).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -10,6 +11,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// An error answer for the next request whose path or body contains `matching`.
@@ -19,9 +21,22 @@ pub struct Fault {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Forward the request, then answer only after this long (status, headers and body unused).
+    pub late_by: Option<Duration>,
 }
 
 impl Fault {
+    /// The request reaches the emulator and takes effect; its answer comes after `delay`.
+    pub fn answered_late(matching: &str, delay: Duration) -> Self {
+        Self {
+            matching: matching.into(),
+            status: 200,
+            headers: Vec::new(),
+            body: String::new(),
+            late_by: Some(delay),
+        }
+    }
+
     /// SES v2 (REST-JSON) throttling: 429 `TooManyRequestsException`.
     pub fn ses_throttled() -> Self {
         Self {
@@ -29,6 +44,7 @@ impl Fault {
             status: 429,
             headers: vec![("x-amzn-ErrorType".into(), "TooManyRequestsException".into())],
             body: r#"{"message": "Maximum sending rate exceeded."}"#.into(),
+            late_by: None,
         }
     }
 
@@ -39,6 +55,7 @@ impl Fault {
             status: 400,
             headers: vec![("x-amzn-ErrorType".into(), "MessageRejected".into())],
             body: r#"{"message": "Email address is not verified."}"#.into(),
+            late_by: None,
         }
     }
 
@@ -51,6 +68,7 @@ impl Fault {
             body: "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error><Type>Sender</Type>\
                    <Code>Throttled</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>"
                 .into(),
+            late_by: None,
         }
     }
 }
@@ -143,7 +161,8 @@ async fn answer(
         let position = faults.iter().position(|fault| target.contains(&fault.matching));
         position.and_then(|index| faults.remove(index))
     };
-    if let Some(fault) = fault {
+    let late_by = fault.as_ref().and_then(|fault| fault.late_by);
+    if let Some(fault) = fault.filter(|fault| fault.late_by.is_none()) {
         let mut response = Response::builder().status(fault.status);
         for (name, value) in &fault.headers {
             response = response.header(name, value);
@@ -161,7 +180,11 @@ async fn answer(
             forwarded = forwarded.header(name, value);
         }
     }
-    match forwarded.send().await {
+    let answer = forwarded.send().await;
+    if let Some(delay) = late_by {
+        tokio::time::sleep(delay).await;
+    }
+    match answer {
         Ok(upstream_response) => {
             let mut response = Response::builder().status(upstream_response.status());
             for (name, value) in upstream_response.headers() {

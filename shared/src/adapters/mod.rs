@@ -1,6 +1,7 @@
-//! AWS implementations of the [ports](crate::ports).
+//! AWS implementations of the [ports](crate::ports), and in-memory ones (with failpoints) for tests.
 
 pub mod dynamodb;
+pub mod memory;
 pub mod ses;
 pub mod slack;
 pub mod sns;

@@ -9,21 +9,17 @@ pub use catalog::{Catalog, CompiledEventType};
 use crate::config::HttpSettings;
 use crate::domain::event::{Acceptance, EventSubmission, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::payload_violations;
-use crate::domain::notification::{Envelope, Notification, NotificationStatus, PinnedTemplate, reason};
-use crate::domain::{Channel, EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
+use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate, reason};
+use crate::domain::{EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{Authenticator, unavailable};
+use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
     ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore,
 };
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// Idempotency keys are remembered this long (the contract promises at least 24 h).
 const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 3600;
-/// How long a request may hold an event's fan-out before another may take it over. Longer than the
-/// ingest function's timeout, so a live request is never overtaken.
-pub const FANOUT_LEASE: Duration = Duration::from_secs(30);
 
 /// The outcome of one accepted submission.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,8 +35,7 @@ pub enum Accepted {
 pub struct Ingest<K, C, A, Q> {
     pub(crate) auth: Authenticator<K>,
     catalog: Catalog<C>,
-    activity: A,
-    queue: Q,
+    outbox: Outbox<A, Q>,
     pub(crate) settings: HttpSettings,
 }
 
@@ -55,14 +50,13 @@ where
         Self {
             auth: Authenticator::new(keys, settings.cache_ttl),
             catalog: Catalog::new(config, settings.cache_ttl),
-            activity,
-            queue,
+            outbox: Outbox::new(activity, queue),
             settings,
         }
     }
 
     pub fn activity(&self) -> &A {
-        &self.activity
+        self.outbox.activity()
     }
 
     /// Accepts one event body (`pointer` locates it inside a batch, `""` otherwise).
@@ -135,19 +129,25 @@ where
         };
 
         match self
-            .activity
+            .activity()
             .record_acceptance(&acceptance, FANOUT_LEASE)
             .await
             .map_err(|error| unavailable(&error))?
         {
             Recorded::New => {
-                if acceptance.event.fanout_pending {
-                    self.fan_out(tenant, &event_id, &acceptance.notifications).await?;
+                // From here on the event is Herald's: the client gets its 202 whatever the fan-out does.
+                if acceptance.event.fanout_pending
+                    && let Err(error) = self
+                        .outbox
+                        .fan_out(tenant, &event_id, &acceptance.notifications)
+                        .await
+                {
+                    tracing::warn!(%event_id, %error, "fan-out failed after the event was recorded; the sweeper finishes it");
                 }
                 Ok(Accepted::New { event_id, body })
             }
             Recorded::Existing(record) if record.fingerprint == fingerprint => {
-                self.finish_pending_fanout(tenant, &record.event_id).await?;
+                self.finish_on_replay(tenant, &record.event_id).await;
                 Ok(Accepted::Replayed {
                     event_id: record.event_id,
                     body: record.response,
@@ -159,67 +159,29 @@ where
             )),
         }
     }
+}
 
-    /// Puts every queued notification on its channel's queue, then marks the fan-out done. The caller
-    /// holds the fan-out lease; on failure it is released so the client's retry can finish the job.
-    async fn fan_out(
-        &self,
-        tenant: &TenantId,
-        event_id: &EventId,
-        notifications: &[Notification],
-    ) -> Result<(), Problem> {
-        let mut by_channel: BTreeMap<Channel, Vec<Envelope>> = BTreeMap::new();
-        for notification in notifications.iter().filter(|n| n.status.needs_delivery()) {
-            by_channel
-                .entry(notification.channel)
-                .or_default()
-                .push(Envelope::new(
-                    tenant.clone(),
-                    notification.id.clone(),
-                    event_id.to_string(),
-                ));
-        }
-        let sends = by_channel
-            .iter()
-            .map(|(channel, envelopes)| self.queue.enqueue(*channel, envelopes));
-        if let Err(error) = futures::future::try_join_all(sends).await {
-            if let Err(release) = self.activity.release_fanout(tenant, event_id).await {
-                tracing::warn!(%event_id, error = %release, "could not release the fan-out lease; it expires by itself");
+impl<K, C, A, Q> Ingest<K, C, A, Q>
+where
+    A: ActivityStore,
+    Q: NotificationQueue,
+{
+    /// The first request may have died before its fan-out: finish it now if its lease is free. Never fails
+    /// the replay; what it cannot finish, the sweeper does.
+    async fn finish_on_replay(&self, tenant: &TenantId, event_id: &EventId) {
+        match self
+            .outbox
+            .finish_abandoned(tenant, event_id, Timestamp::now())
+            .await
+        {
+            Ok(Finish::FannedOut) => {
+                tracing::info!(%event_id, "finished an unfinished fan-out on replay");
             }
-            return Err(unavailable(&error));
+            Ok(Finish::NotOurs | Finish::NothingPending) => {}
+            Err(error) => {
+                tracing::warn!(%event_id, %error, "could not finish the fan-out on replay; the sweeper finishes it");
+            }
         }
-        if let Err(error) = self.activity.finish_fanout(tenant, event_id).await {
-            // Every message is on its queue; a stale flag only means a harmless second fan-out later.
-            tracing::warn!(%event_id, %error, "fan-out done but not marked; consumers are idempotent");
-        }
-        Ok(())
-    }
-
-    /// On a replay: if the first request's fan-out never finished and nobody is working on it, finish it.
-    async fn finish_pending_fanout(&self, tenant: &TenantId, event_id: &EventId) -> Result<(), Problem> {
-        let event = self
-            .activity
-            .event(tenant, event_id)
-            .await
-            .map_err(|error| unavailable(&error))?;
-        let Some(event) = event.filter(|event| event.fanout_pending) else {
-            return Ok(());
-        };
-        let claimed = self
-            .activity
-            .claim_fanout(tenant, event_id, Timestamp::now(), FANOUT_LEASE)
-            .await
-            .map_err(|error| unavailable(&error))?;
-        if !claimed {
-            return Ok(()); // the first request is still on it
-        }
-        let notifications = self
-            .activity
-            .notifications(tenant, &event.notification_ids)
-            .await
-            .map_err(|error| unavailable(&error))?;
-        tracing::info!(%event_id, "finishing an unfinished fan-out on replay");
-        self.fan_out(tenant, event_id, &notifications).await
     }
 }
 

@@ -19,6 +19,8 @@ pub enum LocalError {
     Seed(#[from] SeedError),
     #[error("{variable}={value:?} is not a port number")]
     PortNotANumber { variable: &'static str, value: String },
+    #[error("HERALD_SCHEDULE_SECONDS={0:?} is not a whole number of seconds, at least 1")]
+    BadSchedulePeriod(String),
     #[error("port {port} is busy ({source}): stop what uses it, or set {variable} to a free port")]
     PortBusy {
         port: u16,
@@ -50,7 +52,9 @@ pub enum LocalError {
     FunctionStart { function: String, source: RuntimeError },
     #[error("{url} did not answer within 20 s")]
     NotHealthy { url: String },
-    #[error("usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack)")]
+    #[error(
+        "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack, sweeper)"
+    )]
     InvokeUsage,
     #[error("{path}: {source}")]
     EventFile { path: String, source: io::Error },

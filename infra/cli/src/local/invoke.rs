@@ -63,7 +63,7 @@ pub async fn run(args: &[&str]) -> Result<(), LocalError> {
             known,
         });
     }
-    let binaries = build_functions(&root).await?;
+    let binaries = build_functions(&root, &template).await?;
     let hosts = start_functions(&template, &provisioned, &binaries, port, 1).await?;
     let host = template
         .functions()

@@ -6,6 +6,7 @@ mod front;
 pub mod invoke;
 mod poller;
 pub mod runtime;
+mod schedule;
 pub mod seed;
 mod sink;
 pub mod template;

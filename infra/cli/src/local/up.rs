@@ -8,6 +8,7 @@ use super::emulator;
 use super::front::{self, Route};
 use super::poller::QueuePoller;
 use super::runtime::{FunctionConfig, FunctionHost};
+use super::schedule::{self, ScheduledInvoker};
 use super::seed;
 use super::sink::SlackSink;
 use super::template::{Provisioned, StackTemplate};
@@ -156,11 +157,30 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
     seed::seed(&DynamoConfigStore::new(dynamodb.clone(), config_table)).await?;
 
     let sink = SlackSink::start(sink_listener, state.join("slack.jsonl")).map_err(LocalError::Sink)?;
-    let binaries = build_functions(&root).await?;
+    let binaries = build_functions(&root, &template).await?;
     let hosts = start_functions(&template, &provisioned, &binaries, ports.emulator, PROCESSES).await?;
 
+    let routes = start_triggers(&template, &provisioned, &hosts, &sqs)?;
+    front::serve(front_listener, routes);
+    wait_until_healthy(ports.front).await?;
+    Ok(LocalStack {
+        sink,
+        hosts,
+        emulator: emulator_process,
+    })
+}
+
+/// What invokes the functions besides a direct call: their HTTP routes (returned, for the front), a poller
+/// per SQS event and a timer per schedule (started here).
+fn start_triggers(
+    template: &StackTemplate,
+    provisioned: &Provisioned,
+    hosts: &[FunctionHost],
+    sqs: &aws_sdk_sqs::Client,
+) -> Result<Vec<Route>, LocalError> {
+    let period_override = schedule::period_override()?;
     let mut routes = Vec::new();
-    for (spec, host) in template.functions().iter().zip(&hosts) {
+    for (spec, host) in template.functions().iter().zip(hosts) {
         for route in &spec.http_routes {
             routes.push(Route {
                 method: route.method.clone(),
@@ -194,18 +214,21 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
                     .min(PROCESSES * 2),
             );
         }
+        for scheduled in &spec.schedules {
+            ScheduledInvoker {
+                function: host.clone(),
+                rule: format!("{STACK_NAME}-{}-{}", spec.logical_id, scheduled.name),
+                every: period_override.unwrap_or(scheduled.every),
+                region: emulator::REGION.to_owned(),
+            }
+            .spawn();
+        }
     }
-    front::serve(front_listener, routes);
-    wait_until_healthy(ports.front).await?;
-    Ok(LocalStack {
-        sink,
-        hosts,
-        emulator: emulator_process,
-    })
+    Ok(routes)
 }
 
-/// Builds the function binaries (debug) and returns where they are.
-pub async fn build_functions(root: &Path) -> Result<PathBuf, LocalError> {
+/// Builds the template's function binaries (debug) and returns where they are.
+pub async fn build_functions(root: &Path, template: &StackTemplate) -> Result<PathBuf, LocalError> {
     say("building the function binaries (cargo build)");
     let mut cargo = tokio::process::Command::new("cargo");
     // `cargo run` and `cargo test` set these for herald itself; a build script that watches one (ring
@@ -226,10 +249,11 @@ pub async fn build_functions(root: &Path) -> Result<PathBuf, LocalError> {
             cargo.env_remove(name);
         }
     }
+    cargo.args(["build", "--quiet"]);
+    for function in template.functions() {
+        cargo.args(["-p", &function.binary]);
+    }
     let status = cargo
-        .args([
-            "build", "--quiet", "-p", "ingest", "-p", "api", "-p", "email", "-p", "sms", "-p", "slack",
-        ])
         .current_dir(root)
         .kill_on_drop(true)
         .status()

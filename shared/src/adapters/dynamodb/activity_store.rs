@@ -13,6 +13,9 @@ use std::time::Duration;
 
 /// DynamoDB's limit of keys in one BatchGetItem.
 const BATCH_GET_LIMIT: usize = 100;
+/// The one key of the `fanout_pending` index. Each event adds and removes one small entry, so one
+/// partition carries about 500 events per second; past that, the key would be sharded (`PENDING#0..n`).
+const FANOUT_PENDING: &str = "PENDING";
 /// Transactions that collide with a concurrent one on the same item are retried this often.
 pub(super) const TRANSACTION_ATTEMPTS: u32 = 5;
 
@@ -74,8 +77,9 @@ fn event_item(event: &StoredEvent, lease_until: Timestamp) -> Item {
     item.insert("notification_ids".into(), AttributeValue::L(ids));
     put_opt(&mut item, "idempotency_key", event.idempotency_key.as_deref());
     if event.fanout_pending {
-        // Sparse index key: only events whose fan-out is unfinished are in the `fanout_pending` index.
-        item.insert("fanout_pending".into(), s(format!("T#{}", event.tenant)));
+        // Sparse index key: only events whose fan-out is unfinished are in the `fanout_pending` index, all
+        // in one partition so the sweeper finds them, of every tenant, with one query.
+        item.insert("fanout_pending".into(), s(FANOUT_PENDING));
         item.insert("fanout_lease_until".into(), n(lease_until.millis()));
     }
     item.insert("expires_at".into(), n(event.expires_at.epoch_seconds()));
@@ -272,8 +276,19 @@ impl ActivityStore for DynamoActivityStore {
                         .await?
                 };
                 if let Some(old) = old {
-                    return Ok(Recorded::Existing(idempotency_from(&old)?));
+                    let record = idempotency_from(&old)?;
+                    // The event id is made fresh by each request: a record naming ours is this request's own
+                    // write, committed by an earlier attempt whose answer was lost (the SDK retried it).
+                    if record.event_id == acceptance.event.id {
+                        return Ok(Recorded::New);
+                    }
+                    return Ok(Recorded::Existing(record));
                 }
+            }
+            // Likewise the event item: it can only exist if an earlier attempt of this request committed.
+            let event_index = usize::from(acceptance.idempotency.is_some());
+            if cancelled.failed_at(event_index) {
+                return Ok(Recorded::New);
             }
             // Only a collision with a concurrent transaction is worth another try; any other cancellation
             // (a condition on the event or a notification, a validation error) would fail the same way.
@@ -398,6 +413,40 @@ impl ActivityStore for DynamoActivityStore {
         )
         .await
     }
+
+    async fn pending_fanouts(
+        &self,
+        received_before: Timestamp,
+        limit: u16,
+    ) -> Result<Vec<(TenantId, EventId)>, BackendError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("fanout_pending")
+            .key_condition_expression("fanout_pending = :pending AND received_at < :before")
+            .expression_attribute_values(":pending", s(FANOUT_PENDING))
+            .expression_attribute_values(":before", n(received_before.millis()))
+            .limit(i32::from(limit))
+            .send()
+            .await
+            .map_err(|error| backend_error("DynamoDB", "Query(pending fan-outs)", &error))?;
+        output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                let pk = item.str("pk")?;
+                event_from_key(pk).ok_or_else(|| corrupt("read", format!("event key {pk}")))
+            })
+            .collect()
+    }
+}
+
+/// The tenant and event id in an event's key, `T#{tenant}#EVT#{id}`.
+fn event_from_key(pk: &str) -> Option<(TenantId, EventId)> {
+    let (tenant, id) = pk.strip_prefix("T#")?.rsplit_once("#EVT#")?;
+    Some((TenantId::new(tenant), EventId::parse(id)?))
 }
 
 impl DynamoActivityStore {

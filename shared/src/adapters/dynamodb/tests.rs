@@ -5,11 +5,10 @@
 use super::activity_store::TRANSACTION_ATTEMPTS;
 use super::config_store::WRITE_ATTEMPTS;
 use super::{DynamoActivityStore, DynamoConfigStore, Item, n, s};
-use crate::domain::event::{Acceptance, IdempotencyRecord, Recipient, StoredEvent};
-use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate};
+use crate::domain::event::{Acceptance, IdempotencyRecord};
 use crate::domain::rule::RuleSpec;
 use crate::domain::template::TemplateContent;
-use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
+use crate::domain::{Channel, EventId, TenantId, Timestamp};
 use crate::ports::{ActivityStore, BackendError, Recorded, RuleStore, TemplateStore, WriteError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
@@ -81,61 +80,7 @@ fn is_consistent_get(request: &GetItemInput, pk: &str, sk: &str) -> bool {
 
 /// An accepted `user.signup` event with one queued email notification, keyed by `idempotency_key`.
 fn acceptance(idempotency_key: Option<&str>) -> Acceptance {
-    let now = Timestamp::now();
-    let tenant = TenantId::new(TENANT);
-    let id = EventId::generate(now);
-    let expires_at = now.plus_seconds(7 * 86_400);
-    let notification = Notification {
-        id: NotificationId::for_rule(&id, "welcome-email"),
-        tenant: tenant.clone(),
-        event_id: id.clone(),
-        event: "user.signup".into(),
-        rule_id: "welcome-email".into(),
-        channel: Channel::Email,
-        status: NotificationStatus::Queued,
-        reason: None,
-        detail: None,
-        to: Some("ada@example.com".into()),
-        template: "welcome".into(),
-        pinned: Some(PinnedTemplate {
-            name: "welcome".into(),
-            locale: "en".into(),
-            version: 3,
-        }),
-        user_id: Some("user-1".into()),
-        created_at: now,
-        updated_at: now,
-        sent_at: None,
-        provider_message_id: None,
-        next_attempt_at: None,
-    };
-    let idempotency = idempotency_key.map(|key| IdempotencyRecord {
-        key: key.to_owned(),
-        fingerprint: "sha256:this-request".into(),
-        event_id: id.clone(),
-        response: json!({ "event_id": id }),
-        expires_at,
-    });
-    let event = StoredEvent {
-        tenant,
-        id,
-        event: "user.signup".into(),
-        received_at: now,
-        payload: json!({ "plan": "pro" }),
-        recipient: Recipient {
-            email: Some("ada@example.com".into()),
-            ..Recipient::default()
-        },
-        notification_ids: vec![notification.id.clone()],
-        idempotency_key: idempotency_key.map(str::to_owned),
-        fanout_pending: true,
-        expires_at,
-    };
-    Acceptance {
-        idempotency,
-        event,
-        notifications: vec![notification],
-    }
+    crate::test_fixtures::acceptance(TENANT, idempotency_key, &[Channel::Email])
 }
 
 /// The idempotency item a first request stored under `key`, and the record it stands for.
@@ -213,6 +158,94 @@ async fn record_acceptance_reads_the_record_when_the_cancellation_carries_no_ite
 
     assert_eq!(recorded, Recorded::Existing(old_record));
     assert_eq!((transact.num_calls(), get.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn record_acceptance_takes_a_record_of_its_own_event_for_its_own_committed_write() {
+    // The SDK retried a transaction whose first attempt committed but timed out: the retry meets the
+    // record this very request wrote (its event id is made fresh per request).
+    let acceptance = acceptance(Some("order-42"));
+    let own = acceptance.idempotency.clone().unwrap();
+    let own_item = item([
+        ("pk", s(format!("T#{TENANT}#IDEM#order-42"))),
+        ("sk", s("IDEM")),
+        ("key", s("order-42")),
+        ("fingerprint", s(&own.fingerprint)),
+        ("event_id", s(own.event_id.as_str())),
+        ("response", s(own.response.to_string())),
+        ("expires_at", n(own.expires_at.epoch_seconds())),
+    ]);
+    let transact = mock!(Client::transact_write_items).then_error(move || {
+        let with_own_item = CancellationReason::builder()
+            .code("ConditionalCheckFailed")
+            .set_item(Some(own_item.clone()))
+            .build();
+        cancelled(vec![
+            with_own_item,
+            reason("ConditionalCheckFailed"),
+            reason("ConditionalCheckFailed"),
+        ])
+    });
+    let store = DynamoActivityStore::new(client(RuleMode::Sequential, &[&transact]), TABLE);
+
+    assert_eq!(
+        store.record_acceptance(&acceptance, LEASE).await.unwrap(),
+        Recorded::New
+    );
+    assert_eq!(transact.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn record_acceptance_without_a_key_takes_its_existing_event_for_its_own_committed_write() {
+    let transact = mock!(Client::transact_write_items).then_error(|| {
+        cancelled(vec![
+            reason("ConditionalCheckFailed"),
+            reason("ConditionalCheckFailed"),
+        ])
+    });
+    let store = DynamoActivityStore::new(client(RuleMode::Sequential, &[&transact]), TABLE);
+
+    assert_eq!(
+        store.record_acceptance(&acceptance(None), LEASE).await.unwrap(),
+        Recorded::New
+    );
+}
+
+#[tokio::test]
+async fn pending_fanouts_are_one_query_of_the_sparse_index() {
+    let now = Timestamp::from_millis(1_790_000_000_000);
+    let (first, second) = (EventId::generate(now), EventId::generate(now));
+    let keys = [("acme", first.clone()), ("other#tenant", second.clone())];
+    let query = mock!(Client::query)
+        .match_requests(|request| {
+            request.index_name() == Some("fanout_pending")
+                && request.limit() == Some(100)
+                && request.expression_attribute_values().is_some_and(|values| {
+                    values.get(":pending") == Some(&s("PENDING"))
+                        && values.get(":before") == Some(&n(1_790_000_000_000_i64))
+                })
+        })
+        .then_output(move || {
+            let items = keys
+                .iter()
+                .map(|(tenant, id)| item([("pk", s(format!("T#{tenant}#EVT#{id}"))), ("sk", s("EVENT"))]))
+                .collect();
+            aws_sdk_dynamodb::operation::query::QueryOutput::builder()
+                .set_items(Some(items))
+                .build()
+        });
+    let store = DynamoActivityStore::new(client(RuleMode::Sequential, &[&query]), TABLE);
+
+    let pending = store.pending_fanouts(now, 100).await.unwrap();
+
+    assert_eq!(
+        pending,
+        [
+            (TenantId::new("acme"), first),
+            (TenantId::new("other#tenant"), second)
+        ]
+    );
+    assert_eq!(query.num_calls(), 1);
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The functions of the template: their binary, timeout and memory, their `HttpApi` routes and `SQS`
-//! events, and their `Environment.Variables` (Globals merged under their own), left unevaluated.
+//! The functions of the template: their binary, timeout and memory, their `HttpApi` routes, `SQS` and
+//! `Schedule` events, and their `Environment.Variables` (Globals merged under their own), left unevaluated.
 
 use super::intrinsics::{Scope, as_intrinsic, integer, truthy};
 use super::resources::{Resource, check_properties, queue_by_arn};
@@ -18,6 +18,9 @@ const SQS_EVENT_PROPERTIES: [&str; 7] = [
     "MetricsConfig",
 ];
 
+/// Schedule event properties understood (or harmless to ignore) locally.
+const SCHEDULE_EVENT_PROPERTIES: [&str; 5] = ["Schedule", "Description", "Enabled", "State", "Name"];
+
 /// A function of the template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSpec {
@@ -30,6 +33,15 @@ pub struct FunctionSpec {
     pub memory_mb: u64,
     pub http_routes: Vec<HttpRoute>,
     pub sqs_events: Vec<SqsEventSpec>,
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+/// A `Schedule` event (an EventBridge rule) with a `rate(...)` expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    /// The event's name in the template (`Sweep`).
+    pub name: String,
+    pub every: std::time::Duration,
 }
 
 /// An `HttpApi` event.
@@ -86,7 +98,11 @@ pub(super) fn function_spec(
     };
     let mut environment = variables(globals, id, "Globals.Function")?;
     environment.extend(variables(properties, id, "Properties")?);
-    let (http_routes, sqs_events) = events(scope, properties, predicted)?;
+    let Triggers {
+        http_routes,
+        sqs_events,
+        schedules,
+    } = events(scope, properties, predicted)?;
     let spec = FunctionSpec {
         logical_id: id.to_owned(),
         binary,
@@ -94,6 +110,7 @@ pub(super) fn function_spec(
         memory_mb: setting("MemorySize", 128)?,
         http_routes,
         sqs_events,
+        schedules,
     };
     Ok((spec, environment))
 }
@@ -121,16 +138,22 @@ fn variables(
     }
 }
 
+#[derive(Debug, Default)]
+struct Triggers {
+    http_routes: Vec<HttpRoute>,
+    sqs_events: Vec<SqsEventSpec>,
+    schedules: Vec<ScheduleSpec>,
+}
+
 fn events(
     scope: &Scope<'_>,
     properties: &Map<String, Json>,
     predicted: &Provisioned,
-) -> Result<(Vec<HttpRoute>, Vec<SqsEventSpec>), TemplateError> {
+) -> Result<Triggers, TemplateError> {
     let id = scope.resource;
-    let mut routes = Vec::new();
-    let mut queues = Vec::new();
+    let mut found = Triggers::default();
     let Some(events) = properties.get("Events") else {
-        return Ok((routes, queues));
+        return Ok(found);
     };
     let events = events
         .as_object()
@@ -151,10 +174,20 @@ fn events(
         };
         let path = format!("{path}.Properties");
         match event_type.as_str() {
-            "HttpApi" => routes.push(http_route(scope, event_properties, &path)?),
+            "HttpApi" => found
+                .http_routes
+                .push(http_route(scope, event_properties, &path)?),
             "SQS" => {
                 if let Some(event) = sqs_event(scope, event_properties, &path, predicted)? {
-                    queues.push(event);
+                    found.sqs_events.push(event);
+                }
+            }
+            "Schedule" => {
+                if let Some(every) = schedule_event(scope, event_properties, &path)? {
+                    found.schedules.push(ScheduleSpec {
+                        name: name.clone(),
+                        every,
+                    });
                 }
             }
             other => {
@@ -165,7 +198,54 @@ fn events(
             }
         }
     }
-    Ok((routes, queues))
+    Ok(found)
+}
+
+/// The period of a `Schedule` event, `None` when it is disabled. Only `rate(...)` runs locally; a
+/// `cron(...)` schedule is refused rather than run at a wrong time.
+fn schedule_event(
+    scope: &Scope<'_>,
+    properties: &Map<String, Json>,
+    path: &str,
+) -> Result<Option<std::time::Duration>, TemplateError> {
+    let id = scope.resource;
+    check_properties(id, path, properties, &SCHEDULE_EVENT_PROPERTIES)?;
+    let evaluated = |name: &str| {
+        properties
+            .get(name)
+            .map(|value| scope.required(value, &format!("{path}.{name}")))
+            .transpose()
+    };
+    let disabled = evaluated("Enabled")?.is_some_and(|enabled| !truthy(Some(&enabled)))
+        || evaluated("State")?.is_some_and(|state| state != "ENABLED");
+    if disabled {
+        return Ok(None);
+    }
+    let at = format!("{path}.Schedule");
+    let expression =
+        evaluated("Schedule")?.ok_or_else(|| invalid(id, path, "a Schedule event needs a Schedule"))?;
+    let expression = expression.as_str().unwrap_or_default();
+    rate(expression).map(Some).ok_or_else(|| {
+        invalid(
+            id,
+            &at,
+            "the local stack runs rate(N minute|minutes|hour|hours|day|days) schedules",
+        )
+    })
+}
+
+/// `rate(5 minutes)` as a duration.
+fn rate(expression: &str) -> Option<std::time::Duration> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (count, unit) = inner.trim().split_once(' ')?;
+    let count: u64 = count.parse().ok().filter(|count| *count >= 1)?;
+    let seconds = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(count.checked_mul(seconds)?))
 }
 
 fn http_route(
@@ -292,7 +372,7 @@ mod tests {
             .map(|f| f.binary)
             .collect::<Vec<_>>();
         binaries.sort();
-        assert_eq!(binaries, ["api", "email", "ingest", "slack", "sms"]);
+        assert_eq!(binaries, ["api", "email", "ingest", "slack", "sms", "sweeper"]);
         let ingest = function(&template, "ingest");
         assert_eq!((ingest.timeout_seconds, ingest.memory_mb), (10, 256));
         assert!(ingest.http_routes.contains(&HttpRoute {
@@ -370,5 +450,60 @@ Resources:
                 ("SHARED".to_owned(), "global".to_owned())
             ])
         );
+    }
+
+    #[test]
+    fn the_sweeper_runs_every_minute() {
+        let sweeper = function(&real(), "sweeper");
+        assert_eq!(
+            sweeper.schedules,
+            [ScheduleSpec {
+                name: "Sweep".into(),
+                every: std::time::Duration::from_secs(60),
+            }]
+        );
+        assert!(sweeper.http_routes.is_empty() && sweeper.sqs_events.is_empty());
+    }
+
+    #[test]
+    fn schedules_run_at_their_rate_unless_disabled_and_cron_is_refused() {
+        let template = |schedule: &str| {
+            parse(
+                &format!(
+                    "Resources:\n  Job:\n    Type: AWS::Serverless::Function\n    Metadata: {{ BuildProperties: {{ Binary: job }} }}\n    Properties:\n      Events:\n        Tick: {{ Type: Schedule, Properties: {schedule} }}\n"
+                ),
+                &[],
+            )
+        };
+        let every = |schedule: &str| {
+            template(schedule).map(|t| {
+                function(&t, "job")
+                    .schedules
+                    .iter()
+                    .map(|s| s.every.as_secs())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(every("{ Schedule: rate(1 minute) }").unwrap(), [60]);
+        assert_eq!(
+            every("{ Schedule: rate(2 hours), Description: two }").unwrap(),
+            [7200]
+        );
+        assert_eq!(
+            every("{ Schedule: rate(1 day), Enabled: false }").unwrap(),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            every("{ Schedule: rate(1 day), State: DISABLED }").unwrap(),
+            Vec::<u64>::new()
+        );
+        for refused in [
+            "{ Schedule: 'cron(0 12 * * ? *)' }",
+            "{ Schedule: rate(0 minutes) }",
+            "{ }",
+            "{ Schedule: rate(1 minute), Input: x }",
+        ] {
+            assert!(template(refused).is_err(), "{refused}");
+        }
     }
 }

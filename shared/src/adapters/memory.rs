@@ -1,0 +1,276 @@
+//! In-memory implementations of the activity store and the notification queue, with failpoints, so the
+//! logic above them (the outbox and its sweeper) is tested for every interleaving without the emulator.
+//! They keep DynamoDB's semantics where the logic relies on them: conditional writes are atomic, and an
+//! acceptance is all or nothing.
+
+use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
+use crate::domain::notification::{Envelope, Notification};
+use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
+use crate::ports::{ActivityStore, BackendError, NotificationQueue, Recorded};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// What a failpoint does to the next calls of its operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The call fails before doing anything (a retryable error, as a throttle or a 5xx).
+    Fail,
+    /// The call takes effect, then its caller sees a timeout (a retryable error).
+    TimeOutAfterCommit,
+}
+
+/// Operations that can be told to fail, by name (`"record_acceptance"`, `"enqueue:slack"`, …), each a
+/// given number of times.
+#[derive(Debug, Default)]
+pub struct Failpoints(Mutex<HashMap<String, (Fault, u32)>>);
+
+impl Failpoints {
+    /// The next `times` calls of `operation` meet `fault`.
+    pub fn set(&self, operation: &str, fault: Fault, times: u32) {
+        lock(&self.0).insert(operation.to_owned(), (fault, times));
+    }
+
+    /// The fault for this call of `operation`, if one is set; counts it down.
+    fn take(&self, operation: &str) -> Option<Fault> {
+        let mut points = lock(&self.0);
+        let (fault, left) = points.get_mut(operation)?;
+        let fault = *fault;
+        *left -= 1;
+        if *left == 0 {
+            points.remove(operation);
+        }
+        Some(fault)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn injected(operation: &str, fault: Fault) -> BackendError {
+    BackendError {
+        service: "memory",
+        operation: "failpoint",
+        message: format!("{operation}: injected {fault:?}"),
+        retryable: true,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EventEntry {
+    event: StoredEvent,
+    lease_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    idempotency: HashMap<(TenantId, String), IdempotencyRecord>,
+    events: HashMap<(TenantId, EventId), EventEntry>,
+    notifications: HashMap<(TenantId, NotificationId), Notification>,
+}
+
+/// The activity table in memory.
+#[derive(Debug, Default)]
+pub struct MemoryActivityStore {
+    tables: Mutex<Tables>,
+    pub failpoints: Failpoints,
+}
+
+impl MemoryActivityStore {
+    /// The event as stored, with its fan-out lease.
+    pub fn stored_event(&self, tenant: &TenantId, id: &EventId) -> Option<(StoredEvent, Option<Timestamp>)> {
+        lock(&self.tables)
+            .events
+            .get(&(tenant.clone(), id.clone()))
+            .map(|entry| (entry.event.clone(), entry.lease_until))
+    }
+
+    fn check(&self, operation: &str) -> Result<Option<Fault>, BackendError> {
+        match self.failpoints.take(operation) {
+            Some(Fault::Fail) => Err(injected(operation, Fault::Fail)),
+            other => Ok(other),
+        }
+    }
+
+    /// The transaction of [`ActivityStore::record_acceptance`], as DynamoDB applies it.
+    fn transact_acceptance(&self, acceptance: &Acceptance, now: Timestamp, lease: Duration) -> Transacted {
+        let mut tables = lock(&self.tables);
+        let tenant = &acceptance.event.tenant;
+        if let Some(record) = &acceptance.idempotency
+            && let Some(old) = tables.idempotency.get(&(tenant.clone(), record.key.clone()))
+            && old.expires_at.epoch_seconds() >= now.epoch_seconds()
+        {
+            return Transacted::IdempotencyExists(old.clone());
+        }
+        let event_key = (tenant.clone(), acceptance.event.id.clone());
+        if tables.events.contains_key(&event_key) {
+            return Transacted::EventExists;
+        }
+        if let Some(record) = &acceptance.idempotency {
+            tables
+                .idempotency
+                .insert((tenant.clone(), record.key.clone()), record.clone());
+        }
+        let lease_millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let lease_until = acceptance
+            .event
+            .fanout_pending
+            .then(|| Timestamp::from_millis(now.millis().saturating_add(lease_millis)));
+        tables.events.insert(
+            event_key,
+            EventEntry {
+                event: acceptance.event.clone(),
+                lease_until,
+            },
+        );
+        for notification in &acceptance.notifications {
+            tables
+                .notifications
+                .insert((tenant.clone(), notification.id.clone()), notification.clone());
+        }
+        Transacted::Committed
+    }
+}
+
+enum Transacted {
+    Committed,
+    IdempotencyExists(IdempotencyRecord),
+    EventExists,
+}
+
+impl ActivityStore for MemoryActivityStore {
+    async fn record_acceptance(
+        &self,
+        acceptance: &Acceptance,
+        fanout_lease: Duration,
+    ) -> Result<Recorded, BackendError> {
+        let fault = self.check("record_acceptance")?;
+        let outcome = self.transact_acceptance(acceptance, Timestamp::now(), fanout_lease);
+        if fault == Some(Fault::TimeOutAfterCommit) {
+            // What the SDK does after a timed-out attempt: the same request again, which meets its own write.
+            return match self.transact_acceptance(acceptance, Timestamp::now(), fanout_lease) {
+                Transacted::IdempotencyExists(record) if record.event_id == acceptance.event.id => {
+                    Ok(Recorded::New)
+                }
+                Transacted::IdempotencyExists(record) => Ok(Recorded::Existing(record)),
+                Transacted::EventExists | Transacted::Committed => Ok(Recorded::New),
+            };
+        }
+        Ok(match outcome {
+            Transacted::Committed | Transacted::EventExists => Recorded::New,
+            Transacted::IdempotencyExists(record) => Recorded::Existing(record),
+        })
+    }
+
+    async fn event(&self, tenant: &TenantId, id: &EventId) -> Result<Option<StoredEvent>, BackendError> {
+        self.check("event")?;
+        Ok(self.stored_event(tenant, id).map(|(event, _)| event))
+    }
+
+    async fn notifications(
+        &self,
+        tenant: &TenantId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, BackendError> {
+        self.check("notifications")?;
+        let tables = lock(&self.tables);
+        Ok(ids
+            .iter()
+            .filter_map(|id| tables.notifications.get(&(tenant.clone(), id.clone())).cloned())
+            .collect())
+    }
+
+    async fn claim_fanout(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, BackendError> {
+        let fault = self.check("claim_fanout")?;
+        let mut tables = lock(&self.tables);
+        let Some(entry) = tables.events.get_mut(&(tenant.clone(), id.clone())) else {
+            return Ok(false);
+        };
+        let free = entry.event.fanout_pending && entry.lease_until.is_none_or(|until| until < now);
+        if free {
+            let lease_millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+            entry.lease_until = Some(Timestamp::from_millis(now.millis().saturating_add(lease_millis)));
+        }
+        match fault {
+            Some(fault) => Err(injected("claim_fanout", fault)),
+            None => Ok(free),
+        }
+    }
+
+    async fn finish_fanout(&self, tenant: &TenantId, id: &EventId) -> Result<(), BackendError> {
+        self.check("finish_fanout")?;
+        if let Some(entry) = lock(&self.tables).events.get_mut(&(tenant.clone(), id.clone())) {
+            entry.event.fanout_pending = false;
+            entry.lease_until = None;
+        }
+        Ok(())
+    }
+
+    async fn release_fanout(&self, tenant: &TenantId, id: &EventId) -> Result<(), BackendError> {
+        self.check("release_fanout")?;
+        if let Some(entry) = lock(&self.tables).events.get_mut(&(tenant.clone(), id.clone())) {
+            entry.lease_until = None;
+        }
+        Ok(())
+    }
+
+    async fn pending_fanouts(
+        &self,
+        received_before: Timestamp,
+        limit: u16,
+    ) -> Result<Vec<(TenantId, EventId)>, BackendError> {
+        self.check("pending_fanouts")?;
+        let tables = lock(&self.tables);
+        let mut pending: Vec<&StoredEvent> = tables
+            .events
+            .values()
+            .map(|entry| &entry.event)
+            .filter(|event| event.fanout_pending && event.received_at < received_before)
+            .collect();
+        pending.sort_by_key(|event| event.received_at);
+        Ok(pending
+            .into_iter()
+            .take(usize::from(limit))
+            .map(|event| (event.tenant.clone(), event.id.clone()))
+            .collect())
+    }
+}
+
+/// The channel queues in memory: every envelope ever enqueued, per channel, in order.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    sent: Mutex<BTreeMap<Channel, Vec<Envelope>>>,
+    pub failpoints: Failpoints,
+}
+
+impl MemoryQueue {
+    /// What was enqueued on `channel`, duplicates included.
+    pub fn enqueued(&self, channel: Channel) -> Vec<Envelope> {
+        lock(&self.sent).get(&channel).cloned().unwrap_or_default()
+    }
+}
+
+impl NotificationQueue for MemoryQueue {
+    async fn enqueue(&self, channel: Channel, envelopes: &[Envelope]) -> Result<(), BackendError> {
+        let operation = format!("enqueue:{channel}");
+        let fault = self.failpoints.take(&operation);
+        if fault == Some(Fault::Fail) {
+            return Err(injected(&operation, Fault::Fail));
+        }
+        lock(&self.sent)
+            .entry(channel)
+            .or_default()
+            .extend_from_slice(envelopes);
+        match fault {
+            Some(fault) => Err(injected(&operation, fault)),
+            None => Ok(()),
+        }
+    }
+}
