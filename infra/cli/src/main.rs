@@ -1,16 +1,18 @@
 //! `herald`: the command line for people running Herald (not deployed).
 
 use herald_cli::bench::{self, BenchError};
+use herald_cli::dlq::{self, DlqError};
 use herald_cli::local::{self, LocalError};
 use herald_cli::tenant::{self, TenantError};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   herald local up                           run the whole stack locally (emulator, functions, API on :3000)
-  herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack)
+  herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, sweeper)
   herald tenant create TENANT [--key KEY]   create an API key for TENANT (a new random key if none is given)
   herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
                                             load the running local stack, then audit every notification
+  herald dlq list|show|redrive|purge …      the dead-letter queues (herald dlq help for the options)
 
 The AWS account, region and endpoint come from the usual AWS environment (AWS_PROFILE, AWS_REGION,
 AWS_ENDPOINT_URL for the local emulator); the config table from HERALD_CONFIG_TABLE.";
@@ -26,6 +28,8 @@ enum CliError {
     Tenant(#[from] TenantError),
     #[error(transparent)]
     Bench(#[from] BenchError),
+    #[error(transparent)]
+    Dlq(#[from] DlqError),
 }
 
 #[tokio::main]
@@ -48,6 +52,7 @@ async fn run(args: &[&str]) -> Result<(), CliError> {
         ["invoke", rest @ ..] => local::invoke::run(rest).await?,
         ["tenant", "create", rest @ ..] => tenant::create(rest).await?,
         ["bench", rest @ ..] => bench::run(rest).await?,
+        ["dlq", rest @ ..] => dlq::run(rest).await?,
         ["help" | "--help" | "-h"] | [] => println!("{USAGE}"),
         _ => return Err(CliError::UnknownCommand),
     }

@@ -3,7 +3,7 @@
 //! emulator and the Slack sink — nothing in this test reaches inside the stack.
 //!
 //! The stack is started once and the scenarios run in order against it, because starting it (building
-//! the five functions, starting the emulator) is the expensive part; each scenario uses its own recipient.
+//! the six functions, starting the emulator) is the expensive part; each scenario uses its own recipient.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use serde_json::{Value, json};
@@ -56,6 +56,8 @@ impl RunningStack {
             .env("HERALD_EMULATOR_PORT", ports[1].to_string())
             .env("HERALD_SLACK_SINK_PORT", ports[2].to_string())
             .env("HERALD_STATE_DIR", state.path())
+            // The fewest deliveries the template allows before the DLQ, so dead-lettering takes seconds.
+            .env("HERALD_PARAMETERS", "MaxReceiveCount=5")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
@@ -117,6 +119,23 @@ impl RunningStack {
             .unwrap();
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.unwrap()
+    }
+
+    /// Polls `GET /v1/notifications/{id}` until its status is `status`; returns it then.
+    async fn wait_for_notification(&self, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+        loop {
+            let notification = self.get(&format!("/v1/notifications/{id}")).await;
+            if notification["status"] == status {
+                return notification;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {status}: {notification:#}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     /// Polls `GET /v1/events/{id}` until every notification's status is one of `statuses`.
@@ -200,6 +219,19 @@ fn order_event(stack: &RunningStack, scenario: &str, email: &str, phone: &str, k
     })
 }
 
+/// The id of the notification on `channel` in a 202 body.
+fn notification_on(accepted: &Value, channel: &str) -> String {
+    accepted["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["channel"] == channel)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn statuses_by_channel(event: &Value) -> Vec<(String, String)> {
     let mut statuses: Vec<(String, String)> = event["notifications"]
         .as_array()
@@ -278,15 +310,7 @@ async fn all_three_channels_are_sent(stack: &RunningStack) {
         slack_messages[0]
     );
 
-    let email_id = event["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["channel"] == "email")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let email_id = notification_on(&event, "email");
     let notification = stack.get(&format!("/v1/notifications/{email_id}")).await;
     let attempts = notification["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "{notification:#}");
@@ -333,29 +357,9 @@ async fn a_failing_slack_is_retried_until_it_recovers(stack: &RunningStack) {
     assert_eq!(response.status(), 202);
     let accepted: Value = response.json().await.unwrap();
     let event_id = accepted["event_id"].as_str().unwrap();
-    let slack_id = accepted["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["channel"] == "slack")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let slack_id = notification_on(&accepted, "slack");
 
-    let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
-    let retrying = loop {
-        let notification = stack.get(&format!("/v1/notifications/{slack_id}")).await;
-        if notification["status"] == "retrying" {
-            break notification;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never retrying: {notification:#}\n{}",
-            stack.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let retrying = stack.wait_for_notification(&slack_id, "retrying").await;
     assert!(retrying["next_attempt_at"].is_string(), "{retrying:#}");
     assert!(stack.slack_messages("B003").await.is_empty());
 
@@ -375,6 +379,99 @@ async fn a_failing_slack_is_retried_until_it_recovers(stack: &RunningStack) {
     assert!(
         outcomes[..outcomes.len() - 1].iter().all(|o| *o != "sent"),
         "{notification:#}"
+    );
+}
+
+/// `herald dlq`, run as a person runs it against the local stack.
+async fn herald_dlq(stack: &RunningStack, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("dlq")
+        .args(args)
+        .arg("--local")
+        .current_dir(project_root())
+        .env("HERALD_EMULATOR_PORT", stack.ports[1].to_string())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "herald dlq {args:?} failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The README's DLQ walk-through: Slack down past the retries → `dead_lettered`; fixed; `herald dlq
+/// redrive` → `sent`, once each.
+async fn a_dead_lettered_slack_is_redriven_once_by_herald_dlq(stack: &RunningStack) {
+    stack.set_sink_status(500).await;
+    let mut slack_ids = Vec::new();
+    for (webhook, phone) in [("B005", "+15555550105"), ("B006", "+15555550106")] {
+        let event = order_event(
+            stack,
+            webhook,
+            "dlq@example.com",
+            phone,
+            &format!("e2e-dlq-{webhook}"),
+        );
+        let response = stack.send_event(&event).await;
+        assert_eq!(response.status(), 202);
+        let accepted: Value = response.json().await.unwrap();
+        slack_ids.push(notification_on(&accepted, "slack"));
+    }
+    for id in &slack_ids {
+        stack.wait_for_notification(id, "dead_lettered").await;
+    }
+    // SQS moves a message to the DLQ on the receive after its last: wait until both are there.
+    let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+    loop {
+        let listed = herald_dlq(stack, &["list"]).await;
+        let slack_line = listed
+            .lines()
+            .find(|line| line.starts_with("herald-local-slack-dlq"))
+            .unwrap();
+        if slack_line.split_whitespace().nth(1) == Some("2") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the DLQ never held both:\n{listed}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let shown = herald_dlq(stack, &["show", "slack"]).await;
+    for id in &slack_ids {
+        assert!(shown.contains(id.as_str()), "{shown}");
+    }
+    assert!(
+        shown.contains("dead_lettered") && shown.contains("sink_failing"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("/services/T000/"),
+        "addresses are masked: {shown}"
+    );
+
+    stack.set_sink_status(200).await;
+    let redriven = herald_dlq(stack, &["redrive", "slack"]).await;
+    assert!(redriven.contains("redriven: 2"), "{redriven}");
+
+    for (id, webhook) in slack_ids.iter().zip(["B005", "B006"]) {
+        stack.wait_for_notification(id, "sent").await;
+        assert_eq!(
+            stack.slack_messages(webhook).await.len(),
+            1,
+            "sent once: {webhook}"
+        );
+    }
+    let listed = herald_dlq(stack, &["list"]).await;
+    assert!(
+        listed
+            .lines()
+            .filter(|l| l.starts_with("herald-local-"))
+            .all(|l| l.split_whitespace().nth(1) == Some("0")),
+        "{listed}"
     );
 }
 
@@ -440,11 +537,12 @@ async fn sigterm_stops_everything(mut stack: RunningStack) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn local_stack_delivers_replays_retries_holds_a_small_load_and_stops_on_sigterm() {
+async fn local_stack_delivers_replays_retries_redrives_holds_a_small_load_and_stops_on_sigterm() {
     let stack = RunningStack::start().await;
     all_three_channels_are_sent(&stack).await;
     a_duplicate_is_replayed(&stack).await;
     a_failing_slack_is_retried_until_it_recovers(&stack).await;
+    a_dead_lettered_slack_is_redriven_once_by_herald_dlq(&stack).await;
     a_small_load_passes_the_benchmark_audit(&stack).await;
     sigterm_stops_everything(stack).await;
 }
