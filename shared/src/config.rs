@@ -199,6 +199,8 @@ pub struct DeliverySettings {
     /// How long a claim holds a notification; at least the function's timeout.
     pub lease: Duration,
     pub retention: Duration,
+    /// How long a provider (SES, SNS) may take to answer a send before the attempt counts as ambiguous.
+    pub provider_timeout: Duration,
 }
 
 impl DeliverySettings {
@@ -221,6 +223,7 @@ impl DeliverySettings {
                 .unwrap_or(10),
             lease: Duration::from_secs(env.number("HERALD_DELIVERY_LEASE_SECONDS", 60)?),
             retention: retention(env)?,
+            provider_timeout: Duration::from_millis(env.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?.max(1)),
         })
     }
 }
@@ -286,7 +289,7 @@ impl SlackSettings {
         Ok(Self {
             webhook_policy: webhook_policy(env)?,
             connect_timeout: Duration::from_millis(env.number("HERALD_SLACK_CONNECT_TIMEOUT_MS", 2_000)?),
-            timeout: Duration::from_millis(env.number("HERALD_SLACK_TIMEOUT_MS", 5_000)?),
+            timeout: Duration::from_millis(env.number("HERALD_SLACK_TIMEOUT_MS", 10_000)?),
         })
     }
 }

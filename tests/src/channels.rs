@@ -12,6 +12,10 @@ use herald::delivery::{Delivery, provider_config};
 use herald::ports::Sender;
 use std::time::Duration;
 
+/// The providers' answer time before a send counts as ambiguous, in tests: the emulator answers in
+/// milliseconds, and a fault proxy's late answer (tests/tests/delivery.rs) comes after this.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub type TestDelivery<S> = Delivery<S, DynamoActivityStore, DynamoConfigStore, SqsMessageVisibility>;
 
 impl Stack {
@@ -29,6 +33,7 @@ impl Stack {
             concurrency,
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(86_400),
+            provider_timeout: PROVIDER_TIMEOUT,
         };
         Delivery::new(
             sender,
@@ -41,9 +46,12 @@ impl Stack {
 
     /// An SES sender talking to `endpoint`, from a sender identity created for this test.
     pub async fn email_sender(&self, endpoint: &str) -> SesSender {
-        let config = aws_sdk_sesv2::config::Builder::from(&provider_config(&emulator_config().await))
-            .endpoint_url(endpoint)
-            .build();
+        let config = aws_sdk_sesv2::config::Builder::from(&provider_config(
+            &emulator_config().await,
+            PROVIDER_TIMEOUT,
+        ))
+        .endpoint_url(endpoint)
+        .build();
         let client = aws_sdk_sesv2::Client::from_conf(config);
         let from = format!("{}@herald.example.com", unique("sender"));
         client
@@ -57,9 +65,10 @@ impl Stack {
 
     /// An SNS sender talking to `endpoint`.
     pub async fn sms_sender(&self, endpoint: &str) -> SnsSender {
-        let config = aws_sdk_sns::config::Builder::from(&provider_config(&emulator_config().await))
-            .endpoint_url(endpoint)
-            .build();
+        let config =
+            aws_sdk_sns::config::Builder::from(&provider_config(&emulator_config().await, PROVIDER_TIMEOUT))
+                .endpoint_url(endpoint)
+                .build();
         SnsSender::new(aws_sdk_sns::Client::from_conf(config), None)
     }
 

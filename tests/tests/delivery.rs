@@ -8,8 +8,9 @@
     clippy::similar_names
 )] // test code: a panic is a failed test
 
-use herald::domain::Channel;
-use herald_integration_tests::channels::unique_phone;
+use herald::domain::notification::Envelope;
+use herald::domain::{Channel, Timestamp};
+use herald_integration_tests::channels::{PROVIDER_TIMEOUT, unique_phone};
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
 use herald_integration_tests::poller::{emulator_data, sqs_event_with_bodies};
 use herald_integration_tests::{Answer, ApiRequest, MAX_RECEIVE_COUNT, Stack, unique};
@@ -41,6 +42,25 @@ async fn accept(stack: &Stack, event: &Value) -> Answer {
     let answer = stack.call_ingest(&stack.ingest(), &request).await;
     assert_eq!(answer.status, 202, "{answer:?}");
     answer
+}
+
+/// A Slack webhook that answers ok, and `count` accepted Slack-only events whose messages were taken off the
+/// queue (to be handed to the delivery loop by the test).
+async fn slack_messages_waiting(count: u64) -> (MockServer, Stack, Vec<Envelope>) {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let (stack, mut event) = seeded_stack(&slack).await;
+    event["channels"] = json!(["slack"]);
+    for order in 0..count {
+        event["payload"]["order_id"] = json!(order);
+        accept(&stack, &event).await;
+    }
+    let envelopes = stack.drain(Channel::Slack).await;
+    assert_eq!(envelopes.len(), usize::try_from(count).unwrap());
+    (slack, stack, envelopes)
 }
 
 fn notification_id(answer: &Answer, channel: Channel) -> String {
@@ -319,20 +339,8 @@ async fn the_same_message_delivered_twice_sends_once() {
 
 #[tokio::test]
 async fn poison_messages_fail_alone_in_their_batch() {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
-    let (stack, mut event) = seeded_stack(&slack).await;
-    event["channels"] = json!(["slack"]);
-    for order in 0..7 {
-        event["payload"]["order_id"] = json!(order);
-        accept(&stack, &event).await;
-    }
-    let mut bodies: Vec<(String, String)> = stack
-        .drain(Channel::Slack)
-        .await
+    let (slack, stack, envelopes) = slack_messages_waiting(7).await;
+    let mut bodies: Vec<(String, String)> = envelopes
         .iter()
         .enumerate()
         .map(|(i, e)| (format!("good-{i}"), serde_json::to_string(e).unwrap()))
@@ -516,5 +524,72 @@ async fn a_batch_of_ten_is_delivered_concurrently() {
     // emulator's DynamoDB round trips; one at a time, ten latencies at least.
     for (concurrency, elapsed) in timings {
         println!("a batch of 10, {latency:?} provider latency, concurrency {concurrency}: {elapsed:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_accepts_but_answers_too_late_is_recorded_ambiguous_and_not_retried_soon() {
+    let slack = MockServer::start().await;
+    let (stack, mut event) = seeded_stack(&slack).await;
+    event["channels"] = json!(["sms"]);
+    let accepted = accept(&stack, &event).await;
+    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
+    // SNS publishes the SMS, then answers after the sender's timeout.
+    proxy.fail_next(Fault::answered_late("Action=Publish", PROVIDER_TIMEOUT * 2));
+    let sms = stack.delivery(stack.sms_sender(&proxy.url).await);
+
+    let first = stack.poll(Channel::Sms, 1, |e| sms.handle(e)).await;
+
+    assert_eq!(first.failed.len(), 1, "{first:?}");
+    let id = notification_id(&accepted, Channel::Sms);
+    let pending = notification(&stack, &id).await;
+    assert_eq!(pending["status"], "retrying", "{pending:#}");
+    assert_eq!(pending["reason"], "provider_timeout", "{pending:#}");
+    assert_eq!(outcomes(&pending), ["ambiguous"], "{pending:#}");
+    // Both are written by Timestamp::to_rfc3339 (UTC, fixed width), so they compare as strings.
+    let next = pending["next_attempt_at"].as_str().unwrap();
+    let in_four_minutes = Timestamp::now().plus_seconds(4 * 60).to_rfc3339();
+    assert!(
+        next > in_four_minutes.as_str(),
+        "the retry waits minutes, not seconds: {next}"
+    );
+    let phone = event["recipient"]["phone"].as_str().unwrap();
+    assert_eq!(
+        sent_sms(&emulator_data().await, phone).len(),
+        1,
+        "the provider did send it, once"
+    );
+    let soon = stack.poll(Channel::Sms, 2, |e| sms.handle(e)).await;
+    assert_eq!(soon.received, 0, "no fast retry to send it twice: {soon:?}");
+}
+
+#[tokio::test]
+async fn a_batch_that_runs_out_of_time_returns_the_rest_unclaimed() {
+    let (slack, stack, messages) = slack_messages_waiting(3).await;
+    let bodies: Vec<(String, String)> = messages
+        .iter()
+        .map(|e| (e.notification_id.to_string(), serde_json::to_string(e).unwrap()))
+        .collect();
+    let mut context = Context::default();
+    // Less time left than one send (the provider's timeout) and its record need.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    context.deadline = u64::try_from((now + PROVIDER_TIMEOUT).as_millis()).unwrap();
+
+    let response = stack
+        .delivery(stack.slack_sender())
+        .handle(LambdaEvent::new(sqs_event_with_bodies(&bodies), context))
+        .await
+        .unwrap();
+
+    assert_eq!(response.batch_item_failures.len(), 3, "every message returned");
+    assert!(
+        slack.received_requests().await.unwrap().is_empty(),
+        "nothing sent"
+    );
+    for envelope in &messages {
+        let untouched = notification(&stack, envelope.notification_id.as_str()).await;
+        assert_eq!(untouched["status"], "queued", "not claimed: {untouched:#}");
     }
 }

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = DeliveryConfig::from_env(&env)?;
     let email = EmailSettings::from_env(&env)?;
     let aws = load_aws_config(&config.aws).await;
-    let ses = aws_sdk_sesv2::Client::new(&provider_config(&aws));
+    let ses = aws_sdk_sesv2::Client::new(&provider_config(&aws, config.delivery.provider_timeout));
     serve(
         SesSender::new(ses, email.from, email.configuration_set),
         &aws,

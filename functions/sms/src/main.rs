@@ -13,6 +13,6 @@ async fn main() -> Result<(), Error> {
     let config = DeliveryConfig::from_env(&env)?;
     let sms = SmsSettings::from_env(&env)?;
     let aws = load_aws_config(&config.aws).await;
-    let sns = aws_sdk_sns::Client::new(&provider_config(&aws));
+    let sns = aws_sdk_sns::Client::new(&provider_config(&aws, config.delivery.provider_timeout));
     serve(SnsSender::new(sns, sms.sender_id), &aws, config).await
 }

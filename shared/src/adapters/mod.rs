@@ -84,8 +84,9 @@ fn is_transient_code(code: &str) -> bool {
 /// In order: a 5xx, a 429 or a throttling code is [`FailureKind::Transient`], whatever the service's own
 /// codes say; then `by_code`, the service's own table. Anything else (401 and 403, `AccessDenied` and the
 /// other auth codes, and codes nobody listed) is [`FailureKind::Configuration`]: retried and finally
-/// dead-lettered, so a person can look, rather than dropped. Timeouts, transport failures and unreadable
-/// responses are Transient; a request the SDK could not even build is Configuration.
+/// dead-lettered, so a person can look, rather than dropped. A failure to connect is Transient (nothing was
+/// sent); a timeout after sending and an unreadable answer are Ambiguous (it may have been sent); a request
+/// the SDK could not even build is Configuration.
 pub(crate) fn send_error<E>(
     error: &SdkError<E, HttpResponse>,
     by_code: impl Fn(&str) -> Option<FailureKind>,
@@ -111,7 +112,8 @@ where
             let detail = err.message().map_or_else(described, str::to_owned);
             SendError::new(kind, code, detail)
         }
-        SdkError::TimeoutError(_) => SendError::new(FailureKind::Transient, "timeout", described()),
+        // The attempt timed out after the request went out: the provider may have accepted it.
+        SdkError::TimeoutError(_) => SendError::new(FailureKind::Ambiguous, "timeout", described()),
         SdkError::DispatchFailure(failure) => {
             let code = if failure.is_timeout() {
                 "timeout"
@@ -120,7 +122,9 @@ where
             };
             SendError::new(FailureKind::Transient, code, described())
         }
-        SdkError::ResponseError(_) => SendError::new(FailureKind::Transient, "response_error", described()),
+        // The answer came but could not be read (or the connection dropped while reading it): the request
+        // was processed, whatever its outcome.
+        SdkError::ResponseError(_) => SendError::new(FailureKind::Ambiguous, "response_error", described()),
         _ => SendError::new(FailureKind::Configuration, "construction_failure", described()),
     }
 }

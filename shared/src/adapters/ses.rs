@@ -381,8 +381,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn timeouts_and_transport_failures_are_transient() {
-        for (hang, code) in [(true, "timeout"), (false, "dispatch_failure")] {
+    async fn a_timeout_after_sending_is_ambiguous_and_a_transport_failure_transient() {
+        for (hang, kind, code) in [
+            (true, FailureKind::Ambiguous, "timeout"),
+            (false, FailureKind::Transient, "dispatch_failure"),
+        ] {
             // The rule only lets the request through to the broken connector; its response is never read.
             let through = mock!(Client::send_email)
                 .sequence()
@@ -394,11 +397,7 @@ mod tests {
                 .await
                 .unwrap_err();
 
-            assert_eq!(
-                (error.kind, error.code.as_str()),
-                (FailureKind::Transient, code),
-                "{error}"
-            );
+            assert_eq!((error.kind, error.code.as_str()), (kind, code), "{error}");
             assert_eq!(through.num_calls(), 1);
         }
     }

@@ -100,10 +100,11 @@ fn status_kind(status: StatusCode) -> FailureKind {
 
 /// A transport failure: its kind and its chain of causes, without the URL (whose path is the secret).
 fn transport_error(error: reqwest::Error) -> SendError {
-    let (kind, code) = if error.is_timeout() {
-        (FailureKind::Transient, "timeout")
-    } else if error.is_connect() {
+    // A connect timeout is both: nothing was sent. Any other timeout came after the request went out.
+    let (kind, code) = if error.is_connect() {
         (FailureKind::Transient, "connect")
+    } else if error.is_timeout() {
+        (FailureKind::Ambiguous, "timeout")
     } else if error.is_builder() {
         (FailureKind::Configuration, "invalid_request")
     } else {
@@ -354,7 +355,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_response_slower_than_the_timeout_is_transient() {
+    async fn a_response_slower_than_the_timeout_is_ambiguous() {
         let server = MockServer::start().await;
         Mock::given(path(HOOK))
             .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
@@ -368,7 +369,7 @@ mod tests {
 
         assert_eq!(
             (error.kind, error.code.as_str()),
-            (FailureKind::Transient, "timeout"),
+            (FailureKind::Ambiguous, "timeout"),
             "{error}"
         );
     }

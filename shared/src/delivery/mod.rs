@@ -6,7 +6,9 @@
 //! message never fails its neighbours.
 
 use crate::config::DeliverySettings;
-use crate::domain::delivery::{Attempt, AttemptOutcome, FailureKind, RenderedMessage, SendError, backoff};
+use crate::domain::delivery::{
+    AMBIGUOUS_RETRY_DELAY, Attempt, AttemptOutcome, FailureKind, RenderedMessage, SendError, backoff,
+};
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
 use crate::domain::template::TemplateContent;
 use crate::domain::{TenantId, Timestamp};
@@ -26,6 +28,8 @@ use tracing::Instrument;
 const TEMPLATE_CACHE_ENTRIES: usize = 512;
 /// Attempts at recording an outcome before giving up on it (the send itself is never repeated for it).
 const SETTLE_ATTEMPTS: u32 = 3;
+/// Time kept, beyond the provider's timeout, to record an attempt (with its retries) before the deadline.
+const RECORD_RESERVE: Duration = Duration::from_secs(3);
 
 type TemplateKey = (TenantId, String, String, u32);
 
@@ -71,8 +75,18 @@ where
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let permits = &Semaphore::new(self.settings.concurrency);
+        let deadline = event.context.deadline;
         let verdicts = futures::future::join_all(event.payload.records.iter().map(|message| async move {
             let _permit = permits.acquire().await;
+            if !self.time_for_one_more(deadline) {
+                // Not claimed, so nothing is held: back on the queue at once for the next invocation.
+                tracing::warn!(
+                    message_id = message.message_id.as_deref().unwrap_or("unknown"),
+                    "too little time left to send and record; returned to the queue"
+                );
+                self.delay(message, Duration::ZERO).await;
+                return (message, Verdict::Retry);
+            }
             (message, self.deliver(message).await)
         }))
         .await;
@@ -85,6 +99,19 @@ where
             }
         }
         Ok(response)
+    }
+
+    /// Whether the invocation, which ends at `deadline` (milliseconds since the epoch; 0 when unknown), still
+    /// has time for a whole attempt: a send that takes the provider's full timeout, and recording it.
+    fn time_for_one_more(&self, deadline: u64) -> bool {
+        if deadline == 0 {
+            return true;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let left = Duration::from_millis(deadline).saturating_sub(now);
+        left >= self.settings.provider_timeout + RECORD_RESERVE
     }
 
     async fn deliver(&self, message: &SqsMessage) -> Verdict {
@@ -238,6 +265,18 @@ where
                 ),
                 None,
             ),
+            FailureKind::Ambiguous => {
+                let delay = backoff(receive_count, jitter(), error.retry_after).max(AMBIGUOUS_RETRY_DELAY);
+                let detail = format!(
+                    "{error} (the request went out and no answer came: the provider may have sent it; the next \
+                     attempt waits {} s, and may send it twice)",
+                    delay.as_secs()
+                );
+                (
+                    self.retry_settlement(reason::PROVIDER_TIMEOUT, &detail, delay, receive_count),
+                    Some(delay),
+                )
+            }
             FailureKind::Configuration | FailureKind::Transient => {
                 let code = if error.kind == FailureKind::Configuration {
                     reason::CONFIGURATION_ERROR
@@ -287,8 +326,10 @@ where
         settlement: Settlement,
         delay: Option<Duration>,
     ) -> Verdict {
+        let ambiguous = error.is_some_and(|error| error.kind == FailureKind::Ambiguous);
         let outcome = match settlement.status {
             NotificationStatus::Sent => AttemptOutcome::Sent,
+            NotificationStatus::Retrying if ambiguous => AttemptOutcome::Ambiguous,
             NotificationStatus::Retrying => AttemptOutcome::Retrying,
             NotificationStatus::DeadLettered => AttemptOutcome::DeadLettered,
             _ => AttemptOutcome::Failed,
@@ -339,7 +380,7 @@ where
         }
         tracing::info!(outcome = %outcome, attempt, duration_ms = record.duration_ms, recorded, "delivery attempt");
         match (outcome, delay) {
-            (AttemptOutcome::Retrying, Some(delay)) => {
+            (AttemptOutcome::Retrying | AttemptOutcome::Ambiguous, Some(delay)) => {
                 self.delay(message, delay).await;
                 Verdict::Retry
             }
@@ -506,8 +547,18 @@ pub async fn serve<S: Sender>(
 /// The AWS configuration for a provider client (SES, SNS): the SDK's own retries are off, because a
 /// failed send is retried by the delivery loop through SQS, with backoff and a record of each attempt;
 /// two layers retrying blindly would multiply the calls a throttled provider sees.
-pub fn provider_config(aws: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+///
+/// Its timeout is `timeout` (the delivery settings' provider timeout), long enough that a provider that is
+/// only slow is not taken for one that failed: a timed-out send may have been sent, and is retried only
+/// after a long wait, recorded as ambiguous.
+pub fn provider_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3).min(timeout))
+        .operation_attempt_timeout(timeout)
+        .operation_timeout(timeout)
+        .build();
     aws.to_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(timeouts)
         .build()
 }

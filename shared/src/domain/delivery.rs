@@ -21,7 +21,7 @@ pub struct SendReceipt {
     pub provider_message_id: Option<String>,
 }
 
-/// The three kinds of send failure, and so the three ways Herald reacts.
+/// The four kinds of send failure, and so the four ways Herald reacts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     /// This recipient cannot be reached this way (bad address, Slack 404/410, SES MessageRejected): the
@@ -30,9 +30,18 @@ pub enum FailureKind {
     /// Herald's own setup is wrong (access denied, sending paused, unverified sender): retried with
     /// backoff and finally dead-lettered, so a redrive works once a person has fixed it.
     Configuration,
-    /// The provider is busy or broken right now (throttling, 5xx, timeouts): retried with backoff.
+    /// The provider is busy or broken right now (throttling, 5xx, no connection): retried with backoff.
     Transient,
+    /// The provider may have accepted the message without saying so: the request went out and its answer
+    /// never came (a timeout after sending, a connection lost while reading the answer). Retried, but only
+    /// after [`AMBIGUOUS_RETRY_DELAY`], and the attempt is recorded `ambiguous`: a retry may send it twice,
+    /// and the record says so.
+    Ambiguous,
 }
+
+/// How long after an ambiguous attempt the next one waits at least: long enough for a provider that
+/// was only slow to have answered everyone, and for a person reading the attempts to see why.
+pub const AMBIGUOUS_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
 
 impl FailureKind {
     pub const fn retryable(self) -> bool {
@@ -73,6 +82,8 @@ impl SendError {
 pub enum AttemptOutcome {
     Sent,
     Retrying,
+    /// No answer from the provider after the request went out: it may have been sent. Retried later.
+    Ambiguous,
     Failed,
     DeadLettered,
 }
@@ -82,9 +93,27 @@ impl AttemptOutcome {
         match self {
             Self::Sent => "sent",
             Self::Retrying => "retrying",
+            Self::Ambiguous => "ambiguous",
             Self::Failed => "failed",
             Self::DeadLettered => "dead_lettered",
         }
+    }
+}
+
+impl std::str::FromStr for AttemptOutcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Sent,
+            Self::Retrying,
+            Self::Ambiguous,
+            Self::Failed,
+            Self::DeadLettered,
+        ]
+        .into_iter()
+        .find(|outcome| outcome.as_str() == text)
+        .ok_or_else(|| format!("attempt outcome {text}"))
     }
 }
 
@@ -136,6 +165,20 @@ pub fn backoff(receive_count: u32, unit: f64, retry_after: Option<Duration>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_attempt_outcome_reads_back_as_written() {
+        for outcome in [
+            AttemptOutcome::Sent,
+            AttemptOutcome::Retrying,
+            AttemptOutcome::Ambiguous,
+            AttemptOutcome::Failed,
+            AttemptOutcome::DeadLettered,
+        ] {
+            assert_eq!(outcome.as_str().parse::<AttemptOutcome>(), Ok(outcome));
+        }
+        assert!("maybe".parse::<AttemptOutcome>().is_err());
+    }
 
     #[test]
     fn backoff_grows_exponentially_with_jitter_and_a_cap() {

@@ -64,6 +64,8 @@ pub mod reason {
     pub const RENDER_ERROR: &str = "render_error";
     pub const REJECTED_BY_PROVIDER: &str = "rejected_by_provider";
     pub const PROVIDER_ERROR: &str = "provider_error";
+    /// The provider did not answer in time after the request went out: it may have sent the message.
+    pub const PROVIDER_TIMEOUT: &str = "provider_timeout";
     pub const CONFIGURATION_ERROR: &str = "configuration_error";
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
     pub const EVENT_EXPIRED: &str = "event_expired";

@@ -43,13 +43,10 @@ fn attempt_item(tenant: &TenantId, id: &NotificationId, attempt: &Attempt, expir
 }
 
 fn attempt_from(item: &Item) -> Result<Attempt, BackendError> {
-    let outcome = match item.str("outcome")? {
-        "sent" => AttemptOutcome::Sent,
-        "retrying" => AttemptOutcome::Retrying,
-        "failed" => AttemptOutcome::Failed,
-        "dead_lettered" => AttemptOutcome::DeadLettered,
-        other => return Err(corrupt("read", format!("attempt outcome {other}"))),
-    };
+    let outcome: AttemptOutcome = item
+        .str("outcome")?
+        .parse()
+        .map_err(|message: String| corrupt("read", message))?;
     Ok(Attempt {
         number: u32::try_from(item.int("number")?).map_err(|_| corrupt("read", "attempt number"))?,
         at: Timestamp::from_millis(item.int("at")?),
