@@ -593,3 +593,35 @@ async fn a_batch_that_runs_out_of_time_returns_the_rest_unclaimed() {
         assert_eq!(untouched["status"], "queued", "not claimed: {untouched:#}");
     }
 }
+
+#[tokio::test]
+async fn a_message_on_the_wrong_channels_queue_is_refused_before_any_claim() {
+    let slack = MockServer::start().await;
+    let (stack, mut event) = seeded_stack(&slack).await;
+    event["channels"] = json!(["email"]);
+    let accepted = accept(&stack, &event).await;
+    let envelopes = stack.drain(Channel::Email).await;
+    assert_eq!(
+        envelopes[0].channel,
+        Some(Channel::Email),
+        "the fan-out names the channel"
+    );
+    let bodies = vec![(
+        "misrouted".to_owned(),
+        serde_json::to_string(&envelopes[0]).unwrap(),
+    )];
+
+    let response = stack
+        .delivery(stack.slack_sender())
+        .handle(LambdaEvent::new(
+            sqs_event_with_bodies(&bodies),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let untouched = notification(&stack, &notification_id(&accepted, Channel::Email)).await;
+    assert_eq!(untouched["status"], "queued", "not claimed: {untouched:#}");
+    assert_eq!(outcomes(&untouched), Vec::<String>::new());
+}

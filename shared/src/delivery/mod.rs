@@ -136,6 +136,14 @@ where
     }
 
     async fn deliver_envelope(&self, message: &SqsMessage, envelope: &Envelope) -> Verdict {
+        if let Some(channel) = envelope
+            .channel
+            .filter(|channel| *channel != self.sender.channel())
+        {
+            // Refused before any claim: left on the queue, it ends in the DLQ where a person can look.
+            tracing::error!(envelope_channel = %channel, "message on the wrong channel's queue");
+            return Verdict::Retry;
+        }
         let receive_count = receive_count(message);
         let claim = self
             .ledger

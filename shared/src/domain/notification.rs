@@ -155,6 +155,10 @@ pub struct Envelope {
     pub tenant: TenantId,
     pub notification_id: NotificationId,
     pub correlation_id: String,
+    /// The channel whose queue it belongs on, so a message on the wrong queue is refused before anything
+    /// is claimed. Optional within v1: messages written before it was added have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
 }
 
 impl Envelope {
@@ -166,7 +170,14 @@ impl Envelope {
             tenant,
             notification_id,
             correlation_id,
+            channel: None,
         }
+    }
+
+    #[must_use]
+    pub fn on(mut self, channel: Channel) -> Self {
+        self.channel = Some(channel);
+        self
     }
 }
 
@@ -195,5 +206,9 @@ mod tests {
             serde_json::to_value(&envelope).unwrap(),
             json!({"v": 1, "tenant": "acme", "notification_id": "ntf_0190000000007000800000000000000a", "correlation_id": "evt_x"})
         );
+        let on_sms = serde_json::to_value(envelope.clone().on(Channel::Sms)).unwrap();
+        assert_eq!(on_sms["channel"], "sms");
+        let read: Envelope = serde_json::from_value(on_sms).unwrap();
+        assert_eq!(read.channel, Some(Channel::Sms));
     }
 }
