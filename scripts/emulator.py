@@ -3,6 +3,8 @@
 1. One request at a time. DynamoDB applies each request atomically and isolates transactions from one
    another; Herald's dedupe relies on it. moto does not under concurrent requests, so one lock goes around
    every DynamoDB request (decision 9). DynamoDB calls are short; SQS long polls are not affected.
+   Off by default, a fault on purpose: HERALD_EMULATOR_SLOW_EVERY=N and HERALD_EMULATOR_SLOW_MS=ms make every
+   Nth DynamoDB request answer that much later, after taking effect (a timed-out write that happened).
 
 2. A cancelled TransactWriteItems puts back only the items it touched. moto deep-copies every table of a
    transaction once per item of the transaction to be able to roll back, so each transaction cost time and
@@ -59,6 +61,7 @@ import copy
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -142,9 +145,21 @@ _dynamodb_lock = threading.RLock()
 _call_action = DynamoHandler.call_action
 
 
+# A fault on purpose, off unless asked for: every Nth DynamoDB request takes effect, then answers only after
+# a delay (HERALD_EMULATOR_SLOW_EVERY=N, HERALD_EMULATOR_SLOW_MS=ms). Set the delay past the SDK's attempt
+# timeout and the caller sees a timeout for a write that happened, as on a slow day on AWS.
+_slow_every = int(os.environ.get("HERALD_EMULATOR_SLOW_EVERY") or 0)
+_slow_seconds = int(os.environ.get("HERALD_EMULATOR_SLOW_MS") or 0) / 1000
+_dynamodb_requests = itertools.count(1)
+
+
 def _one_at_a_time(self):
     with _dynamodb_lock:
-        return _call_action(self)
+        answer = _call_action(self)
+        slow = _slow_every > 0 and next(_dynamodb_requests) % _slow_every == 0
+    if slow:
+        time.sleep(_slow_seconds)  # outside the lock: only this caller waits
+    return answer
 
 
 DynamoHandler.call_action = _one_at_a_time

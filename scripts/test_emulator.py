@@ -230,6 +230,36 @@ class ItemsAnsweredAsStored(unittest.TestCase):
         self.assertEqual(set(compared) & emulator._ITEM_OPERATIONS, emulator._ITEM_OPERATIONS)
 
 
+class SlowOnPurpose(unittest.TestCase):
+    """HERALD_EMULATOR_SLOW_EVERY / _MS: every Nth DynamoDB request takes effect, then answers late."""
+
+    def test_every_nth_request_answers_late_after_taking_effect(self):
+        slept = []
+        emulator._slow_every, emulator._slow_seconds = 2, 3.5
+        real_sleep = emulator.time.sleep
+        emulator.time.sleep = slept.append
+        self.addCleanup(setattr, emulator, "_slow_every", 0)
+        self.addCleanup(setattr, emulator.time, "sleep", real_sleep)
+        with mock_aws():
+            client = werkzeug.test.Client(DomainDispatcherApplication(create_backend_app))
+            emulator._dynamodb_requests = emulator.itertools.count(1)  # after the start's own warm-up reads
+            request = ItemsAnsweredAsStored.request
+            schema = {
+                "TableName": "slow",
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            self.assertEqual(request(self, client, "CreateTable", schema).status_code, 200)
+            self.assertEqual(slept, [])
+            put = {"TableName": "slow", "Item": {"pk": {"S": "written"}}}
+            self.assertEqual(request(self, client, "PutItem", put).status_code, 200)
+            self.assertEqual(slept, [3.5], "the second request answered late")
+            got = request(self, client, "GetItem", {"TableName": "slow", "Key": {"pk": {"S": "written"}}})
+            self.assertEqual(json.loads(got.data)["Item"], {"pk": {"S": "written"}}, "and had taken effect")
+            self.assertEqual(slept, [3.5])
+
+
 class StartUp(unittest.TestCase):
     def test_refuses_a_moto_whose_patched_internals_changed(self):
         with tempfile.TemporaryDirectory() as directory:
