@@ -138,7 +138,7 @@ fn every_function_logs_json_to_its_own_log_group() {
         Some("JSON")
     );
     let functions = resources(&template, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 5);
+    assert_eq!(functions.len(), 6);
     for (id, function) in functions {
         let group = reference(&function["Properties"]["LoggingConfig"]["LogGroup"]);
         let log_group = &template["Resources"][group.as_str()];
