@@ -297,7 +297,8 @@ pub trait DeliveryLedger: Send + Sync {
     ) -> impl Future<Output = Result<Claim, BackendError>> + Send;
 
     /// Records the attempt and the notification's new state in one transaction. `Ok(false)` when the
-    /// claim was lost meanwhile (its lease ran out and another delivery took over).
+    /// claim was lost meanwhile (its lease ran out and another delivery took over); `Ok(true)` also when
+    /// this very record was already written (a retry after the answer to the first write was lost).
     fn settle(
         &self,
         tenant: &TenantId,

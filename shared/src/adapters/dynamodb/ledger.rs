@@ -192,7 +192,10 @@ impl DeliveryLedger for DynamoActivityStore {
         match transact(&self.client, "TransactWriteItems(settle notification)", writes).await {
             Ok(()) => Ok(true),
             Err(Cancelled::Backend(error)) => Err(error),
-            Err(cancelled) if cancelled.failed_at(0) || cancelled.failed_at(1) => Ok(false),
+            // Only the holder of attempt N writes ATTEMPT#N, and only in this transaction: if it exists, this
+            // settle already committed once and the SDK's retry (after a lost answer) met it.
+            Err(cancelled) if cancelled.failed_at(0) => Ok(true),
+            Err(cancelled) if cancelled.failed_at(1) => Ok(false),
             Err(cancelled) => Err(BackendError {
                 service: "DynamoDB",
                 operation: "TransactWriteItems(settle notification)",
