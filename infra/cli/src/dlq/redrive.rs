@@ -260,3 +260,97 @@ async fn release(target: &Target, dlq_url: &str, messages: &[Message]) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+    use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
+    use aws_sdk_sqs::operation::list_message_move_tasks::ListMessageMoveTasksOutput;
+    use aws_sdk_sqs::operation::start_message_move_task::StartMessageMoveTaskOutput;
+    use aws_sdk_sqs::types::ListMessageMoveTasksResultEntry;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    const DLQ_ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:herald-slack-dlq";
+    const QUEUE_ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:herald-slack";
+
+    /// A redrive of a whole queue, on an endpoint that has StartMessageMoveTask, is SQS's own move task
+    /// from the DLQ to its source queue, followed until done; no message passes through this process.
+    #[tokio::test]
+    async fn a_whole_queue_is_redriven_by_sqs_own_move_task() {
+        let dlq_url = mock!(aws_sdk_sqs::Client::get_queue_url)
+            .match_requests(|request| request.queue_name() == Some("herald-slack-dlq"))
+            .then_output(|| {
+                GetQueueUrlOutput::builder()
+                    .queue_url("https://sqs/herald-slack-dlq")
+                    .build()
+            });
+        let queue_url = mock!(aws_sdk_sqs::Client::get_queue_url)
+            .match_requests(|request| request.queue_name() == Some("herald-slack"))
+            .then_output(|| {
+                GetQueueUrlOutput::builder()
+                    .queue_url("https://sqs/herald-slack")
+                    .build()
+            });
+        let arn = |url: &'static str, arn: &'static str| {
+            mock!(aws_sdk_sqs::Client::get_queue_attributes)
+                .match_requests(move |request| request.queue_url() == Some(url))
+                .then_output(move || {
+                    GetQueueAttributesOutput::builder()
+                        .attributes(QueueAttributeName::QueueArn, arn)
+                        .build()
+                })
+        };
+        let (dlq_arn, queue_arn) = (
+            arn("https://sqs/herald-slack-dlq", DLQ_ARN),
+            arn("https://sqs/herald-slack", QUEUE_ARN),
+        );
+        let start = mock!(aws_sdk_sqs::Client::start_message_move_task)
+            .match_requests(|request| {
+                request.source_arn() == Some(DLQ_ARN)
+                    && request.destination_arn() == Some(QUEUE_ARN)
+                    && request.max_number_of_messages_per_second() == Some(4)
+            })
+            .then_output(|| {
+                StartMessageMoveTaskOutput::builder()
+                    .task_handle("task-1")
+                    .build()
+            });
+        let done = mock!(aws_sdk_sqs::Client::list_message_move_tasks)
+            .match_requests(|request| request.source_arn() == Some(DLQ_ARN))
+            .then_output(|| {
+                ListMessageMoveTasksOutput::builder()
+                    .results(
+                        ListMessageMoveTasksResultEntry::builder()
+                            .status("COMPLETED")
+                            .approximate_number_of_messages_moved(7)
+                            .build(),
+                    )
+                    .build()
+            });
+        let received = mock!(aws_sdk_sqs::Client::receive_message).then_output(|| unreachable!("no receive"));
+        let sqs = mock_client!(
+            aws_sdk_sqs,
+            RuleMode::MatchAny,
+            &[
+                &dlq_url, &queue_url, &dlq_arn, &queue_arn, &start, &done, &received
+            ]
+        );
+        let target = Target {
+            sqs,
+            dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
+            stack: "herald".to_owned(),
+            activity_table: None,
+        };
+        let options = Options {
+            channels: vec![Channel::Slack],
+            rate: Some(4),
+            ..Options::default()
+        };
+
+        run(&target, &options).await.unwrap();
+
+        assert_eq!((start.num_calls(), done.num_calls()), (1, 1));
+        assert_eq!(received.num_calls(), 0, "nothing moved through this process");
+    }
+}
