@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod channels;
+pub mod delivery_fixture;
 pub mod fault_proxy;
 pub mod poller;
 pub mod table_fixture;

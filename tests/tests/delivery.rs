@@ -1,5 +1,6 @@
 //! Ingest → queue → a test poller → the channel handler, in-process, against the emulator: all three
-//! channels end to end, retries, permanent failures, duplicates, poison messages and render errors.
+//! channels end to end, retries, permanent failures, duplicates, poison messages and render errors (the faults
+//! that bound the duplicate window are in delivery_faults.rs).
 
 #![allow(
     clippy::unwrap_used,
@@ -8,101 +9,19 @@
     clippy::similar_names
 )] // test code: a panic is a failed test
 
-use herald::domain::notification::Envelope;
-use herald::domain::{Channel, Timestamp};
-use herald_integration_tests::channels::{PROVIDER_TIMEOUT, unique_phone};
+use herald::domain::Channel;
+use herald_integration_tests::delivery_fixture::{
+    SLACK_PATH, accept, notification, notification_id, outcomes, seeded_stack, sent_emails, sent_sms,
+    slack_messages_waiting,
+};
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
 use herald_integration_tests::poller::{emulator_data, sqs_event_with_bodies};
-use herald_integration_tests::{Answer, ApiRequest, MAX_RECEIVE_COUNT, Stack, unique};
+use herald_integration_tests::{ApiRequest, MAX_RECEIVE_COUNT};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const SLACK_PATH: &str = "/services/T000/B000/XXXX";
-
-/// A stack seeded with the order_created example, whose Slack webhook is `slack`.
-async fn seeded_stack(slack: &MockServer) -> (Stack, Value) {
-    let stack = Stack::new().await.with_loopback_webhooks();
-    stack.seed_order_created().await;
-    let event = json!({
-        "event": "order_created",
-        "recipient": {"email": format!("{}@example.com", unique("ada")), "phone": unique_phone(),
-                      "slack_webhook_url": format!("{}{SLACK_PATH}", slack.uri())},
-        "payload": {"order_id": 444, "total": 99.99}
-    });
-    (stack, event)
-}
-
-async fn accept(stack: &Stack, event: &Value) -> Answer {
-    let request = ApiRequest::new("POST", "/v1/events")
-        .key(&stack.api_key)
-        .json(event);
-    let answer = stack.call_ingest(&stack.ingest(), &request).await;
-    assert_eq!(answer.status, 202, "{answer:?}");
-    answer
-}
-
-/// A Slack webhook that answers ok, and `count` accepted Slack-only events whose messages were taken off the
-/// queue (to be handed to the delivery loop by the test).
-async fn slack_messages_waiting(count: u64) -> (MockServer, Stack, Vec<Envelope>) {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
-    let (stack, mut event) = seeded_stack(&slack).await;
-    event["channels"] = json!(["slack"]);
-    for order in 0..count {
-        event["payload"]["order_id"] = json!(order);
-        accept(&stack, &event).await;
-    }
-    let envelopes = stack.drain(Channel::Slack).await;
-    assert_eq!(envelopes.len(), usize::try_from(count).unwrap());
-    (slack, stack, envelopes)
-}
-
-fn notification_id(answer: &Answer, channel: Channel) -> String {
-    let notifications = answer.body["notifications"].as_array().unwrap();
-    let found = notifications
-        .iter()
-        .find(|n| n["channel"] == channel.as_str())
-        .expect("a notification for the channel");
-    found["id"].as_str().unwrap().to_owned()
-}
-
-async fn notification(stack: &Stack, id: &str) -> Value {
-    let request = ApiRequest::get(&format!("/v1/notifications/{id}")).key(&stack.api_key);
-    let answer = stack.call_ingest(&stack.ingest(), &request).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer.body
-}
-
-fn outcomes(notification: &Value) -> Vec<String> {
-    notification["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn sent_emails(data: &Value, to: &str) -> Vec<Value> {
-    let messages = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
-    messages
-        .into_iter()
-        .filter(|m| m["destinations"]["ToAddresses"][0] == to)
-        .collect()
-}
-
-fn sent_sms(data: &Value, phone: &str) -> Vec<Value> {
-    let messages = data["sns"]["SMS"].as_array().cloned().unwrap_or_default();
-    messages
-        .into_iter()
-        .filter(|m| m["phone_number"] == phone)
-        .collect()
-}
 
 #[tokio::test]
 async fn email_sms_and_slack_are_delivered_and_recorded() {
@@ -525,103 +444,4 @@ async fn a_batch_of_ten_is_delivered_concurrently() {
     for (concurrency, elapsed) in timings {
         println!("a batch of 10, {latency:?} provider latency, concurrency {concurrency}: {elapsed:?}");
     }
-}
-
-#[tokio::test]
-async fn a_provider_that_accepts_but_answers_too_late_is_recorded_ambiguous_and_not_retried_soon() {
-    let slack = MockServer::start().await;
-    let (stack, mut event) = seeded_stack(&slack).await;
-    event["channels"] = json!(["sms"]);
-    let accepted = accept(&stack, &event).await;
-    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
-    // SNS publishes the SMS, then answers after the sender's timeout.
-    proxy.fail_next(Fault::answered_late("Action=Publish", PROVIDER_TIMEOUT * 2));
-    let sms = stack.delivery(stack.sms_sender(&proxy.url).await);
-
-    let first = stack.poll(Channel::Sms, 1, |e| sms.handle(e)).await;
-
-    assert_eq!(first.failed.len(), 1, "{first:?}");
-    let id = notification_id(&accepted, Channel::Sms);
-    let pending = notification(&stack, &id).await;
-    assert_eq!(pending["status"], "retrying", "{pending:#}");
-    assert_eq!(pending["reason"], "provider_timeout", "{pending:#}");
-    assert_eq!(outcomes(&pending), ["ambiguous"], "{pending:#}");
-    // Both are written by Timestamp::to_rfc3339 (UTC, fixed width), so they compare as strings.
-    let next = pending["next_attempt_at"].as_str().unwrap();
-    let in_four_minutes = Timestamp::now().plus_seconds(4 * 60).to_rfc3339();
-    assert!(
-        next > in_four_minutes.as_str(),
-        "the retry waits minutes, not seconds: {next}"
-    );
-    let phone = event["recipient"]["phone"].as_str().unwrap();
-    assert_eq!(
-        sent_sms(&emulator_data().await, phone).len(),
-        1,
-        "the provider did send it, once"
-    );
-    let soon = stack.poll(Channel::Sms, 2, |e| sms.handle(e)).await;
-    assert_eq!(soon.received, 0, "no fast retry to send it twice: {soon:?}");
-}
-
-#[tokio::test]
-async fn a_batch_that_runs_out_of_time_returns_the_rest_unclaimed() {
-    let (slack, stack, messages) = slack_messages_waiting(3).await;
-    let bodies: Vec<(String, String)> = messages
-        .iter()
-        .map(|e| (e.notification_id.to_string(), serde_json::to_string(e).unwrap()))
-        .collect();
-    let mut context = Context::default();
-    // Less time left than one send (the provider's timeout) and its record need.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    context.deadline = u64::try_from((now + PROVIDER_TIMEOUT).as_millis()).unwrap();
-
-    let response = stack
-        .delivery(stack.slack_sender())
-        .handle(LambdaEvent::new(sqs_event_with_bodies(&bodies), context))
-        .await
-        .unwrap();
-
-    assert_eq!(response.batch_item_failures.len(), 3, "every message returned");
-    assert!(
-        slack.received_requests().await.unwrap().is_empty(),
-        "nothing sent"
-    );
-    for envelope in &messages {
-        let untouched = notification(&stack, envelope.notification_id.as_str()).await;
-        assert_eq!(untouched["status"], "queued", "not claimed: {untouched:#}");
-    }
-}
-
-#[tokio::test]
-async fn a_message_on_the_wrong_channels_queue_is_refused_before_any_claim() {
-    let slack = MockServer::start().await;
-    let (stack, mut event) = seeded_stack(&slack).await;
-    event["channels"] = json!(["email"]);
-    let accepted = accept(&stack, &event).await;
-    let envelopes = stack.drain(Channel::Email).await;
-    assert_eq!(
-        envelopes[0].channel,
-        Some(Channel::Email),
-        "the fan-out names the channel"
-    );
-    let bodies = vec![(
-        "misrouted".to_owned(),
-        serde_json::to_string(&envelopes[0]).unwrap(),
-    )];
-
-    let response = stack
-        .delivery(stack.slack_sender())
-        .handle(LambdaEvent::new(
-            sqs_event_with_bodies(&bodies),
-            Context::default(),
-        ))
-        .await
-        .unwrap();
-
-    assert_eq!(response.batch_item_failures.len(), 1);
-    let untouched = notification(&stack, &notification_id(&accepted, Channel::Email)).await;
-    assert_eq!(untouched["status"], "queued", "not claimed: {untouched:#}");
-    assert_eq!(outcomes(&untouched), Vec::<String>::new());
 }
