@@ -127,6 +127,15 @@ impl QueueUrls {
         ]))
     }
 
+    /// Each channel's dead-letter queue.
+    pub fn dead_letter_from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self::new([
+            (Channel::Email, env.required("HERALD_EMAIL_DLQ_URL")?),
+            (Channel::Sms, env.required("HERALD_SMS_DLQ_URL")?),
+            (Channel::Slack, env.required("HERALD_SLACK_DLQ_URL")?),
+        ]))
+    }
+
     pub fn get(&self, channel: Channel) -> Option<&str> {
         self.0.get(&channel).map(String::as_str)
     }
@@ -314,12 +323,36 @@ impl IngestConfig {
     }
 }
 
+/// When the reconciler takes an unsettled notification for stalled: nothing will deliver it any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Untouched this long while its channel's queue is empty: no message for it is left. Longer than a
+    /// lease plus the queue's visibility timeout, after which a crashed delivery's message comes back.
+    pub stall_after: Duration,
+    /// Untouched this long, whatever its queue holds: any message for it is past the queue's retention.
+    pub queue_retention: Duration,
+}
+
+impl ReconcileSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            stall_after: Duration::from_secs(env.number("HERALD_STALL_AFTER_SECONDS", 900)?.max(1)),
+            // SQS's default retention, which the template's channel queues keep.
+            queue_retention: Duration::from_secs(
+                env.number("HERALD_QUEUE_RETENTION_SECONDS", 345_600)?.max(1),
+            ),
+        })
+    }
+}
+
 /// The sweeper function's configuration.
 #[derive(Debug, Clone)]
 pub struct SweeperConfig {
     pub aws: AwsSettings,
     pub tables: Tables,
     pub queues: QueueUrls,
+    pub dead_letter_queues: QueueUrls,
+    pub reconcile: ReconcileSettings,
 }
 
 impl SweeperConfig {
@@ -328,6 +361,8 @@ impl SweeperConfig {
             aws: AwsSettings::from_env(env)?,
             tables: Tables::from_env(env)?,
             queues: QueueUrls::from_env(env)?,
+            dead_letter_queues: QueueUrls::dead_letter_from_env(env)?,
+            reconcile: ReconcileSettings::from_env(env)?,
         })
     }
 }

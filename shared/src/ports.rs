@@ -235,6 +235,39 @@ pub trait ActivityStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(TenantId, EventId)>, BackendError>> + Send;
 }
 
+/// Notifications still owed a delivery (`queued`, `sending`, `retrying`), for the reconciler, which finds
+/// the ones nothing will deliver any more.
+pub trait UnsettledNotifications: Send + Sync {
+    /// Unsettled notifications, of every tenant, that were due for a delivery before `due_before` (created
+    /// then, or told to retry then), oldest first, at most `limit`: queries of a sparse index, never a scan.
+    fn overdue(
+        &self,
+        due_before: Timestamp,
+        limit: u16,
+    ) -> impl Future<Output = Result<Vec<(TenantId, NotificationId)>, BackendError>> + Send;
+
+    /// Marks a stalled notification `dead_lettered` (reason `stalled`) if it is still as `seen` (same
+    /// status, not updated since). `false` when a delivery touched it meanwhile.
+    fn dead_letter_stalled(
+        &self,
+        seen: &Notification,
+        now: Timestamp,
+        detail: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Takes a settled notification out of the index, should one have been left in it.
+    fn forget_settled(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// How many messages a channel's queue holds, visible, in flight and delayed (SQS's approximate counts).
+pub trait QueueDepth: Send + Sync {
+    fn messages(&self, channel: Channel) -> impl Future<Output = Result<u64, BackendError>> + Send;
+}
+
 pub trait NotificationQueue: Send + Sync {
     /// Puts the envelopes on the channel's queue; succeeds only when every one is on it.
     fn enqueue(

@@ -8,7 +8,7 @@ use crate::{Answer, ApiRequest, Stack, unique};
 use herald::domain::Channel;
 use herald::domain::notification::Envelope;
 use serde_json::{Value, json};
-use wiremock::matchers::method;
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const SLACK_PATH: &str = "/services/T000/B000/XXXX";
@@ -35,14 +35,21 @@ pub async fn accept(stack: &Stack, event: &Value) -> Answer {
     answer
 }
 
-/// A Slack webhook that answers ok, and `count` accepted Slack-only events whose messages were taken off the
-/// queue (to be handed to the delivery loop by the test).
-pub async fn slack_messages_waiting(count: u64) -> (MockServer, Stack, Vec<Envelope>) {
+/// A Slack incoming webhook that accepts every message, as Slack answers: 200 `ok`.
+pub async fn slack_that_accepts() -> MockServer {
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
+        .and(path(SLACK_PATH))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&slack)
         .await;
+    slack
+}
+
+/// A Slack webhook that answers ok, and `count` accepted Slack-only events whose messages were taken off the
+/// queue (to be handed to the delivery loop by the test).
+pub async fn slack_messages_waiting(count: u64) -> (MockServer, Stack, Vec<Envelope>) {
+    let slack = slack_that_accepts().await;
     let (stack, mut event) = seeded_stack(&slack).await;
     event["channels"] = json!(["slack"]);
     for order in 0..count {

@@ -11,8 +11,8 @@
 
 use herald::domain::Channel;
 use herald_integration_tests::delivery_fixture::{
-    SLACK_PATH, accept, notification, notification_id, outcomes, seeded_stack, sent_emails, sent_sms,
-    slack_messages_waiting,
+    accept, notification, notification_id, outcomes, seeded_stack, sent_emails, sent_sms,
+    slack_messages_waiting, slack_that_accepts,
 };
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
 use herald_integration_tests::poller::{emulator_data, sqs_event_with_bodies};
@@ -20,17 +20,12 @@ use herald_integration_tests::{ApiRequest, MAX_RECEIVE_COUNT};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::time::Duration;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 #[tokio::test]
 async fn email_sms_and_slack_are_delivered_and_recorded() {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(SLACK_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
+    let slack = slack_that_accepts().await;
     let (stack, event) = seeded_stack(&slack).await;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
     let proxy = FaultProxy::start(&endpoint).await;

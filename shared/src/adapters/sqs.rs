@@ -4,9 +4,9 @@ use crate::adapters::backend_error;
 use crate::config::QueueUrls;
 use crate::domain::Channel;
 use crate::domain::notification::Envelope;
-use crate::ports::{BackendError, NotificationQueue};
+use crate::ports::{BackendError, NotificationQueue, QueueDepth};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use std::time::Duration;
 
 /// SQS takes at most ten messages a batch.
@@ -105,6 +105,43 @@ impl NotificationQueue for SqsNotificationQueue {
             self.send_batch(url, batch).await?;
         }
         Ok(())
+    }
+}
+
+/// Counts a channel queue's messages from its approximate attributes: visible, in flight and delayed.
+impl QueueDepth for SqsNotificationQueue {
+    async fn messages(&self, channel: Channel) -> Result<u64, BackendError> {
+        const COUNTS: [QueueAttributeName; 3] = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ];
+        let url = self.urls.get(channel).ok_or_else(|| BackendError {
+            service: "SQS",
+            operation: "GetQueueAttributes",
+            message: format!("no queue is configured for {channel}"),
+            retryable: false,
+        })?;
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(COUNTS.to_vec()))
+            .send()
+            .await
+            .map_err(|error| backend_error("SQS", "GetQueueAttributes", &error))?;
+        let attributes = output.attributes.unwrap_or_default();
+        COUNTS.iter().try_fold(0u64, |total, name| {
+            let count = attributes.get(name).map_or(Ok(0), |count| {
+                count.parse::<u64>().map_err(|_| BackendError {
+                    service: "SQS",
+                    operation: "GetQueueAttributes",
+                    message: format!("{name} is not a count: {count:?}"),
+                    retryable: false,
+                })
+            })?;
+            Ok(total.saturating_add(count))
+        })
     }
 }
 

@@ -41,6 +41,12 @@ impl NotificationStatus {
     pub const fn needs_delivery(self) -> bool {
         matches!(self, Self::Queued)
     }
+
+    /// Whether a delivery is still owed: the notification is on its way, and a message on its channel's
+    /// queue (or a delivery holding it) should bring it to an end.
+    pub const fn is_unsettled(self) -> bool {
+        matches!(self, Self::Queued | Self::Sending | Self::Retrying)
+    }
 }
 
 impl fmt::Display for NotificationStatus {
@@ -68,6 +74,10 @@ pub mod reason {
     pub const PROVIDER_TIMEOUT: &str = "provider_timeout";
     pub const CONFIGURATION_ERROR: &str = "configuration_error";
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    /// Nothing delivered it for so long that no message for it can be left on its queue (its last receive
+    /// failed before it could be recorded, or the process holding it died on it): the reconciler put a
+    /// message for it in the DLQ, to be redriven.
+    pub const STALLED: &str = "stalled";
     pub const EVENT_EXPIRED: &str = "event_expired";
 }
 

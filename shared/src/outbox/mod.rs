@@ -4,10 +4,8 @@
 //! The event is written with `fanout_pending` (the key of a sparse index) and a lease held by the request
 //! that wrote it. That request fans out at once; when it cannot (SQS failed, the process died, the answer of
 //! its own write was lost), the event stays in the index. A replay of the same request finishes it if the
-//! lease is free, and the sweeper ([`handler`], on a schedule) finishes every event left past its lease.
+//! lease is free, and the sweeper ([`crate::sweeper`], on a schedule) finishes every event left past its lease.
 //! Fanning out twice is harmless: the delivery loop claims each notification before sending it.
-
-pub mod handler;
 
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::{Channel, EventId, TenantId, Timestamp};

@@ -282,6 +282,10 @@ pub async fn start_functions(
         // Only the local stack lets Slack webhooks point at loopback, where its sink listens.
         environment.insert("HERALD_ALLOW_LOOPBACK_WEBHOOKS".into(), "true".into());
         environment.insert("HERALD_CONFIG_CACHE_SECONDS".into(), "2".into());
+        // The reconciler's stall window, shortened for tests and impatient developers as the schedules are.
+        if let Ok(window) = std::env::var("HERALD_STALL_AFTER_SECONDS") {
+            environment.insert("HERALD_STALL_AFTER_SECONDS".into(), window);
+        }
         let config = FunctionConfig {
             name: spec.binary.clone(),
             binary: binaries.join(&spec.binary),

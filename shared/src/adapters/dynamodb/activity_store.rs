@@ -143,6 +143,9 @@ fn notification_item(notification: &Notification, expires_at: Timestamp) -> Item
     if let Some(user) = &notification.user_id {
         item.insert("by_user".into(), s(format!("T#{tenant}#USER#{user}")));
     }
+    if notification.status.is_unsettled() {
+        super::unsettled::index_new(&mut item, &notification.id, notification.created_at);
+    }
     item.insert("expires_at".into(), n(expires_at.epoch_seconds()));
     item
 }

@@ -73,7 +73,8 @@ impl DeliveryLedger for DynamoActivityStore {
             .set_key(Some(notification_key(tenant, id)))
             .update_expression(
                 "SET #status = :sending, #lease_until = :until, #updated_at = :now, \
-                 #attempts = if_not_exists(#attempts, :zero) + :one",
+                 #attempts = if_not_exists(#attempts, :zero) + :one, \
+                 unsettled = :unsettled, due_at = if_not_exists(due_at, :now)",
             )
             .condition_expression(
                 "attribute_exists(pk) AND (#status IN (:queued, :retrying, :dead_lettered) \
@@ -91,6 +92,8 @@ impl DeliveryLedger for DynamoActivityStore {
             .expression_attribute_values(":now", n(now.millis()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
+            // Unchanged for a notification in the index; a redrive of a dead-lettered one puts it back.
+            .expression_attribute_values(":unsettled", s(super::unsettled::shard(id)))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -179,6 +182,15 @@ impl DeliveryLedger for DynamoActivityStore {
                 }
                 None => {}
             }
+        }
+        if settlement.status.is_unsettled() {
+            // A retry: the reconciler looks again a stall window after it is due.
+            if settlement.next_attempt_at.is_some() {
+                clauses.push("due_at = :next_attempt_at".to_owned());
+            }
+        } else {
+            clauses_removed.push("unsettled".to_owned());
+            clauses_removed.push("due_at".to_owned());
         }
         removes.extend(clauses_removed.iter().map(String::as_str));
         sets.extend(clauses.iter().map(String::as_str));

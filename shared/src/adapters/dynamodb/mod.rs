@@ -12,7 +12,7 @@
 //! | config | rules per event type | `TENANT#<t>` | `RULECOUNT#<event>` |
 //! | activity | idempotency record | `T#<t>#IDEM#<key>` | `IDEM` |
 //! | activity | event | `T#<t>#EVT#<id>` | `EVENT` |
-//! | activity | notification | `T#<t>#NTF#<id>` | `NTF` |
+//! | activity | notification | `T#<t>#NTF#<id>` | `NTF` (GSI `unsettled`: `U#<0-3>`, `due_at`, while owed a delivery) |
 //!
 //! JSON documents (payloads, schemas, template parts, conditions) are stored as JSON strings, not maps:
 //! no 32-level nesting or 38-digit number limits, and they read back exactly as written.
@@ -22,6 +22,7 @@ mod config_store;
 mod ledger;
 #[cfg(test)]
 mod tests;
+mod unsettled;
 
 pub use activity_store::DynamoActivityStore;
 pub use config_store::DynamoConfigStore;

@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+mod unsettled;
+pub use unsettled::MemoryQueueDepth;
+
 /// What a failpoint does to the next calls of its operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -32,7 +35,7 @@ impl Failpoints {
     }
 
     /// The fault for this call of `operation`, if one is set; counts it down.
-    fn take(&self, operation: &str) -> Option<Fault> {
+    pub(crate) fn take(&self, operation: &str) -> Option<Fault> {
         let mut points = lock(&self.0);
         let (fault, left) = points.get_mut(operation)?;
         let fault = *fault;

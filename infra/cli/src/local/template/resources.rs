@@ -471,7 +471,7 @@ mod tests {
         assert_eq!(config.ttl_attribute, None);
         let activity = tables.iter().find(|t| t.logical_id == "ActivityTable").unwrap();
         assert_eq!(activity.name, format!("{STACK}-ActivityTable"));
-        assert_eq!(activity.global_secondary_indexes.len(), 4);
+        assert_eq!(activity.global_secondary_indexes.len(), 5);
         let fanout = activity
             .global_secondary_indexes
             .iter()
