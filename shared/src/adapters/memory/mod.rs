@@ -1,8 +1,9 @@
-//! In-memory implementations of the activity store and the notification queue, with failpoints, so the
-//! logic above them (the outbox and its sweeper) is tested for every interleaving without the emulator.
+//! In-memory implementations of the ports, with failpoints, so the logic above them (the outbox and its
+//! sweeper, the delivery loop) is tested for every interleaving without the emulator.
 //! They keep DynamoDB's semantics where the logic relies on them: conditional writes are atomic, and an
 //! acceptance is all or nothing.
 
+use crate::domain::delivery::Attempt;
 use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
@@ -11,6 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub mod ledger;
+
 /// What a failpoint does to the next calls of its operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -18,6 +21,8 @@ pub enum Fault {
     Fail,
     /// The call takes effect, then its caller sees a timeout (a retryable error).
     TimeOutAfterCommit,
+    /// The call waits this long, then proceeds (a slow backend; honoured by the delivery ledger).
+    Slow(Duration),
 }
 
 /// Operations that can be told to fail, by name (`"record_acceptance"`, `"enqueue:slack"`, …), each a
@@ -63,11 +68,21 @@ struct EventEntry {
     lease_until: Option<Timestamp>,
 }
 
+/// A notification with what DynamoDB keeps beside it on its item and under its key: the claim's lease and
+/// counter, and the attempt records (see [`ledger`]).
+#[derive(Debug, Clone)]
+struct NotificationEntry {
+    notification: Notification,
+    lease_until: Option<Timestamp>,
+    attempts: u32,
+    records: BTreeMap<u32, Attempt>,
+}
+
 #[derive(Debug, Default)]
 struct Tables {
     idempotency: HashMap<(TenantId, String), IdempotencyRecord>,
     events: HashMap<(TenantId, EventId), EventEntry>,
-    notifications: HashMap<(TenantId, NotificationId), Notification>,
+    notifications: HashMap<(TenantId, NotificationId), NotificationEntry>,
 }
 
 /// The activity table in memory.
@@ -125,9 +140,15 @@ impl MemoryActivityStore {
             },
         );
         for notification in &acceptance.notifications {
-            tables
-                .notifications
-                .insert((tenant.clone(), notification.id.clone()), notification.clone());
+            tables.notifications.insert(
+                (tenant.clone(), notification.id.clone()),
+                NotificationEntry {
+                    notification: notification.clone(),
+                    lease_until: None,
+                    attempts: 0,
+                    records: BTreeMap::new(),
+                },
+            );
         }
         Transacted::Committed
     }
@@ -177,7 +198,8 @@ impl ActivityStore for MemoryActivityStore {
         let tables = lock(&self.tables);
         Ok(ids
             .iter()
-            .filter_map(|id| tables.notifications.get(&(tenant.clone(), id.clone())).cloned())
+            .filter_map(|id| tables.notifications.get(&(tenant.clone(), id.clone())))
+            .map(|entry| entry.notification.clone())
             .collect())
     }
 
