@@ -13,6 +13,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub mod ledger;
+pub mod sender;
+pub mod templates;
 
 /// What a failpoint does to the next calls of its operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
