@@ -23,7 +23,8 @@ pub enum Fault {
     Fail,
     /// The call takes effect, then its caller sees a timeout (a retryable error).
     TimeOutAfterCommit,
-    /// The call waits this long, then proceeds (a slow backend; honoured by the delivery ledger).
+    /// The call waits this long, then proceeds (a slow backend). Honoured by the delivery ledger and the
+    /// template store; the activity store's other operations and the queue ignore it.
     Slow(Duration),
 }
 
