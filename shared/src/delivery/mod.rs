@@ -570,3 +570,6 @@ pub fn provider_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_co
         .timeout_config(timeouts)
         .build()
 }
+
+#[cfg(test)]
+mod tests;

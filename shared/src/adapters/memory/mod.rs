@@ -1,8 +1,9 @@
-//! In-memory implementations of the activity store and the notification queue, with failpoints, so the
-//! logic above them (the outbox and its sweeper) is tested for every interleaving without the emulator.
+//! In-memory implementations of the ports, with failpoints, so the logic above them (the outbox and its
+//! sweeper, the delivery loop) is tested for every interleaving without the emulator.
 //! They keep DynamoDB's semantics where the logic relies on them: conditional writes are atomic, and an
 //! acceptance is all or nothing.
 
+use crate::domain::delivery::Attempt;
 use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
@@ -11,6 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub mod ledger;
+pub mod sender;
+pub mod templates;
 mod unsettled;
 pub use unsettled::MemoryQueueDepth;
 
@@ -21,6 +25,9 @@ pub enum Fault {
     Fail,
     /// The call takes effect, then its caller sees a timeout (a retryable error).
     TimeOutAfterCommit,
+    /// The call waits this long, then proceeds (a slow backend). Honoured by the delivery ledger and the
+    /// template store; the activity store's other operations and the queue ignore it.
+    Slow(Duration),
 }
 
 /// Operations that can be told to fail, by name (`"record_acceptance"`, `"enqueue:slack"`, …), each a
@@ -66,11 +73,32 @@ struct EventEntry {
     lease_until: Option<Timestamp>,
 }
 
+/// A notification with what DynamoDB keeps beside it on its item and under its key: the claim's lease and
+/// counter, and the attempt records (see [`ledger`]).
+#[derive(Debug, Clone)]
+struct NotificationEntry {
+    notification: Notification,
+    lease_until: Option<Timestamp>,
+    attempts: u32,
+    records: BTreeMap<u32, Attempt>,
+}
+
+impl NotificationEntry {
+    fn new(notification: Notification) -> Self {
+        Self {
+            notification,
+            lease_until: None,
+            attempts: 0,
+            records: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tables {
     idempotency: HashMap<(TenantId, String), IdempotencyRecord>,
     events: HashMap<(TenantId, EventId), EventEntry>,
-    notifications: HashMap<(TenantId, NotificationId), Notification>,
+    notifications: HashMap<(TenantId, NotificationId), NotificationEntry>,
 }
 
 /// The activity table in memory.
@@ -128,9 +156,10 @@ impl MemoryActivityStore {
             },
         );
         for notification in &acceptance.notifications {
-            tables
-                .notifications
-                .insert((tenant.clone(), notification.id.clone()), notification.clone());
+            tables.notifications.insert(
+                (tenant.clone(), notification.id.clone()),
+                NotificationEntry::new(notification.clone()),
+            );
         }
         Transacted::Committed
     }
@@ -180,7 +209,8 @@ impl ActivityStore for MemoryActivityStore {
         let tables = lock(&self.tables);
         Ok(ids
             .iter()
-            .filter_map(|id| tables.notifications.get(&(tenant.clone(), id.clone())).cloned())
+            .filter_map(|id| tables.notifications.get(&(tenant.clone(), id.clone())))
+            .map(|entry| entry.notification.clone())
             .collect())
     }
 

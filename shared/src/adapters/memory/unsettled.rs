@@ -1,7 +1,7 @@
 //! The reconciler's ports in memory: the activity store's unsettled notifications, and queue depths a
 //! test sets.
 
-use super::{Failpoints, MemoryActivityStore, injected, lock};
+use super::{Failpoints, MemoryActivityStore, NotificationEntry, injected, lock};
 use crate::domain::notification::{Notification, NotificationStatus, reason};
 use crate::domain::{Channel, NotificationId, TenantId, Timestamp};
 use crate::ports::{BackendError, QueueDepth, UnsettledNotifications};
@@ -11,10 +11,14 @@ use std::sync::Mutex;
 impl MemoryActivityStore {
     /// Stores `notification` as given, as a delivery would have left it.
     pub fn put_notification(&self, notification: Notification) {
-        lock(&self.tables).notifications.insert(
-            (notification.tenant.clone(), notification.id.clone()),
-            notification,
-        );
+        let key = (notification.tenant.clone(), notification.id.clone());
+        let mut tables = lock(&self.tables);
+        match tables.notifications.get_mut(&key) {
+            Some(entry) => entry.notification = notification,
+            None => {
+                tables.notifications.insert(key, NotificationEntry::new(notification));
+            }
+        }
     }
 }
 
@@ -30,6 +34,7 @@ impl UnsettledNotifications for MemoryActivityStore {
         let mut overdue: Vec<(Timestamp, &Notification)> = tables
             .notifications
             .values()
+            .map(|entry| &entry.notification)
             .filter(|n| n.status.is_unsettled())
             .map(|n| (n.next_attempt_at.unwrap_or(n.created_at), n))
             .filter(|(due, _)| *due < due_before)
@@ -50,12 +55,13 @@ impl UnsettledNotifications for MemoryActivityStore {
     ) -> Result<bool, BackendError> {
         let fault = self.check("dead_letter_stalled")?;
         let mut tables = lock(&self.tables);
-        let Some(stored) = tables
+        let Some(entry) = tables
             .notifications
             .get_mut(&(seen.tenant.clone(), seen.id.clone()))
         else {
             return Ok(false);
         };
+        let stored = &mut entry.notification;
         let unchanged = stored.status == seen.status && stored.updated_at == seen.updated_at;
         if unchanged {
             stored.status = NotificationStatus::DeadLettered;
@@ -63,6 +69,7 @@ impl UnsettledNotifications for MemoryActivityStore {
             stored.detail = Some(detail.to_owned());
             stored.updated_at = now;
             stored.next_attempt_at = None;
+            entry.lease_until = None;
         }
         match fault {
             Some(fault) => Err(injected("dead_letter_stalled", fault)),
