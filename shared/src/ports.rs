@@ -301,7 +301,7 @@ pub enum Claim {
     },
     /// Already `sent` or `failed` (or never to be sent): acknowledge and do nothing.
     Settled(crate::domain::notification::NotificationStatus),
-    /// Another delivery is sending it now; come back when its lease ends.
+    /// Another delivery is sending it now, or it is a retry not due yet: come back after `lease_remaining`.
     Busy { lease_remaining: Duration },
     /// No such notification (expired, or never written).
     Missing,

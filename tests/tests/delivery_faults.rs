@@ -48,6 +48,34 @@ async fn a_provider_that_accepts_but_answers_too_late_is_recorded_ambiguous_and_
     );
     let soon = stack.poll(Channel::Sms, 2, |e| sms.handle(e)).await;
     assert_eq!(soon.received, 0, "no fast retry to send it twice: {soon:?}");
+
+    // A second copy of its message (SQS delivers at least once) is not a way around the wait.
+    let envelope = json!({"v": 1, "tenant": stack.tenant, "notification_id": id, "correlation_id": "copy", "channel": "sms"});
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.queues.get(Channel::Sms).unwrap())
+        .message_body(envelope.to_string())
+        .send()
+        .await
+        .unwrap();
+    let copy = stack.poll(Channel::Sms, 2, |e| sms.handle(e)).await;
+    assert_eq!(
+        (copy.received, copy.failed.len()),
+        (1, 1),
+        "the copy waits too: {copy:?}"
+    );
+    assert_eq!(
+        sent_sms(&emulator_data().await, phone).len(),
+        1,
+        "still sent once"
+    );
+    let still = notification(&stack, &id).await;
+    assert_eq!(
+        (&still["status"], outcomes(&still)),
+        (&json!("retrying"), vec!["ambiguous".to_owned()]),
+        "{still:#}"
+    );
 }
 
 #[tokio::test]

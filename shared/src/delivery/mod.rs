@@ -170,7 +170,7 @@ where
             Ok(Claim::Busy { lease_remaining }) => {
                 tracing::info!(
                     ?lease_remaining,
-                    "another delivery is sending it; checking back after its lease"
+                    "another delivery holds it, or its retry is not due yet; checking back then"
                 );
                 self.delay(message, lease_remaining.max(Duration::from_secs(1)))
                     .await;

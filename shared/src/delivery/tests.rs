@@ -207,6 +207,16 @@ async fn audit(delivery: &MemoryDelivery, expected: &[(&Notification, Expect)]) 
     assert_eq!(all, explained, "the provider received nothing for anyone else");
 }
 
+async fn stored_notification(delivery: &MemoryDelivery, notification: &Notification) -> Notification {
+    let (stored, _) = delivery
+        .ledger
+        .notification_with_attempts(&notification.tenant, &notification.id)
+        .await
+        .unwrap()
+        .expect("the notification is stored");
+    stored
+}
+
 async fn claim(delivery: &MemoryDelivery, notification: &Notification) -> Claim {
     delivery
         .ledger
@@ -386,7 +396,19 @@ async fn a_provider_that_accepts_but_times_out_is_retried_only_after_five_minute
     assert!(stored.next_attempt_at.unwrap() > four_minutes, "{stored:?}");
     assert!(stored.detail.unwrap().contains("may send it twice"));
 
-    // Five minutes later SQS hands the message out again.
+    // Another copy of the message (SQS delivers at least once) arrives during the wait: it waits too.
+    assert_eq!(handle(&delivery, &[record("m2", &body, 1)]).await, vec!["m2"]);
+    let early = delivery.visibility.delays_of("rh-m2");
+    assert!(
+        early.len() == 1 && early[0] > Duration::from_secs(4 * 60),
+        "the copy waits out the retry: {early:?}"
+    );
+    audit(&delivery, &[(&notifications[0], waiting.clone())]).await;
+
+    // Five minutes later SQS hands the message out again (the wait is over: its due time is now).
+    let mut due_now = stored_notification(&delivery, &notifications[0]).await;
+    due_now.next_attempt_at = Some(Timestamp::now());
+    delivery.ledger.put_notification(due_now);
     assert!(handle(&delivery, &[record("m1", &body, 2)]).await.is_empty());
     let documented = Expect {
         status: NotificationStatus::Sent,

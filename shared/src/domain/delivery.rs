@@ -43,6 +43,12 @@ pub enum FailureKind {
 /// was only slow to have answered everyone, and for a person reading the attempts to see why.
 pub const AMBIGUOUS_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
 
+/// How early a `retrying` notification may be claimed before its next attempt is due. Its own message
+/// comes back at about that time (SQS's visibility is not exact); another copy of it (SQS delivers at
+/// least once; a redrive, a second fan-out) arriving sooner waits, so it cannot cut an ambiguous
+/// attempt's wait short and send twice at once.
+pub const EARLY_CLAIM_TOLERANCE: Duration = Duration::from_secs(30);
+
 impl FailureKind {
     pub const fn retryable(self) -> bool {
         !matches!(self, FailureKind::Recipient)

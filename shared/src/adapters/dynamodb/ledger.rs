@@ -3,7 +3,7 @@
 use super::activity_store::{duration_millis, notification_from, notification_key};
 use super::{Cancelled, Item, ItemExt, built, corrupt, n, s, transact};
 use crate::adapters::backend_error;
-use crate::domain::delivery::{Attempt, AttemptOutcome};
+use crate::domain::delivery::{Attempt, AttemptOutcome, EARLY_CLAIM_TOLERANCE};
 use crate::domain::notification::NotificationStatus;
 use crate::domain::{NotificationId, TenantId, Timestamp};
 use crate::ports::{BackendError, Claim, DeliveryLedger, Settlement};
@@ -77,14 +77,17 @@ impl DeliveryLedger for DynamoActivityStore {
                  unsettled = :unsettled, due_at = if_not_exists(due_at, :now)",
             )
             .condition_expression(
-                "attribute_exists(pk) AND (#status IN (:queued, :retrying, :dead_lettered) \
+                "attribute_exists(pk) AND (#status IN (:queued, :dead_lettered) \
+                 OR (#status = :retrying AND (attribute_not_exists(#next_attempt_at) OR #next_attempt_at <= :due)) \
                  OR (#status = :sending AND #lease_until < :now))",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#lease_until", "lease_until")
             .expression_attribute_names("#updated_at", "updated_at")
             .expression_attribute_names("#attempts", "attempts")
+            .expression_attribute_names("#next_attempt_at", "next_attempt_at")
             .expression_attribute_values(":sending", s(NotificationStatus::Sending.as_str()))
+            .expression_attribute_values(":due", n(now.millis().saturating_add(duration_millis(EARLY_CLAIM_TOLERANCE))))
             .expression_attribute_values(":queued", s(CLAIMABLE[0].as_str()))
             .expression_attribute_values(":retrying", s(CLAIMABLE[1].as_str()))
             .expression_attribute_values(":dead_lettered", s(CLAIMABLE[2].as_str()))
@@ -109,8 +112,15 @@ impl DeliveryLedger for DynamoActivityStore {
                     let Some(old) = failed.item() else { return Ok(Claim::Missing) };
                     let status: NotificationStatus =
                         old.str("status")?.parse().map_err(|message: String| corrupt("read", message))?;
-                    if status == NotificationStatus::Sending {
-                        let remaining = old.opt_int("lease_until").unwrap_or(0).saturating_sub(now.millis()).max(0);
+                    // Held by another delivery until its lease ends, or a retry not due yet (another copy
+                    // of its message came early): either way, come back then.
+                    let busy_until = match status {
+                        NotificationStatus::Sending => Some(old.opt_int("lease_until").unwrap_or(0)),
+                        NotificationStatus::Retrying => old.opt_int("next_attempt_at"),
+                        _ => None,
+                    };
+                    if let Some(until) = busy_until {
+                        let remaining = until.saturating_sub(now.millis()).max(0);
                         Ok(Claim::Busy { lease_remaining: Duration::from_millis(u64::try_from(remaining).unwrap_or(0)) })
                     } else {
                         Ok(Claim::Settled(status))

@@ -3,7 +3,7 @@
 //! claim or a settle is as atomic as there.
 
 use super::{Fault, MemoryActivityStore, NotificationEntry, injected, lock};
-use crate::domain::delivery::Attempt;
+use crate::domain::delivery::{Attempt, EARLY_CLAIM_TOLERANCE};
 use crate::domain::notification::{Notification, NotificationStatus};
 use crate::domain::{NotificationId, TenantId, Timestamp};
 use crate::ports::{BackendError, Claim, DeliveryLedger, Settlement};
@@ -34,6 +34,16 @@ impl MemoryActivityStore {
     fn claim_entry(entry: &mut NotificationEntry, now: Timestamp, lease: Duration) -> Claim {
         let status = entry.notification.status;
         let lease_ran_out = entry.lease_until.is_some_and(|until| until < now);
+        let tolerance = i64::try_from(EARLY_CLAIM_TOLERANCE.as_millis()).unwrap_or(i64::MAX);
+        let not_due_until = entry.notification.next_attempt_at.filter(|due| {
+            status == NotificationStatus::Retrying && due.millis() > now.millis().saturating_add(tolerance)
+        });
+        if let Some(due) = not_due_until {
+            let wait = due.millis().saturating_sub(now.millis());
+            return Claim::Busy {
+                lease_remaining: Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
+            };
+        }
         if CLAIMABLE.contains(&status) || (status == NotificationStatus::Sending && lease_ran_out) {
             let lease_millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
             entry.lease_until = Some(Timestamp::from_millis(now.millis().saturating_add(lease_millis)));

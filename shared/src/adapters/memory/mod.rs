@@ -38,6 +38,10 @@ pub struct Failpoints(Mutex<HashMap<String, (Fault, u32)>>);
 impl Failpoints {
     /// The next `times` calls of `operation` meet `fault`.
     pub fn set(&self, operation: &str, fault: Fault, times: u32) {
+        if times == 0 {
+            lock(&self.0).remove(operation);
+            return;
+        }
         lock(&self.0).insert(operation.to_owned(), (fault, times));
     }
 

@@ -16,7 +16,9 @@ impl MemoryActivityStore {
         match tables.notifications.get_mut(&key) {
             Some(entry) => entry.notification = notification,
             None => {
-                tables.notifications.insert(key, NotificationEntry::new(notification));
+                tables
+                    .notifications
+                    .insert(key, NotificationEntry::new(notification));
             }
         }
     }
