@@ -59,6 +59,19 @@ impl Fault {
         }
     }
 
+    /// DynamoDB (JSON protocol) failing a request whose body contains `matching` (e.g. `TransactItems`): 500
+    /// `InternalServerError`, which the SDK retries.
+    pub fn dynamodb_unavailable(matching: &str) -> Self {
+        Self {
+            matching: matching.into(),
+            status: 500,
+            headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
+            body: r#"{"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "Internal server error"}"#
+                .into(),
+            late_by: None,
+        }
+    }
+
     /// SNS (query protocol) throttling: 400 `Throttled`.
     pub fn sns_throttled() -> Self {
         Self {
@@ -133,6 +146,21 @@ impl FaultProxy {
     /// Answers the next matching request with `fault` (faults are used in the order they were added).
     pub fn fail_next(&self, fault: Fault) {
         self.faults.lock().expect("faults").push_back(fault);
+    }
+
+    /// A DynamoDB client that reaches the emulator through this proxy, with the SDK's standard retries
+    /// and `attempt_timeout` per attempt.
+    pub async fn dynamodb_client(&self, attempt_timeout: Duration) -> aws_sdk_dynamodb::Client {
+        let settings = herald::config::AwsSettings {
+            attempt_timeout,
+            operation_timeout: Duration::from_secs(10),
+            ..herald::config::AwsSettings::from_env(&herald::config::Env::process()).expect("AWS settings")
+        };
+        let aws = herald::adapters::load_aws_config(&settings).await;
+        let config = aws_sdk_dynamodb::config::Builder::from(&aws)
+            .endpoint_url(&self.url)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
     }
 
     /// Faults added but not yet used.

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod delivery_fixture;
 pub mod fault_proxy;
 pub mod poller;
+pub mod recovery;
 pub mod table_fixture;
 
 use base64::Engine;

@@ -7,7 +7,7 @@
 
 use herald::adapters::dynamodb::DynamoActivityStore;
 use herald::adapters::sqs::SqsNotificationQueue;
-use herald::config::{AwsSettings, Env, QueueUrls};
+use herald::config::QueueUrls;
 use herald::domain::{Channel, Timestamp};
 use herald::ingest::Ingest;
 use herald::outbox::{FANOUT_LEASE, Outbox};
@@ -27,21 +27,6 @@ fn post(stack: &Stack, order: u64, key: Option<&str>) -> ApiRequest {
         Some(key) => request.header("Idempotency-Key", key),
         None => request,
     }
-}
-
-/// A DynamoDB client that reaches the emulator through `proxy`, with a short attempt timeout and the
-/// SDK's standard retries.
-async fn proxied_dynamodb(proxy: &FaultProxy) -> aws_sdk_dynamodb::Client {
-    let settings = AwsSettings {
-        attempt_timeout: ATTEMPT_TIMEOUT,
-        operation_timeout: Duration::from_secs(10),
-        ..AwsSettings::from_env(&Env::process()).unwrap()
-    };
-    let aws = herald::adapters::load_aws_config(&settings).await;
-    let config = aws_sdk_dynamodb::config::Builder::from(&aws)
-        .endpoint_url(&proxy.url)
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 fn ingest_with(stack: &Stack, dynamodb: aws_sdk_dynamodb::Client, queues: QueueUrls) -> TestIngest {
@@ -97,7 +82,11 @@ async fn a_write_that_commits_but_answers_too_late_is_fanned_out_once_with_or_wi
     let stack = Stack::new().await;
     stack.seed_order_created().await;
     let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
-    let ingest = ingest_with(&stack, proxied_dynamodb(&proxy).await, stack.queues.clone());
+    let ingest = ingest_with(
+        &stack,
+        proxy.dynamodb_client(ATTEMPT_TIMEOUT).await,
+        stack.queues.clone(),
+    );
 
     for (order, key) in [(1, Some("late-commit")), (2, None)] {
         proxy.fail_next(Fault::answered_late("TransactItems", ATTEMPT_TIMEOUT * 3));

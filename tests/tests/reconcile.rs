@@ -4,112 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::similar_names)] // test code: a panic is a failed test
 
-use herald::adapters::sqs::SqsNotificationQueue;
-use herald::config::ReconcileSettings;
 use herald::domain::{Channel, Timestamp};
 use herald::ports::UnsettledNotifications;
-use herald::reconcile::{ReconcileReport, Reconciler};
+use herald::reconcile::ReconcileReport;
 use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, slack_that_accepts,
 };
-use herald_integration_tests::{MAX_RECEIVE_COUNT, Stack};
+use herald_integration_tests::recovery::past_the_stall_window;
 use serde_json::json;
 use std::time::Duration;
 use wiremock::MockServer;
-
-const STALL_AFTER: Duration = Duration::from_secs(2);
-
-fn reconciler(
-    stack: &Stack,
-) -> Reconciler<herald::adapters::dynamodb::DynamoActivityStore, SqsNotificationQueue, SqsNotificationQueue> {
-    Reconciler::new(
-        stack.activity_store(),
-        SqsNotificationQueue::new(stack.sqs.clone(), stack.dead_letter_queues.clone()),
-        SqsNotificationQueue::new(stack.sqs.clone(), stack.queues.clone()),
-        ReconcileSettings {
-            stall_after: STALL_AFTER,
-            queue_retention: Duration::from_secs(345_600),
-        },
-    )
-}
-
-/// A moment past the stall window of everything touched until now.
-fn past_the_stall_window() -> Timestamp {
-    Timestamp::from_millis(
-        Timestamp::now().millis() + 1_000 + i64::try_from(STALL_AFTER.as_millis()).unwrap(),
-    )
-}
-
-/// Whether the notification is in the `unsettled` index (its item holds the index keys).
-async fn indexed(stack: &Stack, id: &str) -> bool {
-    stack
-        .activity_items()
-        .await
-        .iter()
-        .find(|item| {
-            item.get("notification_id")
-                .and_then(|v| v.as_s().ok())
-                .map(String::as_str)
-                == Some(id)
-        })
-        .expect("the notification's item")
-        .contains_key("unsettled")
-}
-
-/// SQS's own receives of a message nobody could claim, until its redrive policy moves it to the DLQ.
-async fn receive_until_dead_lettered(stack: &Stack, channel: Channel) {
-    let url = stack.queues.get(channel).unwrap();
-    for _ in 0..=MAX_RECEIVE_COUNT {
-        stack
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
-/// What `herald dlq redrive` does without StartMessageMoveTask: every DLQ message back on its queue.
-async fn redrive(stack: &Stack, channel: Channel) -> usize {
-    let dlq = stack.dead_letter_queues.get(channel).unwrap();
-    let mut moved = 0;
-    loop {
-        let messages = stack
-            .sqs
-            .receive_message()
-            .queue_url(dlq)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        if messages.is_empty() {
-            return moved;
-        }
-        for message in messages {
-            stack
-                .sqs
-                .send_message()
-                .queue_url(stack.queues.get(channel).unwrap())
-                .message_body(message.body().unwrap())
-                .send()
-                .await
-                .unwrap();
-            stack
-                .sqs
-                .delete_message()
-                .queue_url(dlq)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-            moved += 1;
-        }
-    }
-}
 
 #[tokio::test]
 async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sends_it_once() {
@@ -118,8 +22,8 @@ async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sen
     event["channels"] = json!(["slack"]);
     let accepted = accept(&stack, &event).await;
     let id = notification_id(&accepted, Channel::Slack);
-    assert!(indexed(&stack, &id).await, "accepted queued: in the index");
-    let reconciler = reconciler(&stack);
+    assert!(stack.unsettled(&id).await, "accepted queued: in the index");
+    let reconciler = stack.reconciler();
     assert_eq!(
         reconciler
             .reconcile(Timestamp::now(), || Duration::from_secs(60))
@@ -130,7 +34,7 @@ async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sen
     );
 
     // Every receive failed to claim (DynamoDB was down, say): SQS moved the message, the status stayed.
-    receive_until_dead_lettered(&stack, Channel::Slack).await;
+    stack.receive_until_dead_lettered(Channel::Slack).await;
     assert_eq!(stack.dead_letters(Channel::Slack).await.len(), 1);
     assert_eq!(notification(&stack, &id).await["status"], "queued");
 
@@ -143,10 +47,7 @@ async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sen
         overdue.iter().any(|(_, found)| found.as_str() == id),
         "found through the index: {overdue:?}"
     );
-    let report = reconciler
-        .reconcile(past_the_stall_window(), || Duration::from_secs(60))
-        .await
-        .unwrap();
+    let report = stack.reconcile_past_the_stall_window().await;
 
     assert_eq!(
         report,
@@ -162,7 +63,7 @@ async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sen
         (&json!("dead_lettered"), &json!("stalled")),
         "{stalled:#}"
     );
-    assert!(!indexed(&stack, &id).await, "dead-lettered: out of the index");
+    assert!(!stack.unsettled(&id).await, "dead-lettered: out of the index");
     assert_eq!(
         stack.dead_letters(Channel::Slack).await.len(),
         2,
@@ -170,7 +71,7 @@ async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sen
     );
 
     // A person redrives the DLQ: both messages come back, one sends, the other finds it sent.
-    assert_eq!(redrive(&stack, Channel::Slack).await, 2);
+    assert_eq!(stack.redrive(Channel::Slack).await, 2);
     let delivery = stack.delivery(stack.slack_sender());
     let mut received = 0;
     while received < 2 {
@@ -185,7 +86,7 @@ async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sen
     assert_eq!(sent["status"], "sent", "{sent:#}");
     assert_eq!(outcomes(&sent), ["sent"], "{sent:#}");
     assert_eq!(slack.received_requests().await.unwrap().len(), 1, "sent once");
-    assert!(!indexed(&stack, &id).await);
+    assert!(!stack.unsettled(&id).await);
     assert!(stack.drain(Channel::Slack).await.is_empty());
     assert!(stack.dead_letters(Channel::Slack).await.is_empty());
 }
@@ -199,10 +100,7 @@ async fn a_notification_waiting_behind_a_backlog_is_left_alone() {
     let id = notification_id(&accepted, Channel::Slack);
 
     // Its message is still on the queue, unreceived: late, not stalled.
-    let report = reconciler(&stack)
-        .reconcile(past_the_stall_window(), || Duration::from_secs(60))
-        .await
-        .unwrap();
+    let report = stack.reconcile_past_the_stall_window().await;
 
     assert_eq!(
         report,

@@ -18,7 +18,7 @@
 //! loop claims before it sends, so the redriven copy of a sent notification is acknowledged unsent.
 
 use crate::config::ReconcileSettings;
-use crate::domain::notification::{Envelope, Notification};
+use crate::domain::notification::{Envelope, Notification, NotificationStatus};
 use crate::domain::{Channel, TenantId, Timestamp};
 use crate::ports::{ActivityStore, BackendError, NotificationQueue, QueueDepth, UnsettledNotifications};
 use std::collections::HashMap;
@@ -187,12 +187,19 @@ where
         self.dead_letters
             .enqueue(notification.channel, std::slice::from_ref(&envelope))
             .await?;
-        let detail = format!(
+        let mut detail = format!(
             "stalled {}: nothing delivered it since {} and no message for it was left on its queue; a message \
              for it is in the DLQ, to be redriven",
             notification.status,
             notification.updated_at.to_rfc3339()
         );
+        if notification.status == NotificationStatus::Sending {
+            // Its holder died, or could not record what it did: after the send, perhaps.
+            detail.push_str(
+                " (it was being sent: the provider may have it already, and a redrive may send it twice; the \
+                 channel function's log says whether the send went out)",
+            );
+        }
         let marked = self
             .activity
             .dead_letter_stalled(notification, now, &detail)
