@@ -48,6 +48,8 @@ pub enum LocalError {
     CargoNotRun(#[source] io::Error),
     #[error("building the function binaries failed")]
     BuildFailed,
+    #[error("template.yaml names the function binary {0:?}, which no package of the workspace builds")]
+    NoSuchBinary(String),
     #[error("{function}: {source}")]
     FunctionStart { function: String, source: RuntimeError },
     #[error("{url} did not answer within 20 s")]

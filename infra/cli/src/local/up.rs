@@ -249,10 +249,11 @@ pub async fn build_functions(root: &Path, template: &StackTemplate) -> Result<Pa
             cargo.env_remove(name);
         }
     }
-    cargo.args(["build", "--quiet"]);
-    for function in template.functions() {
-        cargo.args(["-p", &function.binary]);
-    }
+    // The whole workspace with its tests, not `-p` each function: cargo resolves dependency features per
+    // build, and the tests' dev-dependencies (aws-smithy-mocks turns on the SDKs' `test-util`) would
+    // otherwise give the AWS SDKs two builds, one for `cargo test` and one for the local stack (about
+    // eight minutes each on two cores). This way `cargo test` and `herald local up` share one.
+    cargo.args(["build", "--quiet", "--workspace", "--all-targets"]);
     let status = cargo
         .current_dir(root)
         .kill_on_drop(true)
@@ -263,7 +264,15 @@ pub async fn build_functions(root: &Path, template: &StackTemplate) -> Result<Pa
         return Err(LocalError::BuildFailed);
     }
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    Ok(target.join("debug"))
+    let binaries = target.join("debug");
+    if let Some(missing) = template
+        .functions()
+        .into_iter()
+        .find(|function| !binaries.join(&function.binary).is_file())
+    {
+        return Err(LocalError::NoSuchBinary(missing.binary));
+    }
+    Ok(binaries)
 }
 
 /// Starts a host per function of the template, in the template's order, with its environment resolved
