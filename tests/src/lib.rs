@@ -6,6 +6,7 @@
 // Test support: a failed expectation here is a failed test, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod audit;
 pub mod channels;
 pub mod delivery_fixture;
 pub mod fault_proxy;

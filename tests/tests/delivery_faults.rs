@@ -1,9 +1,14 @@
 //! Delivery faults that bound the duplicate window, against the emulator: a provider that accepts but
-//! answers too late, a batch near its deadline, a message on the wrong channel's queue.
+//! answers too late, a batch near its deadline, a message on the wrong channel's queue. Each ends with the
+//! audit of the run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::similar_names)] // test code: a panic is a failed test
 
-use herald::domain::{Channel, Timestamp};
+use herald::adapters::sqs::SqsNotificationQueue;
+use herald::domain::notification::Envelope;
+use herald::domain::{Channel, NotificationId, Timestamp};
+use herald::ports::NotificationQueue;
+use herald_integration_tests::Stack;
 use herald_integration_tests::channels::PROVIDER_TIMEOUT;
 use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, sent_sms, slack_messages_waiting,
@@ -50,18 +55,16 @@ async fn a_provider_that_accepts_but_answers_too_late_is_recorded_ambiguous_and_
     assert_eq!(soon.received, 0, "no fast retry to send it twice: {soon:?}");
 
     // A second copy of its message (SQS delivers at least once) is not a way around the wait.
-    let envelope = json!({"v": 1, "tenant": stack.tenant, "notification_id": id, "correlation_id": "copy", "channel": "sms"});
-    stack
-        .sqs
-        .send_message()
-        .queue_url(stack.queues.get(Channel::Sms).unwrap())
-        .message_body(envelope.to_string())
-        .send()
-        .await
-        .unwrap();
-    let copy = stack.poll(Channel::Sms, 2, |e| sms.handle(e)).await;
+    let copy = [Envelope::new(
+        stack.tenant.clone(),
+        NotificationId::parse(&id).unwrap(),
+        "copy".into(),
+    )
+    .on(Channel::Sms)];
+    return_to_queue(&stack, Channel::Sms, &copy).await;
+    let early = stack.poll(Channel::Sms, 2, |e| sms.handle(e)).await;
     assert_eq!(
-        (copy.received, copy.failed.len()),
+        (early.received, early.failed.len()),
         (1, 1),
         "the copy waits too: {copy:?}"
     );
@@ -76,6 +79,40 @@ async fn a_provider_that_accepts_but_answers_too_late_is_recorded_ambiguous_and_
         (&json!("retrying"), vec!["ambiguous".to_owned()]),
         "{still:#}"
     );
+
+    // Five minutes later (its due time moved to now) a message for it is claimed and sent: the second
+    // copy of an ambiguous attempt that had in fact succeeded, recorded as such (docs/reliability.md).
+    stack
+        .dynamodb
+        .update_item()
+        .table_name(&stack.tables.activity)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("T#{}#NTF#{id}", stack.tenant)),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("NTF".into()))
+        .update_expression("SET next_attempt_at = :now")
+        .expression_attribute_values(
+            ":now",
+            aws_sdk_dynamodb::types::AttributeValue::N(Timestamp::now().millis().to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    return_to_queue(&stack, Channel::Sms, &copy).await;
+    let due = stack.poll(Channel::Sms, 2, |e| sms.handle(e)).await;
+    assert_eq!((due.received, due.failed.len()), (1, 0), "{due:?}");
+    let audit = stack.audit(None).await;
+    assert_eq!(audit.get(&id).outcomes, ["ambiguous", "sent"]);
+    audit.assert_nothing_lost_or_doubled(&[]);
+}
+
+/// Puts envelopes back on their channel's queue, as SQS makes a returned message visible again.
+async fn return_to_queue(stack: &Stack, channel: Channel, envelopes: &[Envelope]) {
+    SqsNotificationQueue::new(stack.sqs.clone(), stack.queues.clone())
+        .enqueue(channel, envelopes)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -107,6 +144,16 @@ async fn a_batch_that_runs_out_of_time_returns_the_rest_unclaimed() {
         let untouched = notification(&stack, envelope.notification_id.as_str()).await;
         assert_eq!(untouched["status"], "queued", "not claimed: {untouched:#}");
     }
+
+    // Returned, they are delivered by the next invocation: none lost.
+    return_to_queue(&stack, Channel::Slack, &messages).await;
+    stack.deliver_everything().await;
+    let audit = stack.audit(Some(&slack)).await;
+    assert!(
+        audit.notifications.iter().all(|n| n.status == "sent"),
+        "{audit:#?}"
+    );
+    audit.assert_nothing_lost_or_doubled(&[]);
 }
 
 #[tokio::test]
@@ -139,4 +186,14 @@ async fn a_message_on_the_wrong_channels_queue_is_refused_before_any_claim() {
     let untouched = notification(&stack, &notification_id(&accepted, Channel::Email)).await;
     assert_eq!(untouched["status"], "queued", "not claimed: {untouched:#}");
     assert_eq!(outcomes(&untouched), Vec::<String>::new());
+
+    // On its own queue it is delivered as any other.
+    return_to_queue(&stack, Channel::Email, &envelopes).await;
+    stack.deliver_everything().await;
+    let audit = stack.audit(Some(&slack)).await;
+    assert_eq!(
+        audit.get(&notification_id(&accepted, Channel::Email)).status,
+        "sent"
+    );
+    audit.assert_nothing_lost_or_doubled(&[]);
 }

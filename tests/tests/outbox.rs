@@ -1,9 +1,10 @@
 //! The outbox against the emulator, with faults between Herald and AWS: a write that commits but answers
 //! too late (the SDK retries it), SQS failing after the write, a request that dies holding its fan-out.
 //! Each case ends with one message per notification on its queue, or more only where the delivery loop's
-//! claim makes the extra one a no-op, and nothing left in the sweeper's index.
+//! claim makes the extra one a no-op, nothing left in the sweeper's index, and then every message
+//! delivered and the audit of the run: every notification sent, once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::similar_names)] // test code: a panic is a failed test
 
 use herald::adapters::dynamodb::DynamoActivityStore;
 use herald::adapters::sqs::SqsNotificationQueue;
@@ -11,22 +12,48 @@ use herald::config::QueueUrls;
 use herald::domain::{Channel, Timestamp};
 use herald::ingest::Ingest;
 use herald::outbox::{FANOUT_LEASE, Outbox};
+use herald::ports::NotificationQueue;
+use herald_integration_tests::delivery_fixture::{seeded_stack, slack_that_accepts};
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
-use herald_integration_tests::{Answer, ApiRequest, Stack, TestIngest, order_created};
+use herald_integration_tests::{Answer, ApiRequest, Stack, TestIngest};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use wiremock::MockServer;
 
 /// An SDK attempt timeout far below the proxy's late answer, so every late answer is a timed-out attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(700);
 
-fn post(stack: &Stack, order: u64, key: Option<&str>) -> ApiRequest {
+/// A stack seeded with the order_created example, whose events go to one email address, one phone and
+/// a Slack webhook of the test's own, so the audit can count what each received.
+async fn audited_stack() -> (MockServer, Stack, Value) {
+    let slack = slack_that_accepts().await;
+    let (stack, event) = seeded_stack(&slack).await;
+    (slack, stack, event)
+}
+
+fn post(stack: &Stack, event: &Value, order: u64, key: Option<&str>) -> ApiRequest {
+    let mut event = event.clone();
+    event["payload"]["order_id"] = json!(order);
     let request = ApiRequest::new("POST", "/v1/events")
         .key(&stack.api_key)
-        .json(&order_created(order));
+        .json(&event);
     match key {
         Some(key) => request.header("Idempotency-Key", key),
         None => request,
     }
+}
+
+/// Delivers everything on the queues, then audits the run: every notification sent, and once.
+async fn deliver_and_audit(stack: &Stack, slack: &MockServer, events: usize) {
+    stack.deliver_everything().await;
+    let audit = stack.audit(Some(slack)).await;
+    assert_eq!(audit.notifications.len(), 3 * events, "{audit:#?}");
+    assert!(
+        audit.notifications.iter().all(|n| n.status == "sent"),
+        "{audit:#?}"
+    );
+    audit.assert_nothing_lost_or_doubled(&[]);
 }
 
 fn ingest_with(stack: &Stack, dynamodb: aws_sdk_dynamodb::Client, queues: QueueUrls) -> TestIngest {
@@ -57,7 +84,8 @@ async fn sweep_after_the_lease(stack: &Stack) -> herald::outbox::SweepReport {
         .unwrap()
 }
 
-/// Messages on each channel's queue per notification id of `answer` (drained).
+/// Messages on each channel's queue per notification id of `answer` (others' are not counted); they are
+/// all put back as they were.
 async fn messages_per_notification(stack: &Stack, answer: &Answer) -> BTreeMap<String, usize> {
     let mut counts: BTreeMap<String, usize> = answer.body["notifications"]
         .as_array()
@@ -65,10 +93,15 @@ async fn messages_per_notification(stack: &Stack, answer: &Answer) -> BTreeMap<S
         .iter()
         .map(|n| (n["id"].as_str().unwrap().to_owned(), 0))
         .collect();
+    let queue = SqsNotificationQueue::new(stack.sqs.clone(), stack.queues.clone());
     for channel in Channel::ALL {
-        for envelope in stack.drain(channel).await {
-            *counts.entry(envelope.notification_id.to_string()).or_default() += 1;
+        let envelopes = stack.drain(channel).await;
+        for envelope in &envelopes {
+            if let Some(count) = counts.get_mut(envelope.notification_id.as_str()) {
+                *count += 1;
+            }
         }
+        queue.enqueue(channel, &envelopes).await.unwrap();
     }
     counts
 }
@@ -79,8 +112,7 @@ fn once_each(counts: &BTreeMap<String, usize>) -> bool {
 
 #[tokio::test]
 async fn a_write_that_commits_but_answers_too_late_is_fanned_out_once_with_or_without_a_key() {
-    let stack = Stack::new().await;
-    stack.seed_order_created().await;
+    let (slack, stack, event) = audited_stack().await;
     let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
     let ingest = ingest_with(
         &stack,
@@ -90,7 +122,9 @@ async fn a_write_that_commits_but_answers_too_late_is_fanned_out_once_with_or_wi
 
     for (order, key) in [(1, Some("late-commit")), (2, None)] {
         proxy.fail_next(Fault::answered_late("TransactItems", ATTEMPT_TIMEOUT * 3));
-        let answer = stack.call_ingest(&ingest, &post(&stack, order, key)).await;
+        let answer = stack
+            .call_ingest(&ingest, &post(&stack, &event, order, key))
+            .await;
 
         assert_eq!(
             answer.status, 202,
@@ -109,12 +143,12 @@ async fn a_write_that_commits_but_answers_too_late_is_fanned_out_once_with_or_wi
         0,
         "nothing left pending"
     );
+    deliver_and_audit(&stack, &slack, 2).await;
 }
 
 #[tokio::test]
 async fn when_sqs_fails_after_the_write_the_client_gets_202_and_the_sweeper_fans_out() {
-    let stack = Stack::new().await;
-    stack.seed_order_created().await;
+    let (slack, stack, event) = audited_stack().await;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
     let mut queues: Vec<(Channel, String)> = Channel::ALL
         .iter()
@@ -124,7 +158,7 @@ async fn when_sqs_fails_after_the_write_the_client_gets_202_and_the_sweeper_fans
     queues[2].1 = format!("{endpoint}/123456789012/missing-slack");
     let broken = ingest_with(&stack, stack.dynamodb.clone(), QueueUrls::new(queues));
 
-    let answer = stack.call_ingest(&broken, &post(&stack, 3, None)).await;
+    let answer = stack.call_ingest(&broken, &post(&stack, &event, 3, None)).await;
 
     assert_eq!(answer.status, 202, "accepted is accepted: {answer:?}");
     let early = sweeper(&stack)
@@ -148,12 +182,12 @@ async fn when_sqs_fails_after_the_write_the_client_gets_202_and_the_sweeper_fans
         0,
         "the event left the index"
     );
+    deliver_and_audit(&stack, &slack, 1).await;
 }
 
 #[tokio::test]
 async fn a_request_that_dies_during_its_fan_out_is_finished_by_the_sweeper() {
-    let stack = Stack::new().await;
-    stack.seed_order_created().await;
+    let (slack, stack, event) = audited_stack().await;
     let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
     let sqs = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&herald_integration_tests::emulator_config().await)
@@ -172,7 +206,7 @@ async fn a_request_that_dies_during_its_fan_out_is_finished_by_the_sweeper() {
     }
 
     // The process dies while its messages are being sent: after the commit, holding the lease.
-    let request = post(&stack, 4, Some("dies"));
+    let request = post(&stack, &event, 4, Some("dies"));
     let died = tokio::time::timeout(Duration::from_secs(2), stack.call_ingest(&ingest, &request)).await;
     assert!(died.is_err(), "the request was cut off mid-fan-out");
     let replay = stack.call_ingest(&stack.ingest(), &request).await;
@@ -193,4 +227,5 @@ async fn a_request_that_dies_during_its_fan_out_is_finished_by_the_sweeper() {
     let counts = messages_per_notification(&stack, &replay).await;
     assert_eq!(counts.len(), 3);
     assert!(counts.values().all(|&n| n >= 1), "nothing is lost: {counts:?}");
+    deliver_and_audit(&stack, &slack, 1).await;
 }
