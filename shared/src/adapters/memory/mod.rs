@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub mod api_keys;
+mod audit;
 pub mod config;
 pub mod event_types;
 pub mod ledger;
