@@ -261,3 +261,6 @@ fn resolve_notifications(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

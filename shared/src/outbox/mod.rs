@@ -56,6 +56,10 @@ impl<A: ActivityStore, Q: NotificationQueue> Outbox<A, Q> {
         &self.activity
     }
 
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
     /// Puts every notification that needs delivering on its channel's queue, then marks the fan-out
     /// done. The caller holds the fan-out lease; on failure it is released, so the next replay or sweep
     /// can take the event at once.

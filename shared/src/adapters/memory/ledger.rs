@@ -21,7 +21,7 @@ impl MemoryActivityStore {
     /// call proceed, and `TimeOutAfterCommit` is returned for the call to apply after its write.
     async fn delivery_fault(&self, operation: &str) -> Result<Option<Fault>, BackendError> {
         match self.failpoints.take(operation) {
-            Some(Fault::Fail) => Err(injected(operation, Fault::Fail)),
+            Some(fault @ (Fault::Fail | Fault::FailPermanently)) => Err(injected(operation, fault)),
             Some(Fault::Slow(delay)) => {
                 tokio::time::sleep(delay).await;
                 Ok(None)

@@ -1,5 +1,5 @@
-//! In-memory implementations of the ports, with failpoints, so the logic above them (the outbox and its
-//! sweeper, the delivery loop) is tested for every interleaving without the emulator.
+//! In-memory implementations of the ports, with failpoints, so the logic above them (ingest, the outbox and
+//! its sweeper, the delivery loop) is tested for every interleaving without the emulator.
 //! They keep DynamoDB's semantics where the logic relies on them: conditional writes are atomic, and an
 //! acceptance is all or nothing.
 
@@ -12,7 +12,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub mod api_keys;
+mod audit;
+pub mod config;
+pub mod event_types;
 pub mod ledger;
+pub mod rules;
 pub mod sender;
 pub mod templates;
 mod unsettled;
@@ -25,9 +30,12 @@ pub enum Fault {
     Fail,
     /// The call takes effect, then its caller sees a timeout (a retryable error).
     TimeOutAfterCommit,
-    /// The call waits this long, then proceeds (a slow backend). Honoured by the delivery ledger and the
-    /// template store; the activity store's other operations and the queue ignore it.
+    /// The call waits this long, then proceeds (a slow backend). Honoured by the delivery ledger, the
+    /// queue and the config stores; the activity store's other operations ignore it.
     Slow(Duration),
+    /// The call fails before doing anything, with an error no retry cures (access denied, a missing
+    /// table: configuration a person must fix).
+    FailPermanently,
 }
 
 /// Operations that can be told to fail, by name (`"record_acceptance"`, `"enqueue:slack"`, …), each a
@@ -67,8 +75,35 @@ fn injected(operation: &str, fault: Fault) -> BackendError {
         service: "memory",
         operation: "failpoint",
         message: format!("{operation}: injected {fault:?}"),
-        retryable: true,
+        retryable: fault != Fault::FailPermanently,
     }
+}
+
+/// The failpoint of this call of a write, up to the write: failures answer at once, `Slow` waits and lets
+/// the call proceed, and `TimeOutAfterCommit` is handed back for [`after_write`] once the write is done.
+async fn before_write(failpoints: &Failpoints, operation: &str) -> Result<Option<Fault>, BackendError> {
+    match failpoints.take(operation) {
+        Some(fault @ (Fault::Fail | Fault::FailPermanently)) => Err(injected(operation, fault)),
+        Some(Fault::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+/// What the caller of a write that took effect sees.
+fn after_write(operation: &str, fault: Option<Fault>) -> Result<(), BackendError> {
+    match fault {
+        Some(fault) => Err(injected(operation, fault)),
+        None => Ok(()),
+    }
+}
+
+/// The failpoint of a read: a timeout after a read that changed nothing is simply a failed read.
+async fn before_read(failpoints: &Failpoints, operation: &str) -> Result<(), BackendError> {
+    let fault = before_write(failpoints, operation).await?;
+    after_write(operation, fault)
 }
 
 #[derive(Debug, Clone)]
@@ -123,7 +158,7 @@ impl MemoryActivityStore {
 
     fn check(&self, operation: &str) -> Result<Option<Fault>, BackendError> {
         match self.failpoints.take(operation) {
-            Some(Fault::Fail) => Err(injected(operation, Fault::Fail)),
+            Some(fault @ (Fault::Fail | Fault::FailPermanently)) => Err(injected(operation, fault)),
             other => Ok(other),
         }
     }
@@ -297,17 +332,11 @@ impl MemoryQueue {
 impl NotificationQueue for MemoryQueue {
     async fn enqueue(&self, channel: Channel, envelopes: &[Envelope]) -> Result<(), BackendError> {
         let operation = format!("enqueue:{channel}");
-        let fault = self.failpoints.take(&operation);
-        if fault == Some(Fault::Fail) {
-            return Err(injected(&operation, Fault::Fail));
-        }
+        let fault = before_write(&self.failpoints, &operation).await?;
         lock(&self.sent)
             .entry(channel)
             .or_default()
             .extend_from_slice(envelopes);
-        match fault {
-            Some(fault) => Err(injected(&operation, fault)),
-            None => Ok(()),
-        }
+        after_write(&operation, fault)
     }
 }

@@ -1,0 +1,125 @@
+//! The config table in memory, as ingest and the API take it: one value for event types, rules and
+//! templates (the DynamoDB adapter is one type for all three). Each part keeps its own failpoints.
+
+use super::event_types::MemoryEventTypeStore;
+use super::rules::MemoryRuleStore;
+use super::templates::MemoryTemplateStore;
+use crate::domain::event_type::{EventType, EventTypeSpec};
+use crate::domain::rule::{Rule, RuleSpec};
+use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
+use crate::domain::{TenantId, Timestamp};
+use crate::ports::{
+    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, WriteError,
+};
+
+#[derive(Debug, Default)]
+pub struct MemoryConfigStore {
+    pub event_types: MemoryEventTypeStore,
+    pub rules: MemoryRuleStore,
+    pub templates: MemoryTemplateStore,
+}
+
+impl EventTypeStore for MemoryConfigStore {
+    async fn put_event_type(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        spec: &EventTypeSpec,
+        now: Timestamp,
+    ) -> Result<Saved, BackendError> {
+        self.event_types.put_event_type(tenant, name, spec, now).await
+    }
+
+    async fn event_type(&self, tenant: &TenantId, name: &str) -> Result<Option<EventType>, BackendError> {
+        self.event_types.event_type(tenant, name).await
+    }
+
+    async fn list_event_types(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<EventType>, BackendError> {
+        self.event_types.list_event_types(tenant, page).await
+    }
+
+    async fn delete_event_type(&self, tenant: &TenantId, name: &str) -> Result<bool, BackendError> {
+        self.event_types.delete_event_type(tenant, name).await
+    }
+}
+
+impl RuleStore for MemoryConfigStore {
+    async fn put_rule(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        spec: &RuleSpec,
+        now: Timestamp,
+    ) -> Result<Saved, WriteError> {
+        self.rules.put_rule(tenant, id, spec, now).await
+    }
+
+    async fn rule(&self, tenant: &TenantId, id: &str) -> Result<Option<Rule>, BackendError> {
+        self.rules.rule(tenant, id).await
+    }
+
+    async fn list_rules(
+        &self,
+        tenant: &TenantId,
+        event: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Rule>, BackendError> {
+        self.rules.list_rules(tenant, event, page).await
+    }
+
+    async fn rules_for_event(&self, tenant: &TenantId, event: &str) -> Result<Vec<Rule>, BackendError> {
+        self.rules.rules_for_event(tenant, event).await
+    }
+
+    async fn delete_rule(&self, tenant: &TenantId, id: &str) -> Result<bool, WriteError> {
+        self.rules.delete_rule(tenant, id).await
+    }
+}
+
+impl TemplateStore for MemoryConfigStore {
+    async fn put_template(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        content: &TemplateContent,
+        now: Timestamp,
+    ) -> Result<TemplateVersion, WriteError> {
+        self.templates.put_template(tenant, name, content, now).await
+    }
+
+    async fn template_head(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<TemplateHead>, BackendError> {
+        self.templates.template_head(tenant, name).await
+    }
+
+    async fn template_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        locale: &str,
+        version: u32,
+    ) -> Result<Option<TemplateVersion>, BackendError> {
+        self.templates
+            .template_version(tenant, name, locale, version)
+            .await
+    }
+
+    async fn list_templates(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<TemplateHead>, BackendError> {
+        self.templates.list_templates(tenant, page).await
+    }
+
+    async fn delete_template(&self, tenant: &TenantId, name: &str) -> Result<bool, BackendError> {
+        self.templates.delete_template(tenant, name).await
+    }
+}

@@ -1,0 +1,581 @@
+//! Ingest over in-memory ports with failpoints, called as Lambda calls it (an API Gateway v2 event turned
+//! into a request by lambda_http): a write whose answer is lost, SQS failing mid fan-out, a retry racing
+//! the first request, a reused key, a backend down. Each ends with an audit of the whole event: what is
+//! on each queue per notification, what is stored, the idempotency record, against docs/api.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::Ingest;
+use crate::adapters::memory::api_keys::MemoryApiKeyStore;
+use crate::adapters::memory::config::MemoryConfigStore;
+use crate::adapters::memory::{Fault, MemoryActivityStore, MemoryQueue};
+use crate::config::{Env, HttpSettings};
+use crate::domain::event_type::EventTypeSpec;
+use crate::domain::notification::NotificationStatus;
+use crate::domain::rule::RuleSpec;
+use crate::domain::template::TemplateContent;
+use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
+use crate::http::key_hash;
+use crate::outbox::{FANOUT_LEASE, Finish, SweepReport};
+use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, RuleStore, TemplateStore};
+use lambda_http::Request;
+use lambda_http::http::HeaderMap;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+type MemoryIngest = Ingest<MemoryApiKeyStore, MemoryConfigStore, MemoryActivityStore, MemoryQueue>;
+
+const API_KEY: &str = "acme-key";
+
+fn acme() -> TenantId {
+    TenantId::new("acme")
+}
+
+/// The contract's example, in memory: tenant `acme` with an API key, event type `order_created` with a
+/// schema, and one template and rule per channel (`order-email`, `order-sms`, `order-slack`).
+async fn ingest() -> MemoryIngest {
+    let now = Timestamp::now();
+    let keys = MemoryApiKeyStore::default();
+    keys.put_api_key(&acme(), &key_hash(API_KEY), now).await.unwrap();
+    let config = MemoryConfigStore::default();
+    let schema = json!({"type": "object", "required": ["order_id"],
+                        "properties": {"order_id": {"type": "integer"}}});
+    let spec = EventTypeSpec::from_json(&json!({ "schema": schema })).unwrap();
+    config
+        .put_event_type(&acme(), "order_created", &spec, now)
+        .await
+        .unwrap();
+    for channel in Channel::ALL {
+        let name = format!("order-{channel}");
+        let content = match channel {
+            Channel::Email => json!({"channel": "email", "locale": "en",
+                                     "subject": "Order {{ payload.order_id }}", "text": "Thanks"}),
+            _ => json!({"channel": channel, "text": "Order {{ payload.order_id }}"}),
+        };
+        let content = TemplateContent::from_json(&content).unwrap();
+        config.put_template(&acme(), &name, &content, now).await.unwrap();
+        let rule = json!({"event": "order_created", "channel": channel, "template": name});
+        let rule = RuleSpec::from_json(&rule).unwrap();
+        config.put_rule(&acme(), &name, &rule, now).await.unwrap();
+    }
+    // No cache, so a failpoint set on the config store between two requests is met by the second.
+    let env = Env::from_fn(|name| (name == "HERALD_CONFIG_CACHE_SECONDS").then(|| "0".to_owned()));
+    Ingest::new(
+        keys,
+        config,
+        MemoryActivityStore::default(),
+        MemoryQueue::default(),
+        HttpSettings::from_env(&env).unwrap(),
+    )
+}
+
+/// An order with an address for every channel, so each rule makes a queued notification.
+fn order(order_id: u64) -> Value {
+    json!({
+        "event": "order_created",
+        "recipient": {"email": "ada@example.com", "phone": "+15555550100",
+                      "slack_webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX"},
+        "payload": {"order_id": order_id, "total": 99.99}
+    })
+}
+
+/// `POST /v1/events` as API Gateway (HTTP API, payload v2) hands it to the function, converted by
+/// lambda_http exactly as in production (as `tests/src/lib.rs` builds it against the emulator).
+fn post(body: &Value, idempotency_key: Option<&str>) -> Request {
+    let mut headers = json!({"authorization": format!("Bearer {API_KEY}"),
+                             "content-type": "application/json"});
+    if let Some(key) = idempotency_key {
+        headers["idempotency-key"] = json!(key);
+    }
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/v1/events", "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
+            "http": {"method": "POST", "path": "/v1/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": "tests"},
+            "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "22/Nov/2026:04:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
+        },
+        "body": body.to_string(),
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// What the handler answered, its body parsed.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    fn problem_code(&self) -> &str {
+        self.body["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('/').next())
+            .unwrap_or("")
+    }
+
+    fn event_id(&self) -> EventId {
+        EventId::parse(self.body["event_id"].as_str().unwrap()).unwrap()
+    }
+
+    /// The answered notifications, by channel.
+    fn notifications(&self) -> BTreeMap<Channel, NotificationId> {
+        self.body["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let channel = n["channel"].as_str().unwrap().parse().unwrap();
+                (channel, NotificationId::parse(n["id"].as_str().unwrap()).unwrap())
+            })
+            .collect()
+    }
+}
+
+async fn call(ingest: &MemoryIngest, request: Request) -> Answer {
+    let response = ingest
+        .handle(request)
+        .await
+        .expect("the handler answers every outcome");
+    let bytes: &[u8] = response.body().as_ref();
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(bytes).unwrap()
+        },
+    }
+}
+
+/// Envelopes of each notification of `accepted` on its channel's queue, by channel.
+fn copies(ingest: &MemoryIngest, accepted: &Answer) -> BTreeMap<Channel, usize> {
+    accepted
+        .notifications()
+        .into_iter()
+        .map(|(channel, id)| {
+            let queue = ingest.outbox.queue().enqueued(channel);
+            (channel, queue.iter().filter(|e| e.notification_id == id).count())
+        })
+        .collect()
+}
+
+fn each(n: usize) -> BTreeMap<Channel, usize> {
+    Channel::ALL.into_iter().map(|channel| (channel, n)).collect()
+}
+
+/// A moment after every lease taken now has run out.
+fn after_the_lease() -> Timestamp {
+    Timestamp::from_millis(
+        Timestamp::now().millis() + 1_000 + i64::try_from(FANOUT_LEASE.as_millis()).unwrap(),
+    )
+}
+
+async fn sweep(ingest: &MemoryIngest, now: Timestamp) -> SweepReport {
+    ingest
+        .outbox
+        .sweep(now, || Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
+/// Nothing was recorded or queued for tenant `acme`.
+fn nothing_recorded(ingest: &MemoryIngest, context: &str) {
+    let activity = ingest.activity();
+    assert_eq!(activity.event_ids(&acme()), Vec::new(), "events, {context}");
+    assert_eq!(
+        activity.notification_count(&acme()),
+        0,
+        "notifications, {context}"
+    );
+    assert_eq!(
+        activity.idempotency_keys(&acme()),
+        Vec::<String>::new(),
+        "keys, {context}"
+    );
+    for channel in Channel::ALL {
+        assert!(
+            ingest.outbox.queue().enqueued(channel).is_empty(),
+            "{channel} queue, {context}"
+        );
+    }
+}
+
+/// The end state of a test whose one event was `accepted` (its 202 answer), keyed by `key`: exactly
+/// `expected` envelopes per notification on its own channel's queue and nothing else on any queue, the
+/// event and its three notifications stored and fanned out (still `queued`: nothing delivers here), and
+/// the idempotency record, if keyed, holding the event's id and the 202 body.
+async fn audit(
+    ingest: &MemoryIngest,
+    accepted: &Answer,
+    key: Option<&str>,
+    expected: &BTreeMap<Channel, usize>,
+) {
+    let context = format!("key {key:?}, {accepted:?}");
+    assert_eq!(accepted.status, 202, "{context}");
+    let event_id = accepted.event_id();
+    let answered = accepted.notifications();
+    assert_eq!(answered.len(), 3, "one notification per rule: {context}");
+    assert_eq!(
+        &copies(ingest, accepted),
+        expected,
+        "envelopes per notification: {context}"
+    );
+    for channel in Channel::ALL {
+        for envelope in ingest.outbox.queue().enqueued(channel) {
+            assert_eq!(
+                Some(&envelope.notification_id),
+                answered.get(&channel),
+                "{channel}: {context}"
+            );
+            assert_eq!(envelope.channel, Some(channel));
+            assert_eq!(
+                (&envelope.tenant, envelope.correlation_id.as_str()),
+                (&acme(), event_id.to_string().as_str())
+            );
+        }
+    }
+
+    let activity = ingest.activity();
+    assert_eq!(
+        activity.event_ids(&acme()),
+        vec![event_id.clone()],
+        "one event: {context}"
+    );
+    let (event, lease) = activity.stored_event(&acme(), &event_id).unwrap();
+    assert!(
+        !event.fanout_pending && lease.is_none(),
+        "fanned out, lease gone: {context}"
+    );
+    assert_eq!(event.idempotency_key.as_deref(), key);
+    let ids: Vec<NotificationId> = answered.values().cloned().collect();
+    let mut stored_ids = event.notification_ids.clone();
+    stored_ids.sort();
+    let mut answered_ids = ids.clone();
+    answered_ids.sort();
+    assert_eq!(stored_ids, answered_ids, "{context}");
+    let stored = activity.notifications(&acme(), &ids).await.unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(
+        activity.notification_count(&acme()),
+        3,
+        "no stray notifications: {context}"
+    );
+    for notification in stored {
+        assert_eq!(notification.status, NotificationStatus::Queued, "{context}");
+        assert_eq!(notification.event_id, event_id);
+        assert_eq!(answered.get(&notification.channel), Some(&notification.id));
+    }
+
+    match key {
+        Some(key) => {
+            assert_eq!(activity.idempotency_keys(&acme()), vec![key.to_owned()]);
+            let record = activity.idempotency_record(&acme(), key).unwrap();
+            assert_eq!(record.event_id, event_id, "{context}");
+            assert_eq!(
+                record.response, accepted.body,
+                "a replay answers the first body: {context}"
+            );
+        }
+        None => assert!(activity.idempotency_keys(&acme()).is_empty(), "{context}"),
+    }
+}
+
+/// A replay as docs/api.md has it: 200, the first answer's body and `Location`, `Idempotent-Replayed`.
+fn assert_replay_of(replay: &Answer, first: &Answer) {
+    assert_eq!(replay.status, 200, "{replay:?}");
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.header("location"), first.header("location"));
+}
+
+#[tokio::test]
+async fn an_accepted_event_is_answered_202_and_each_notification_queued_once() {
+    for key in [Some("order-1"), None] {
+        let ingest = ingest().await;
+
+        let answer = call(&ingest, post(&order(1), key)).await;
+
+        assert_eq!(answer.header("idempotent-replayed"), None);
+        let location = format!("/v1/events/{}", answer.event_id());
+        assert_eq!(answer.header("location"), Some(location.as_str()));
+        audit(&ingest, &answer, key, &each(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_commits_but_answers_too_late_is_its_own_so_it_answers_202_and_fans_out_once() {
+    for key in [Some("late-commit"), None] {
+        let ingest = ingest().await;
+        // The SDK retries the timed-out attempt, whose conditions then meet the request's own items.
+        ingest
+            .activity()
+            .failpoints
+            .set("record_acceptance", Fault::TimeOutAfterCommit, 1);
+
+        let answer = call(&ingest, post(&order(2), key)).await;
+
+        assert_eq!(answer.status, 202, "not a replay of itself ({key:?}): {answer:?}");
+        assert_eq!(answer.header("idempotent-replayed"), None);
+        audit(&ingest, &answer, key, &each(1)).await;
+    }
+}
+
+/// SQS refuses one channel's batch, for each channel in turn: the answer is still 202, the event stays
+/// pending with its lease released; the same request again is the replay and finishes the fan-out at once.
+#[tokio::test]
+async fn when_sqs_fails_for_one_channel_the_answer_is_202_and_a_keyed_retry_finishes_the_fan_out() {
+    for failing in Channel::ALL {
+        let ingest = ingest().await;
+        ingest
+            .outbox
+            .queue()
+            .failpoints
+            .set(&format!("enqueue:{failing}"), Fault::Fail, 1);
+
+        let first = call(&ingest, post(&order(3), Some("flaky"))).await;
+
+        assert_eq!(
+            first.status, 202,
+            "accepted is accepted ({failing} failed): {first:?}"
+        );
+        let (event, lease) = ingest
+            .activity()
+            .stored_event(&acme(), &first.event_id())
+            .unwrap();
+        assert!(event.fanout_pending, "left for a replay or the sweeper");
+        assert_eq!(
+            lease, None,
+            "released, so the client's retry need not wait it out"
+        );
+        let before = copies(&ingest, &first);
+        assert_eq!(before[&failing], 0, "{before:?}");
+
+        let retry = call(&ingest, post(&order(3), Some("flaky"))).await;
+
+        assert_replay_of(&retry, &first);
+        // The channels queued before the failure are queued again: the delivery loop's claim makes the
+        // second copy a no-op, so a fan-out may repeat but never skip.
+        let after = before.iter().map(|(&channel, &n)| (channel, n + 1)).collect();
+        audit(&ingest, &first, Some("flaky"), &after).await;
+    }
+}
+
+#[tokio::test]
+async fn when_sqs_fails_for_one_channel_without_a_key_the_sweeper_finishes_the_fan_out_after_the_lease() {
+    for failing in Channel::ALL {
+        let ingest = ingest().await;
+        ingest
+            .outbox
+            .queue()
+            .failpoints
+            .set(&format!("enqueue:{failing}"), Fault::Fail, 1);
+
+        let first = call(&ingest, post(&order(4), None)).await;
+
+        assert_eq!(first.status, 202, "{first:?}");
+        let (event, lease) = ingest
+            .activity()
+            .stored_event(&acme(), &first.event_id())
+            .unwrap();
+        assert!(event.fanout_pending && lease.is_none(), "pending, lease released");
+        let before = copies(&ingest, &first);
+        assert_eq!(before[&failing], 0, "{before:?}");
+        assert_eq!(
+            sweep(&ingest, Timestamp::now()).await,
+            SweepReport::default(),
+            "an event younger than a lease is not the sweeper's yet"
+        );
+
+        let report = sweep(&ingest, after_the_lease()).await;
+
+        assert_eq!((report.found, report.recovered, report.left), (1, 1, 0));
+        let after = before.iter().map(|(&channel, &n)| (channel, n + 1)).collect();
+        audit(&ingest, &first, None, &after).await;
+        assert_eq!(
+            sweep(&ingest, after_the_lease()).await,
+            SweepReport::default(),
+            "left the index"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_request_holds_the_lease_is_the_replay_and_does_not_fan_out_again() {
+    let ingest = ingest().await;
+    // The first request's email batch is slow: it holds the lease, Slack and SMS queued, email not yet.
+    ingest
+        .outbox
+        .queue()
+        .failpoints
+        .set("enqueue:email", Fault::Slow(Duration::from_millis(200)), 1);
+    let mut first = std::pin::pin!(call(&ingest, post(&order(5), Some("twice"))));
+    assert!(futures::poll!(first.as_mut()).is_pending(), "in its fan-out");
+    let activity = ingest.activity();
+    let event_id = activity.event_ids(&acme()).pop().unwrap();
+    let (event, lease) = activity.stored_event(&acme(), &event_id).unwrap();
+    assert!(event.fanout_pending && lease.is_some_and(|until| until > Timestamp::now()));
+
+    let retry = call(&ingest, post(&order(5), Some("twice"))).await;
+
+    assert_eq!(retry.status, 200, "{retry:?}");
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.event_id(), event_id, "the ids the first request fixed");
+    let queued: usize = Channel::ALL
+        .iter()
+        .map(|&channel| ingest.outbox.queue().enqueued(channel).len())
+        .sum();
+    assert_eq!(
+        queued, 2,
+        "the replay queued nothing: the first request still holds the fan-out"
+    );
+    let first = first.await;
+    assert_replay_of(&retry, &first);
+    audit(&ingest, &first, Some("twice"), &each(1)).await;
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_request_is_409_and_keys_that_disagree_are_422() {
+    let ingest = ingest().await;
+    let first = call(&ingest, post(&order(6), Some("k"))).await;
+    let mut changed = order(6);
+    changed["payload"]["total"] = json!(5);
+
+    let reused = call(&ingest, post(&changed, Some("k"))).await;
+    let mut keyed_in_body = order(7);
+    keyed_in_body["idempotency_key"] = json!("other");
+    let disagreeing = call(&ingest, post(&keyed_in_body, Some("k"))).await;
+
+    assert_eq!(
+        (reused.status, reused.problem_code()),
+        (409, "idempotency_key_reused"),
+        "{reused:?}"
+    );
+    assert_eq!(reused.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        (disagreeing.status, disagreeing.problem_code()),
+        (422, "validation_failed"),
+        "{disagreeing:?}"
+    );
+    // The first event, its record and its messages are untouched; neither refusal recorded anything.
+    audit(&ingest, &first, Some("k"), &each(1)).await;
+}
+
+#[tokio::test]
+async fn a_write_that_fails_before_committing_is_503_with_retry_after_and_the_retry_is_accepted_once() {
+    for key in [Some("down"), None] {
+        let ingest = ingest().await;
+        ingest
+            .activity()
+            .failpoints
+            .set("record_acceptance", Fault::Fail, 1);
+
+        let refused = call(&ingest, post(&order(8), key)).await;
+
+        assert_eq!(
+            (refused.status, refused.problem_code()),
+            (503, "service_unavailable"),
+            "{refused:?}"
+        );
+        assert!(refused.header("retry-after").is_some(), "{refused:?}");
+        nothing_recorded(&ingest, &format!("after a failed write, key {key:?}"));
+
+        let retried = call(&ingest, post(&order(8), key)).await;
+
+        assert_eq!(retried.header("idempotent-replayed"), None, "nothing to replay");
+        audit(&ingest, &retried, key, &each(1)).await;
+    }
+}
+
+/// What the code does now with an error no retry cures (access denied, a missing table): it answers the
+/// same retryable 503 as for a throttle, asking the client to retry what will fail again until a person
+/// fixes the configuration (issue 9). This pins today's behaviour; change it with the fix.
+#[tokio::test]
+async fn a_permanent_backend_error_is_answered_503_retry_like_a_transient_one() {
+    let ingest = ingest().await;
+    ingest
+        .activity()
+        .failpoints
+        .set("record_acceptance", Fault::FailPermanently, 1);
+    let on_write = call(&ingest, post(&order(9), Some("denied"))).await;
+    ingest
+        .catalog
+        .store()
+        .event_types
+        .failpoints
+        .set("event_type", Fault::FailPermanently, 1);
+    let on_read = call(&ingest, post(&order(9), Some("denied"))).await;
+
+    for refused in [on_write, on_read] {
+        assert_eq!(
+            (refused.status, refused.problem_code()),
+            (503, "service_unavailable"),
+            "{refused:?}"
+        );
+        assert_eq!(refused.header("retry-after"), Some("1"));
+    }
+    nothing_recorded(&ingest, "after permanent errors");
+}
+
+/// The replay's own taking of the lease commits but its answer is lost: the replay still answers 200, and
+/// the lease it took without knowing runs out before the sweeper finishes the fan-out.
+#[tokio::test]
+async fn a_replay_that_loses_the_answer_to_its_lease_is_still_200_and_the_sweeper_finishes() {
+    let ingest = ingest().await;
+    ingest
+        .outbox
+        .queue()
+        .failpoints
+        .set("enqueue:sms", Fault::Fail, 1);
+    let first = call(&ingest, post(&order(10), Some("unlucky"))).await;
+    let before = copies(&ingest, &first);
+    ingest
+        .activity()
+        .failpoints
+        .set("claim_fanout", Fault::TimeOutAfterCommit, 1);
+
+    let retry = call(&ingest, post(&order(10), Some("unlucky"))).await;
+
+    assert_replay_of(&retry, &first);
+    assert_eq!(copies(&ingest, &first), before, "the replay queued nothing");
+    let another_replay = ingest
+        .outbox
+        .finish_abandoned(&acme(), &first.event_id(), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        another_replay,
+        Finish::NotOurs,
+        "the lease nobody knows it holds is respected"
+    );
+    let report = sweep(&ingest, after_the_lease()).await;
+    assert_eq!((report.found, report.recovered), (1, 1));
+    let after = before.iter().map(|(&channel, &n)| (channel, n + 1)).collect();
+    audit(&ingest, &first, Some("unlucky"), &after).await;
+}
+
+/// Every message is on its queue but marking the fan-out done fails: the event stays in the sweeper's
+/// index with the request's lease, and the sweeper fans it out a second time (harmless, never lost).
+#[tokio::test]
+async fn a_fan_out_whose_done_mark_fails_is_repeated_by_the_sweeper_not_lost() {
+    let ingest = ingest().await;
+    ingest.activity().failpoints.set("finish_fanout", Fault::Fail, 1);
+
+    let first = call(&ingest, post(&order(11), None)).await;
+
+    assert_eq!(copies(&ingest, &first), each(1), "{first:?}");
+    let report = sweep(&ingest, after_the_lease()).await;
+    assert_eq!((report.found, report.recovered), (1, 1));
+    audit(&ingest, &first, None, &each(2)).await;
+}
