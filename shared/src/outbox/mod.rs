@@ -79,7 +79,13 @@ impl<A: ActivityStore, Q: NotificationQueue> Outbox<A, Q> {
         let sends = by_channel
             .iter()
             .map(|(channel, envelopes)| self.queue.enqueue(*channel, envelopes));
-        if let Err(error) = futures::future::try_join_all(sends).await {
+        // Every channel is tried, even after one failed: a send is not cut off mid-call, and the
+        // notifications that did reach their queues are on their way before the sweeper's turn.
+        let failed = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .find_map(Result::err);
+        if let Some(error) = failed {
             if let Err(release) = self.activity.release_fanout(tenant, event_id).await {
                 tracing::warn!(%event_id, error = %release, "could not release the fan-out lease; it expires by itself");
             }
