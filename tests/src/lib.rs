@@ -358,6 +358,22 @@ impl Stack {
 
     /// Sets up the contract's example: event type `order_created` with a schema, a template and a rule per
     /// channel.
+    /// `POST /v1/events/batch` with `batch` through this stack's ingest; the answer and each result's status.
+    pub async fn post_batch(&self, batch: &Value) -> (Answer, Vec<u64>) {
+        let request = ApiRequest::new("POST", "/v1/events/batch")
+            .key(&self.api_key)
+            .json(batch);
+        let answer = self.call_ingest(&self.ingest(), &request).await;
+        assert_eq!(answer.status, 207, "{answer:?}");
+        let statuses = answer.body["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|result| result["status"].as_u64().expect("a status"))
+            .collect();
+        (answer, statuses)
+    }
+
     pub async fn seed_order_created(&self) {
         let api = self.api();
         let put = |path: &str, body: Value| ApiRequest::new("PUT", path).key(&self.api_key).json(&body);

@@ -401,3 +401,33 @@ async fn every_problem_names_its_schema_violations_one_by_one() {
         "missing order_id and a negative total"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_event_in_a_batch_is_413_alone_and_the_rest_are_accepted() {
+    let stack = Stack::new().await;
+    stack.seed_order_created().await;
+    // 450 KB: within a batch body's 1 MB, past DynamoDB's 400 KB item, so no retry could ever store it.
+    let oversized = with(|body| body["payload"]["note"] = json!("x".repeat(450 * 1024)));
+    let batch = json!({"events": [order_created(2), oversized, order_created(3)]});
+
+    let (answer, statuses) = stack.post_batch(&batch).await;
+
+    let results = answer.body["results"].as_array().unwrap();
+    assert_eq!(statuses, [202, 413, 202]);
+    assert!(
+        results[1]["problem"]["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/payload_too_large"),
+        "{:#}",
+        results[1]
+    );
+    let events = stack
+        .activity_items()
+        .await
+        .iter()
+        .filter(|item| item.get("sk").and_then(|sk| sk.as_s().ok()).map(String::as_str) == Some("EVENT"))
+        .count();
+    assert_eq!(events, 2, "the oversized event was never written");
+    assert_eq!(stack.drain(Channel::Email).await.len(), 2);
+}

@@ -7,9 +7,9 @@ use crate::domain::template::TemplateContent;
 use crate::domain::validation::is_valid_name;
 use crate::domain::{FieldError, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{
-    Authenticator, Cursor, HttpResponse, MAX_BODY_BYTES, empty_response, json_body, json_response,
-    method_not_allowed, not_found_route, page_request, path_segments, problem_response, query_parameter,
-    unavailable,
+    Authenticator, Cursor, HttpResponse, MAX_BODY_BYTES, backend_failure, empty_response, json_body,
+    json_response, method_not_allowed, not_found_route, page_request, path_segments, problem_response,
+    query_parameter,
 };
 use crate::ports::{
     ApiKeyStore, BackendError, EventTypeStore, Page, RuleStore, Saved, TemplateStore, WriteError,
@@ -27,12 +27,12 @@ pub struct Api<K, C> {
 }
 
 fn backend(error: &BackendError) -> Problem {
-    unavailable(error)
+    backend_failure(error)
 }
 
 fn write_problem(error: WriteError) -> Problem {
     match error {
-        WriteError::Backend(error) => unavailable(&error),
+        WriteError::Backend(error) => backend_failure(&error),
         WriteError::Conflict(detail) => Problem::new(ProblemCode::Conflict, detail),
         WriteError::Invalid(error) => Problem::validation(vec![error]),
     }

@@ -18,6 +18,7 @@ pub enum ProblemCode {
     InvalidCursor,
     RateLimited,
     Conflict,
+    InternalError,
     ServiceUnavailable,
 }
 
@@ -36,6 +37,7 @@ impl ProblemCode {
             Self::InvalidCursor => "invalid_cursor",
             Self::RateLimited => "rate_limited",
             Self::Conflict => "conflict",
+            Self::InternalError => "internal_error",
             Self::ServiceUnavailable => "service_unavailable",
         }
     }
@@ -51,6 +53,7 @@ impl ProblemCode {
             Self::UnsupportedMediaType => 415,
             Self::ValidationFailed | Self::UnknownEventType => 422,
             Self::RateLimited => 429,
+            Self::InternalError => 500,
             Self::ServiceUnavailable => 503,
         }
     }
@@ -69,6 +72,9 @@ impl ProblemCode {
             Self::InvalidCursor => "The cursor is not valid",
             Self::RateLimited => "Too many requests",
             Self::Conflict => "The request conflicts with the current state",
+            Self::InternalError => {
+                "Herald could not complete the request; retrying the same request will not help"
+            }
             Self::ServiceUnavailable => "A backing service is unavailable; retrying the same request is safe",
         }
     }

@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <key>` → tenant, by the key's SHA-256 hash, cached per container.
 
 use crate::domain::{Problem, ProblemCode, TenantId};
-use crate::http::unavailable;
+use crate::http::backend_failure;
 use crate::ports::ApiKeyStore;
 use lambda_http::Request;
 use lambda_http::http::header;
@@ -57,7 +57,7 @@ impl<K: ApiKeyStore> Authenticator<K> {
                 ProblemCode::Unauthorized,
                 "the API key is not valid",
             )),
-            Err(error) => Err(unavailable(&error)),
+            Err(error) => Err(backend_failure(&error)),
         }
     }
 

@@ -53,13 +53,26 @@ pub fn problem_response(problem: &Problem, type_base: &str) -> HttpResponse {
     response
 }
 
-/// A backing service failed: the client gets a 503 it can safely retry, the logs get the cause.
-pub fn unavailable(error: &BackendError) -> Problem {
-    tracing::error!(service = error.service, operation = error.operation, retryable = error.retryable, error = %error.message, "backing service failed");
-    Problem::unavailable(format!(
-        "{} is unavailable; retry the same request",
-        error.service
-    ))
+/// A backing service failed. A transient failure (throttling, a 5xx, a timeout) is a 503 the client can
+/// safely retry; a permanent one (access denied, a missing table, a request AWS refuses as invalid) is a 500,
+/// because the same request would fail forever: the client is told not to retry, and the log line says a
+/// person must look (alarm on it).
+pub fn backend_failure(error: &BackendError) -> Problem {
+    if error.retryable {
+        tracing::error!(service = error.service, operation = error.operation, error = %error.message, "backing service failed");
+        return Problem::unavailable(format!(
+            "{} is unavailable; retry the same request",
+            error.service
+        ));
+    }
+    tracing::error!(service = error.service, operation = error.operation, error = %error.message, "backing service refused the request permanently; a person must look");
+    Problem::new(
+        ProblemCode::InternalError,
+        format!(
+            "{} refused the request ({}); this needs the operator, not a retry",
+            error.service, error.operation
+        ),
+    )
 }
 
 /// Checks the content type, size and JSON of a body, in the contract's order (415, 413, 400).

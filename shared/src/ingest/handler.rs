@@ -2,10 +2,10 @@
 
 use super::{Accepted, Ingest};
 use crate::domain::validation::Violations;
-use crate::domain::{EventId, FieldError, NotificationId, Problem, TenantId};
+use crate::domain::{EventId, FieldError, NotificationId, Problem, ProblemCode, TenantId};
 use crate::http::{
-    HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, json_body, json_response, method_not_allowed,
-    not_found_route, path_segments, problem_response, unavailable,
+    HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, backend_failure, json_body, json_response,
+    method_not_allowed, not_found_route, path_segments, problem_response,
 };
 use crate::ports::{
     ActivityStore, ApiKeyStore, DeliveryLedger, EventTypeStore, NotificationQueue, RuleStore, TemplateStore,
@@ -68,6 +68,18 @@ where
 
     /// One event of a batch, answered exactly as a single POST would be.
     async fn batch_item(&self, tenant: &TenantId, event: &Value) -> Value {
+        // An event in a batch is held to a single POST's size: a larger one would exceed DynamoDB's 400 KB
+        // item, a refusal no retry can change. Measured compact, as it would be stored.
+        let size = serde_json::to_vec(event).map_or(0, |bytes| bytes.len());
+        if size > MAX_BODY_BYTES {
+            let problem = Problem::new(
+                ProblemCode::PayloadTooLarge,
+                format!(
+                    "this event is {size} bytes; an event, alone or in a batch, is at most {MAX_BODY_BYTES}"
+                ),
+            );
+            return json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)});
+        }
         match self.accept(tenant, event, "", None).await {
             Ok(Accepted::New { body, .. }) => json!({"status": 202, "body": body}),
             Ok(Accepted::Replayed { body, .. }) => json!({"status": 200, "body": body}),
@@ -85,12 +97,12 @@ where
         let event = activity
             .event(&tenant, &id)
             .await
-            .map_err(|error| unavailable(&error))?
+            .map_err(|error| backend_failure(&error))?
             .ok_or_else(not_found)?;
         let notifications = activity
             .notifications(&tenant, &event.notification_ids)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| backend_failure(&error))?;
         Ok(json_response(200, &event.to_json(&notifications)))
     }
 }
@@ -111,7 +123,7 @@ where
             .activity()
             .notification_with_attempts(&tenant, &id)
             .await
-            .map_err(|error| unavailable(&error))?
+            .map_err(|error| backend_failure(&error))?
             .ok_or_else(not_found)?;
         let mut body = notification.to_json();
         body["attempts"] = attempts

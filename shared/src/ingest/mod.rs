@@ -11,7 +11,7 @@ use crate::domain::event::{Acceptance, EventSubmission, IdempotencyRecord, Store
 use crate::domain::event_type::payload_violations;
 use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate, reason};
 use crate::domain::{EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
-use crate::http::{Authenticator, unavailable};
+use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
     ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore,
@@ -76,7 +76,7 @@ where
             .catalog
             .event_type(tenant, &submission.event)
             .await
-            .map_err(|error| unavailable(&error))?
+            .map_err(|error| backend_failure(&error))?
             .ok_or_else(|| {
                 Problem::new(
                     ProblemCode::UnknownEventType,
@@ -132,7 +132,7 @@ where
             .activity()
             .record_acceptance(&acceptance, FANOUT_LEASE)
             .await
-            .map_err(|error| unavailable(&error))?
+            .map_err(|error| backend_failure(&error))?
         {
             Recorded::New => {
                 // From here on the event is Herald's: the client gets its 202 whatever the fan-out does.

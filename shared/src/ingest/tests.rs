@@ -498,11 +498,10 @@ async fn a_write_that_fails_before_committing_is_503_with_retry_after_and_the_re
     }
 }
 
-/// What the code does now with an error no retry cures (access denied, a missing table): it answers the
-/// same retryable 503 as for a throttle, asking the client to retry what will fail again until a person
-/// fixes the configuration (issue 9). This pins today's behaviour; change it with the fix.
+/// An error no retry cures (access denied, a missing table, a request AWS refuses as invalid) is a 500
+/// that tells the client not to retry, not the 503 of a throttle, which would have it retry forever.
 #[tokio::test]
-async fn a_permanent_backend_error_is_answered_503_retry_like_a_transient_one() {
+async fn a_permanent_backend_error_is_a_500_that_says_not_to_retry() {
     let ingest = ingest().await;
     ingest
         .activity()
@@ -520,10 +519,14 @@ async fn a_permanent_backend_error_is_answered_503_retry_like_a_transient_one() 
     for refused in [on_write, on_read] {
         assert_eq!(
             (refused.status, refused.problem_code()),
-            (503, "service_unavailable"),
+            (500, "internal_error"),
             "{refused:?}"
         );
-        assert_eq!(refused.header("retry-after"), Some("1"));
+        assert_eq!(
+            refused.header("retry-after"),
+            None,
+            "no invitation to retry: {refused:?}"
+        );
     }
     nothing_recorded(&ingest, "after permanent errors");
 }
