@@ -122,16 +122,20 @@ pub async fn wait_until_settled(stack: &Stack, timeout: Duration) -> Result<(), 
 /// Looks up every notification and counts what each provider received for this run.
 pub async fn audit(stack: &Stack, run: &str, notifications: &[Expected]) -> Result<Audit, BenchError> {
     let deliveries = provider_deliveries(stack, run).await?;
-    let looked_up: Vec<(&Expected, Option<Value>)> = futures::stream::iter(notifications)
-        .map(|n| async move { (n, lookup(stack, &n.id).await.ok()) })
+    let looked_up: Vec<(&Expected, Result<Value, String>)> = futures::stream::iter(notifications)
+        .map(|n| async move { (n, lookup(stack, &n.id).await) })
         .buffered(LOOKUPS)
         .collect()
         .await;
     Ok(tally(&looked_up, &deliveries))
 }
 
-/// Judges each notification by what Herald recorded (`None`: not found) against what its provider received.
-fn tally(looked_up: &[(&Expected, Option<Value>)], deliveries: &BTreeMap<(String, usize), usize>) -> Audit {
+/// Judges each notification by what Herald recorded (`Err`: not found, and why) against what its provider
+/// received.
+fn tally(
+    looked_up: &[(&Expected, Result<Value, String>)],
+    deliveries: &BTreeMap<(String, usize), usize>,
+) -> Audit {
     let mut audit = Audit {
         notifications: looked_up.len(),
         ..Audit::default()
@@ -150,12 +154,15 @@ fn tally(looked_up: &[(&Expected, Option<Value>)], deliveries: &BTreeMap<(String
             channel: expected.channel.clone(),
             explanation,
         };
-        let Some(notification) = found else {
-            *audit.by_status.entry("not found".into()).or_default() += 1;
-            audit.lost.push(finding(
-                "accepted, but GET /v1/notifications/{id} does not find it".into(),
-            ));
-            continue;
+        let notification = match found {
+            Ok(notification) => notification,
+            Err(answer) => {
+                *audit.by_status.entry("not found".into()).or_default() += 1;
+                audit.lost.push(finding(format!(
+                    "accepted, but GET /v1/notifications/{{id}} does not find it ({answer}); its provider received it {received} times"
+                )));
+                continue;
+            }
         };
         let status = status_of(notification);
         let label = match notification["reason"].as_str() {
@@ -191,16 +198,33 @@ fn tally(looked_up: &[(&Expected, Option<Value>)], deliveries: &BTreeMap<(String
     audit
 }
 
-async fn lookup(stack: &Stack, id: &str) -> Result<Value, reqwest::Error> {
-    stack
-        .http
-        .get(format!("{}/v1/notifications/{id}", stack.api))
-        .bearer_auth(API_KEY)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await
+/// Lookups of one notification before the audit gives up on it: a stack slowed on purpose answers some
+/// reads 503, and a failed read is not a lost notification.
+const LOOKUP_ATTEMPTS: u32 = 5;
+
+/// The notification as the API answers it; `Err` only when it answered 404 (or never answered at all).
+async fn lookup(stack: &Stack, id: &str) -> Result<Value, String> {
+    let mut last = String::new();
+    for attempt in 1..=LOOKUP_ATTEMPTS {
+        let answer = stack
+            .http
+            .get(format!("{}/v1/notifications/{id}", stack.api))
+            .bearer_auth(API_KEY)
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => {
+                return Err("404".to_owned());
+            }
+            Ok(response) if response.status().is_success() => {
+                return response.json().await.map_err(|error| error.to_string());
+            }
+            Ok(response) => last = response.status().to_string(),
+            Err(error) => last = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+    }
+    Err(format!("no answer after {LOOKUP_ATTEMPTS} attempts: {last}"))
 }
 
 fn status_of(notification: &Value) -> String {
@@ -336,8 +360,10 @@ mod tests {
             .filter(|(_, _, received)| *received > 0)
             .map(|(e, _, received)| ((e.channel.clone(), e.seq), *received))
             .collect();
-        let looked_up: Vec<(&Expected, Option<Value>)> =
-            cases.iter().map(|(e, found, _)| (e, found.clone())).collect();
+        let looked_up: Vec<(&Expected, Result<Value, String>)> = cases
+            .iter()
+            .map(|(e, found, _)| (e, found.clone().ok_or_else(|| "404".to_owned())))
+            .collect();
 
         let audit = tally(&looked_up, &deliveries);
 
