@@ -14,6 +14,10 @@
 //! [`ReconcileSettings::stall_after`] and its channel's queue is empty (so no message for it can be
 //! waiting in a backlog), or when it has been untouched for longer than the queue keeps messages.
 //!
+//! A `queued` notification whose event's fan-out is still pending is never stalled: the outbox owes it its
+//! message (found under load, when the fan-out of an event whose requests kept timing out outlasted the
+//! stall window).
+//!
 //! Putting a DLQ message for a notification that was not stalled after all is harmless: the delivery
 //! loop claims before it sends, so the redriven copy of a sent notification is acknowledged unsent.
 
@@ -139,6 +143,26 @@ where
                         Ok(false) => Verdict::Active,
                         Err(error) => {
                             tracing::warn!(channel = %notification.channel, %error, "could not count the channel's queue; the next run tries again");
+                            report.left += 1;
+                            continue;
+                        }
+                    }
+                }
+                verdict => verdict,
+            };
+            // A queued notification whose event is still being fanned out has no message yet, and the outbox
+            // will send one: late, not stalled.
+            let verdict = match verdict {
+                Verdict::Stalled if notification.status == NotificationStatus::Queued => {
+                    match self
+                        .activity
+                        .event(&notification.tenant, &notification.event_id)
+                        .await
+                    {
+                        Ok(Some(event)) if event.fanout_pending => Verdict::Active,
+                        Ok(_) => Verdict::Stalled,
+                        Err(error) => {
+                            tracing::warn!(%tenant, notification_id = %id, %error, "could not read the notification's event; the next run tries again");
                             report.left += 1;
                             continue;
                         }

@@ -159,6 +159,41 @@ async fn a_stalled_notification_gets_a_dlq_message_and_is_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_queued_notification_whose_event_is_still_being_fanned_out_is_late_not_stalled() {
+    let reconciler = reconciler();
+    let now = Timestamp::now();
+    let accepted = acceptance("acme", None, &[Channel::Email]);
+    reconciler
+        .activity
+        .record_acceptance(&accepted, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // Accepted 20 minutes ago, and its fan-out never finished (every request that took it died).
+    let mut waiting = accepted.notifications[0].clone();
+    waiting.created_at = Timestamp::from_millis(now.millis() - 20 * MINUTE);
+    waiting.updated_at = waiting.created_at;
+    reconciler.activity.put_notification(waiting.clone());
+
+    let report = reconciler.reconcile(now, forever).await.unwrap();
+
+    assert_eq!(report.dead_lettered, 0, "the outbox owes it its message");
+    assert_eq!(
+        stored(&reconciler, &waiting).await.status,
+        NotificationStatus::Queued
+    );
+    reconciler
+        .activity
+        .finish_fanout(&accepted.event.tenant, &accepted.event.id)
+        .await
+        .unwrap();
+    let fanned_out = reconciler.reconcile(now, forever).await.unwrap();
+    assert_eq!(
+        fanned_out.dead_lettered, 1,
+        "fanned out, no message, queue empty: stalled"
+    );
+}
+
+#[tokio::test]
 async fn a_backlog_on_its_queue_keeps_an_idle_notification_waiting() {
     let reconciler = reconciler();
     let now = Timestamp::now();
