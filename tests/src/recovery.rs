@@ -1,12 +1,14 @@
 //! What brings a notification back after a fault, as the tests drive it: the sweeper's reconciler with a
 //! short stall window, SQS moving a message nobody could claim to its DLQ, and a redrive by hand.
 
+use crate::delivery_fixture::notification;
 use crate::{MAX_RECEIVE_COUNT, Stack};
 use herald::adapters::dynamodb::DynamoActivityStore;
 use herald::adapters::sqs::SqsNotificationQueue;
 use herald::config::ReconcileSettings;
 use herald::domain::{Channel, Timestamp};
 use herald::reconcile::{ReconcileReport, Reconciler};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The reconciler's stall window in tests (15 minutes in production).
@@ -41,6 +43,27 @@ impl Stack {
             .reconcile(past_the_stall_window(), || Duration::from_secs(60))
             .await
             .expect("the reconciler's index query")
+    }
+
+    /// One reconciler run past the stall window that must find notification `id`, alone, stalled: it is
+    /// then `dead_lettered` with reason `stalled`. Its answer through the API.
+    pub async fn reconcile_the_stalled(&self, id: &str) -> Value {
+        let report = self.reconcile_past_the_stall_window().await;
+        assert_eq!(
+            report,
+            ReconcileReport {
+                overdue: 1,
+                dead_lettered: 1,
+                left: 0
+            }
+        );
+        let stalled = notification(self, id).await;
+        assert_eq!(
+            (&stalled["status"], &stalled["reason"]),
+            (&json!("dead_lettered"), &json!("stalled")),
+            "{stalled:#}"
+        );
+        stalled
     }
 
     /// Whether notification `id` is in the `unsettled` index (its item holds the index keys).

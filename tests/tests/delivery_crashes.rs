@@ -10,7 +10,6 @@ use herald::config::DeliverySettings;
 use herald::delivery::Delivery;
 use herald::domain::{Channel, NotificationId, Timestamp};
 use herald::ports::{Claim, DeliveryLedger, Sender};
-use herald::reconcile::ReconcileReport;
 use herald_integration_tests::channels::{PROVIDER_TIMEOUT, TestDelivery};
 use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, slack_that_accepts,
@@ -132,21 +131,7 @@ async fn a_send_whose_record_is_lost_is_dead_lettered_by_the_reconciler_and_send
     );
 
     // A sweep past the stall window: the status is made to agree with the (empty) queue.
-    let report = stack.reconcile_past_the_stall_window().await;
-    assert_eq!(
-        report,
-        ReconcileReport {
-            overdue: 1,
-            dead_lettered: 1,
-            left: 0
-        }
-    );
-    let stalled = notification(&stack, &id).await;
-    assert_eq!(
-        (&stalled["status"], &stalled["reason"]),
-        (&json!("dead_lettered"), &json!("stalled")),
-        "{stalled:#}"
-    );
+    let stalled = stack.reconcile_the_stalled(&id).await;
     assert!(
         stalled["detail"].as_str().unwrap().contains("may send it twice"),
         "the person about to redrive is told: {stalled:#}"

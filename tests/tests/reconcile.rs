@@ -46,22 +46,7 @@ async fn a_message_dead_lettered_without_a_claim_is_reconciled_and_a_redrive_sen
         overdue.iter().any(|(_, found)| found.as_str() == id),
         "found through the index: {overdue:?}"
     );
-    let report = stack.reconcile_past_the_stall_window().await;
-
-    assert_eq!(
-        report,
-        ReconcileReport {
-            overdue: 1,
-            dead_lettered: 1,
-            left: 0
-        }
-    );
-    let stalled = notification(&stack, &id).await;
-    assert_eq!(
-        (&stalled["status"], &stalled["reason"]),
-        (&json!("dead_lettered"), &json!("stalled")),
-        "{stalled:#}"
-    );
+    stack.reconcile_the_stalled(&id).await;
     assert!(!stack.unsettled(&id).await, "dead-lettered: out of the index");
     assert_eq!(
         stack.dead_letters(Channel::Slack).await.len(),

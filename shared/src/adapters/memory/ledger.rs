@@ -2,7 +2,7 @@
 //! (`adapters/dynamodb/ledger.rs`): one lock stands for the conditional update and the transaction, so a
 //! claim or a settle is as atomic as there.
 
-use super::{Fault, MemoryActivityStore, NotificationEntry, injected, lock};
+use super::{MemoryActivityStore, NotificationEntry, after_write, before_write, lock};
 use crate::domain::delivery::{Attempt, EARLY_CLAIM_TOLERANCE};
 use crate::domain::notification::{Notification, NotificationStatus};
 use crate::domain::{NotificationId, TenantId, Timestamp};
@@ -17,19 +17,6 @@ const CLAIMABLE: [NotificationStatus; 3] = [
 ];
 
 impl MemoryActivityStore {
-    /// The failpoint of this call of `operation`: `Fail` answers at once, `Slow` waits and then lets the
-    /// call proceed, and `TimeOutAfterCommit` is returned for the call to apply after its write.
-    async fn delivery_fault(&self, operation: &str) -> Result<Option<Fault>, BackendError> {
-        match self.failpoints.take(operation) {
-            Some(fault @ (Fault::Fail | Fault::FailPermanently)) => Err(injected(operation, fault)),
-            Some(Fault::Slow(delay)) => {
-                tokio::time::sleep(delay).await;
-                Ok(None)
-            }
-            other => Ok(other),
-        }
-    }
-
     /// What a claim finds and does, under the table's lock.
     fn claim_entry(entry: &mut NotificationEntry, now: Timestamp, lease: Duration) -> Claim {
         let status = entry.notification.status;
@@ -121,7 +108,7 @@ impl DeliveryLedger for MemoryActivityStore {
         now: Timestamp,
         lease: Duration,
     ) -> Result<Claim, BackendError> {
-        let fault = self.delivery_fault("claim").await?;
+        let fault = before_write(&self.failpoints, "claim").await?;
         let claim = {
             let mut tables = lock(&self.tables);
             match tables.notifications.get_mut(&(tenant.clone(), id.clone())) {
@@ -129,10 +116,7 @@ impl DeliveryLedger for MemoryActivityStore {
                 None => Claim::Missing,
             }
         };
-        match fault {
-            Some(fault) => Err(injected("claim", fault)),
-            None => Ok(claim),
-        }
+        after_write("claim", fault).map(|()| claim)
     }
 
     async fn settle(
@@ -143,16 +127,13 @@ impl DeliveryLedger for MemoryActivityStore {
         settlement: &Settlement,
         _expires_at: Timestamp,
     ) -> Result<bool, BackendError> {
-        let fault = self.delivery_fault("settle").await?;
+        let fault = before_write(&self.failpoints, "settle").await?;
         let settled = {
             let mut tables = lock(&self.tables);
             let entry = tables.notifications.get_mut(&(tenant.clone(), id.clone()));
             Self::settle_entry(entry, attempt, settlement)
         };
-        match fault {
-            Some(fault) => Err(injected("settle", fault)),
-            None => Ok(settled),
-        }
+        after_write("settle", fault).map(|()| settled)
     }
 
     async fn notification_with_attempts(
@@ -160,7 +141,7 @@ impl DeliveryLedger for MemoryActivityStore {
         tenant: &TenantId,
         id: &NotificationId,
     ) -> Result<Option<(Notification, Vec<Attempt>)>, BackendError> {
-        self.delivery_fault("notification_with_attempts").await?;
+        before_write(&self.failpoints, "notification_with_attempts").await?;
         Ok(lock(&self.tables)
             .notifications
             .get(&(tenant.clone(), id.clone()))
@@ -178,6 +159,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::adapters::memory::Fault;
     use crate::domain::Channel;
     use crate::domain::delivery::AttemptOutcome;
     use crate::ports::ActivityStore;
