@@ -2,6 +2,7 @@
 
 use crate::domain::Channel;
 use crate::domain::address::WebhookPolicy;
+use crate::domain::retry::RetrySchedule;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -199,10 +200,14 @@ fn retention<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Duration, Co
 /// What the delivery loop needs, whatever the channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliverySettings {
-    /// The channel's own queue, for changing a message's visibility.
+    /// The channel's own queue, for delaying and re-sending a message.
     pub queue_url: String,
-    /// The queue's `maxReceiveCount`: the receive that reaches it is the last before the DLQ.
-    pub max_receive_count: u32,
+    /// The channel's DLQ, where a notification goes once its retry schedule is used up.
+    pub dead_letter_queue_url: String,
+    /// The waits between attempts after failures (`HERALD_RETRY_SCHEDULE`, e.g. `10s,1m,5m`).
+    pub schedule: RetrySchedule,
+    /// How late a notification may still be sent when its event type sets no maximum age.
+    pub default_max_age: Duration,
     /// Messages of one batch delivered at once.
     pub concurrency: usize,
     /// How long a claim holds a notification; at least the function's timeout.
@@ -214,20 +219,27 @@ pub struct DeliverySettings {
 
 impl DeliverySettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let max_receive_count = env.required("HERALD_MAX_RECEIVE_COUNT")?;
-        let max_receive_count =
-            max_receive_count
-                .parse()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or(ConfigError::Invalid {
-                    name: "HERALD_MAX_RECEIVE_COUNT",
-                    value: max_receive_count,
-                    reason: "must be a whole number of at least 1",
-                })?;
+        let schedule = match env.optional("HERALD_RETRY_SCHEDULE") {
+            None => RetrySchedule::default(),
+            Some(value) => RetrySchedule::parse(&value).map_err(|_| ConfigError::Invalid {
+                name: "HERALD_RETRY_SCHEDULE",
+                value,
+                reason: "must be waits like 10s,1m,5m,1h (each from 1ms to 12h)",
+            })?,
+        };
+        let default_max_age = env.number("HERALD_MAX_AGE_SECONDS", 86_400)?;
+        if !crate::domain::event_type::MAX_AGE_RANGE.contains(&default_max_age) {
+            return Err(ConfigError::Invalid {
+                name: "HERALD_MAX_AGE_SECONDS",
+                value: default_max_age.to_string(),
+                reason: "must be from 60 to 1209600 (14 days)",
+            });
+        }
         Ok(Self {
             queue_url: env.required("HERALD_QUEUE_URL")?,
-            max_receive_count,
+            dead_letter_queue_url: env.required("HERALD_DLQ_URL")?,
+            schedule,
+            default_max_age: Duration::from_secs(default_max_age),
             concurrency: usize::try_from(env.number("HERALD_DELIVERY_CONCURRENCY", 10)?.clamp(1, 100))
                 .unwrap_or(10),
             lease: Duration::from_secs(env.number("HERALD_DELIVERY_LEASE_SECONDS", 60)?),

@@ -315,6 +315,8 @@ pub struct Settlement {
     pub detail: Option<String>,
     pub provider_message_id: Option<String>,
     pub next_attempt_at: Option<Timestamp>,
+    /// Steps of the retry schedule used up so far (0 again once dead-lettered, so a redrive starts over).
+    pub failures: u32,
 }
 
 /// The delivery side of the activity table: claims, outcomes and the record of attempts.
@@ -351,11 +353,25 @@ pub trait DeliveryLedger: Send + Sync {
     > + Send;
 }
 
-/// Delays the next delivery of a received SQS message.
-pub trait MessageVisibility: Send + Sync {
+/// A channel's queue and its DLQ, as the delivery loop uses them.
+pub trait ChannelQueue: Send + Sync {
+    /// Keeps a received message invisible for `delay` (at most 12 hours), so it comes back then; every
+    /// receive counts towards the queue's `maxReceiveCount`.
     fn delay(
         &self,
         receipt_handle: &str,
         delay: Duration,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Puts `body` on the queue again as a new message, delayed by `delay` (at most 15 minutes; a longer
+    /// wait comes back early and waits out the rest). A new message starts with no receives, so retries
+    /// never use up the receives that stand between a message and the DLQ.
+    fn send_later(
+        &self,
+        body: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Puts `body` in the queue's DLQ, for a person to redrive.
+    fn dead_letter(&self, body: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

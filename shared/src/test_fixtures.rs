@@ -39,6 +39,8 @@ pub fn acceptance(tenant: &str, idempotency_key: Option<&str>, channels: &[Chann
                 sent_at: None,
                 provider_message_id: None,
                 next_attempt_at: None,
+                failures: 0,
+                deliver_by: None,
             }
         })
         .collect();

@@ -13,13 +13,14 @@ use std::fmt::Write as _;
 use wiremock::MockServer;
 
 /// Statuses a notification can end in.
-const SETTLED: [&str; 6] = [
+const SETTLED: [&str; 7] = [
     "sent",
     "failed",
     "dead_lettered",
     "skipped",
     "suppressed",
     "rate_limited",
+    "expired",
 ];
 
 /// One notification of the run, as Herald recorded it.

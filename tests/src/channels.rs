@@ -1,14 +1,15 @@
 //! The three channels wired as their functions wire them, with the provider endpoint chosen by the test
 //! (the emulator itself, or a fault proxy in front of it).
 
-use crate::{MAX_RECEIVE_COUNT, Stack, emulator_config, unique};
+use crate::{RETRY_SCHEDULE, Stack, emulator_config, unique};
 use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
 use herald::adapters::ses::SesSender;
 use herald::adapters::slack::SlackSender;
 use herald::adapters::sns::SnsSender;
-use herald::adapters::sqs::SqsMessageVisibility;
+use herald::adapters::sqs::SqsChannelQueue;
 use herald::config::{DeliverySettings, SlackSettings};
 use herald::delivery::{Delivery, provider_config};
+use herald::domain::retry::RetrySchedule;
 use herald::ports::Sender;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 /// milliseconds, and a fault proxy's late answer (tests/tests/delivery.rs) comes after this.
 pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub type TestDelivery<S> = Delivery<S, DynamoActivityStore, DynamoConfigStore, SqsMessageVisibility>;
+pub type TestDelivery<S> = Delivery<S, DynamoActivityStore, DynamoConfigStore, SqsChannelQueue>;
 
 impl Stack {
     /// The delivery loop for `sender`'s channel, over this stack's tables and queue.
@@ -27,9 +28,16 @@ impl Stack {
     /// As [`Self::delivery`], delivering at most `concurrency` messages of a batch at once.
     pub fn delivery_with_concurrency<S: Sender>(&self, sender: S, concurrency: usize) -> TestDelivery<S> {
         let queue_url = self.queues.get(sender.channel()).expect("queue").to_owned();
+        let dead_letter_url = self
+            .dead_letter_queues
+            .get(sender.channel())
+            .expect("dlq")
+            .to_owned();
         let settings = DeliverySettings {
             queue_url: queue_url.clone(),
-            max_receive_count: MAX_RECEIVE_COUNT,
+            dead_letter_queue_url: dead_letter_url.clone(),
+            schedule: RetrySchedule::parse(RETRY_SCHEDULE).expect("the tests' schedule"),
+            default_max_age: Duration::from_secs(86_400),
             concurrency,
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(86_400),
@@ -39,7 +47,7 @@ impl Stack {
             sender,
             self.activity_store(),
             self.config_store(),
-            SqsMessageVisibility::new(self.sqs.clone(), queue_url),
+            SqsChannelQueue::new(self.sqs.clone(), queue_url, dead_letter_url),
             settings,
         )
     }

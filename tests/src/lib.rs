@@ -70,8 +70,11 @@ pub struct Stack {
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 
 /// Deliveries of one message before SQS moves it to the DLQ, in tests: the template's `MaxReceiveCount`
-/// parameter, set to the fewest it allows (its default is larger), so retries run out soon.
+/// parameter, set to the fewest it allows (its default is larger), so unclaimable messages move soon.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
+
+/// The retry schedule in tests: four one-second steps, so a notification is dead-lettered within a test.
+pub const RETRY_SCHEDULE: &str = "1s,1s,1s,1s";
 
 impl Stack {
     /// Creates the tables and queues of `template.yaml` under a stack name of the test's own, as

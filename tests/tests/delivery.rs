@@ -9,14 +9,17 @@
     clippy::similar_names
 )] // test code: a panic is a failed test
 
-use herald::domain::Channel;
+use herald::adapters::slack::SlackSender;
+use herald::domain::{Channel, NotificationId};
+use herald::ports::DeliveryLedger;
+use herald_integration_tests::channels::TestDelivery;
 use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, sent_emails, sent_sms,
     slack_messages_waiting, slack_that_accepts,
 };
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
 use herald_integration_tests::poller::{emulator_data, sqs_event_with_bodies};
-use herald_integration_tests::{ApiRequest, MAX_RECEIVE_COUNT};
+use herald_integration_tests::{ApiRequest, RETRY_SCHEDULE, Stack};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -96,7 +99,7 @@ async fn email_sms_and_slack_are_delivered_and_recorded() {
 }
 
 #[tokio::test]
-async fn a_throttled_provider_is_retried_with_backoff_and_then_sent() {
+async fn a_throttled_or_failing_provider_is_retried_and_then_sent() {
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
@@ -121,16 +124,26 @@ async fn a_throttled_provider_is_retried_with_backoff_and_then_sent() {
         stack.poll(Channel::Sms, 1, |e| sms.handle(e)).await,
         stack.poll(Channel::Slack, 1, |e| slack_delivery.handle(e)).await,
     ];
-    assert!(first.iter().all(|outcome| outcome.failed.len() == 1), "{first:?}");
+    // Each retry is a new message, delayed by its wait; the received ones are acknowledged.
+    assert!(
+        first
+            .iter()
+            .all(|outcome| outcome.received == 1 && outcome.failed.is_empty()),
+        "{first:?}"
+    );
     assert_eq!(proxy.pending(), 0, "both faults were used");
-    for channel in Channel::ALL {
+    for (channel, why) in [
+        (Channel::Email, "throttled"),
+        (Channel::Sms, "throttled"),
+        (Channel::Slack, "provider_error"),
+    ] {
         let retrying = notification(&stack, &notification_id(&accepted, channel)).await;
         assert_eq!(retrying["status"], "retrying", "{channel}: {retrying}");
-        assert_eq!(retrying["reason"], "provider_error");
+        assert_eq!(retrying["reason"], why, "{channel}");
         assert!(retrying["next_attempt_at"].is_string());
     }
 
-    // The backoff made the messages invisible for a second or two, not the queue's visibility timeout.
+    // The retries come back after a second (the tests' schedule), not the queue's visibility timeout.
     let second = [
         stack.poll(Channel::Email, 10, |e| email.handle(e)).await,
         stack.poll(Channel::Sms, 10, |e| sms.handle(e)).await,
@@ -326,12 +339,17 @@ async fn a_template_that_cannot_render_fails_with_render_error() {
     );
 }
 
-#[tokio::test]
-async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it() {
+/// A Slack-only notification whose webhook answers `refusal` `times` times, then 200; delivered through the
+/// loop for each of those answers. Every retry is a message of its own: each receive is acknowledged, and
+/// the retry comes back as a new message once its wait is over.
+async fn slack_refusing(
+    refusal: ResponseTemplate,
+    times: usize,
+) -> (Stack, MockServer, String, TestDelivery<SlackSender>) {
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("down"))
-        .up_to_n_times(u64::from(MAX_RECEIVE_COUNT))
+        .respond_with(refusal)
+        .up_to_n_times(u64::try_from(times).unwrap())
         .mount(&slack)
         .await;
     Mock::given(method("POST"))
@@ -343,24 +361,27 @@ async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it(
     let accepted = accept(&stack, &event).await;
     let id = notification_id(&accepted, Channel::Slack);
     let delivery = stack.delivery(stack.slack_sender());
-
-    // One failed delivery per receive, up to maxReceiveCount. Herald's backoff doubles with each receive
-    // (up to 16 s before the fifth), so each poll waits as long as SQS lets it.
-    for round in 1..=MAX_RECEIVE_COUNT {
+    for round in 0..times {
         let outcome = stack.poll(Channel::Slack, 20, |e| delivery.handle(e)).await;
-        assert_eq!((outcome.received, outcome.failed.len()), (1, 1), "round {round}");
+        assert_eq!((outcome.received, outcome.failed.len()), (1, 0), "round {round}");
     }
+    (stack, slack, id, delivery)
+}
+
+#[tokio::test]
+async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it() {
+    let steps = RETRY_SCHEDULE.split(',').count();
+    let refusal = ResponseTemplate::new(503).set_body_string("down");
+    // The first attempt and one per step of the schedule, each refused.
+    let (stack, slack, id, delivery) = slack_refusing(refusal, steps + 1).await;
     let dead = notification(&stack, &id).await;
     assert_eq!(
         (dead["status"].clone(), dead["reason"].clone()),
         (json!("dead_lettered"), json!("retries_exhausted"))
     );
-    let retries = usize::try_from(MAX_RECEIVE_COUNT - 1).unwrap();
-    let mut exhausted = vec!["retrying"; retries];
+    let mut exhausted = vec!["retrying"; steps];
     exhausted.push("dead_lettered");
     assert_eq!(outcomes(&dead), exhausted);
-
-    // The next receive finds it past maxReceiveCount: SQS moves it to the DLQ.
     assert_eq!(
         stack
             .poll(Channel::Slack, 2, |e| delivery.handle(e))
@@ -369,7 +390,7 @@ async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it(
         0
     );
     let letters = stack.dead_letters(Channel::Slack).await;
-    assert_eq!(letters.len(), 1);
+    assert_eq!(letters.len(), 1, "Herald put it in the DLQ itself");
 
     // A redrive puts the same body back on the queue; the notification may still end sent.
     stack
@@ -388,7 +409,50 @@ async fn retries_exhausted_dead_letter_the_message_and_a_redrive_still_sends_it(
     assert_eq!(outcomes(&sent), exhausted);
     let again = stack.poll(Channel::Slack, 0, |e| delivery.handle(e)).await;
     assert_eq!(again.received, 0);
-    assert_eq!(slack.received_requests().await.unwrap().len(), retries + 2);
+    assert_eq!(slack.received_requests().await.unwrap().len(), steps + 2);
+    // The mock counts every request it answered; the refused ones delivered nothing.
+    stack
+        .audit(Some(&slack))
+        .await
+        .assert_nothing_lost_or_doubled(&[(&id, steps + 1)]);
+}
+
+/// A 429 storm: every answer says "slow down, come back in a second". Each retry waits its Retry-After,
+/// none uses up a step of the schedule, and nothing is dead-lettered however long the storm lasts.
+#[tokio::test]
+async fn a_throttling_storm_is_waited_out_and_never_dead_letters() {
+    let storm = RETRY_SCHEDULE.split(',').count() * 2;
+    let refusal = ResponseTemplate::new(429)
+        .insert_header("Retry-After", "1")
+        .set_body_string("rate_limited");
+    let (stack, slack, id, delivery) = slack_refusing(refusal, storm).await;
+    let last = stack.poll(Channel::Slack, 20, |e| delivery.handle(e)).await;
+    assert_eq!((last.received, last.failed.len()), (1, 0));
+    let sent = notification(&stack, &id).await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let mut expected = vec!["retrying"; storm];
+    expected.push("sent");
+    assert_eq!(outcomes(&sent), expected);
+    let (_, attempts) = stack
+        .activity_store()
+        .notification_with_attempts(&stack.tenant, &NotificationId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let times: Vec<i64> = attempts.iter().map(|attempt| attempt.at.millis()).collect();
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 1000,
+            "each retry waited its Retry-After: {times:?}"
+        );
+    }
+    assert!(stack.dead_letters(Channel::Slack).await.is_empty());
+    assert_eq!(slack.received_requests().await.unwrap().len(), storm + 1);
+    // The mock counts every request it answered; the refused ones delivered nothing.
+    stack
+        .audit(Some(&slack))
+        .await
+        .assert_nothing_lost_or_doubled(&[(&id, storm)]);
 }
 
 #[tokio::test]

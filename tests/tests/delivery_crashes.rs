@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::similar_names)] // test code: a panic is a failed test
 
 use herald::adapters::dynamodb::DynamoActivityStore;
-use herald::adapters::sqs::SqsMessageVisibility;
+use herald::adapters::sqs::SqsChannelQueue;
 use herald::config::DeliverySettings;
 use herald::delivery::Delivery;
+use herald::domain::retry::RetrySchedule;
 use herald::domain::{Channel, NotificationId, Timestamp};
 use herald::ports::{Claim, DeliveryLedger, Sender};
 use herald_integration_tests::channels::{PROVIDER_TIMEOUT, TestDelivery};
@@ -15,7 +16,7 @@ use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, slack_that_accepts,
 };
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
-use herald_integration_tests::{MAX_RECEIVE_COUNT, Stack};
+use herald_integration_tests::{RETRY_SCHEDULE, Stack};
 use serde_json::json;
 use std::time::Duration;
 use wiremock::MockServer;
@@ -25,15 +26,19 @@ const LEASE: Duration = Duration::from_secs(1);
 
 /// The delivery loop as the channel function runs it, over `dynamodb` and with [`LEASE`].
 fn delivery_over<S: Sender>(stack: &Stack, sender: S, dynamodb: aws_sdk_dynamodb::Client) -> TestDelivery<S> {
-    let queue_url = stack.queues.get(sender.channel()).unwrap().to_owned();
+    let channel = sender.channel();
+    let queue_url = stack.queues.get(channel).unwrap().to_owned();
+    let dead_letter_url = stack.dead_letter_queues.get(channel).unwrap().to_owned();
     Delivery::new(
         sender,
         DynamoActivityStore::new(dynamodb, &stack.tables.activity),
         stack.config_store(),
-        SqsMessageVisibility::new(stack.sqs.clone(), queue_url.clone()),
+        SqsChannelQueue::new(stack.sqs.clone(), queue_url.clone(), dead_letter_url.clone()),
         DeliverySettings {
             queue_url,
-            max_receive_count: MAX_RECEIVE_COUNT,
+            dead_letter_queue_url: dead_letter_url,
+            schedule: RetrySchedule::parse(RETRY_SCHEDULE).unwrap(),
+            default_max_age: Duration::from_secs(86_400),
             concurrency: 10,
             lease: LEASE,
             retention: Duration::from_secs(86_400),

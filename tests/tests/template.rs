@@ -116,9 +116,11 @@ fn every_sqs_event_reports_batch_item_failures_and_its_queue_outlasts_six_timeou
                 "{id}: visibility {visibility}"
             );
             let variables = &function["Properties"]["Environment"]["Variables"];
-            assert!(
-                !variables["HERALD_MAX_RECEIVE_COUNT"].is_null(),
-                "{id} learns maxReceiveCount from the template"
+            let dead_letter_queue = &queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
+            assert_eq!(
+                reference(&variables["HERALD_DLQ_URL"]),
+                reference(dead_letter_queue),
+                "{id} dead-letters into its own queue's DLQ"
             );
             assert_eq!(
                 reference(&variables["HERALD_QUEUE_URL"]),

@@ -57,7 +57,7 @@ impl RunningStack {
             .env("HERALD_SLACK_SINK_PORT", ports[2].to_string())
             .env("HERALD_STATE_DIR", state.path())
             // The fewest deliveries the template allows before the DLQ, so dead-lettering takes seconds.
-            .env("HERALD_PARAMETERS", "MaxReceiveCount=5")
+            .env("HERALD_PARAMETERS", "RetrySchedule=1s,2s,2s,2s")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)

@@ -67,10 +67,18 @@ where
     }
 }
 
+/// Whether an error code means "slow down": the provider is up and asks for fewer calls.
+fn is_throttling_code(code: &str) -> bool {
+    code.contains("Throttl")
+        || matches!(
+            code,
+            "TooManyRequestsException" | "LimitExceededException" | "Throttled" | "ThrottledException"
+        )
+}
+
 /// Whether an error code means "busy or broken right now" on any AWS service.
 fn is_transient_code(code: &str) -> bool {
     RETRYABLE_CODES.contains(&code)
-        || code.contains("Throttl")
         || code.ends_with("ServerError")
         || matches!(
             code,
@@ -81,8 +89,8 @@ fn is_transient_code(code: &str) -> bool {
 /// Classifies an SDK error from a channel provider (SES, SNS) as a [`SendError`] whose code is the
 /// provider's error code and whose detail is its message.
 ///
-/// In order: a 5xx, a 429 or a throttling code is [`FailureKind::Transient`], whatever the service's own
-/// codes say; then `by_code`, the service's own table. Anything else (401 and 403, `AccessDenied` and the
+/// In order: a 429 or a throttling code is [`FailureKind::Throttled`] and a 5xx is
+/// [`FailureKind::Transient`], whatever the service's own codes say; then `by_code`, the service's own table. Anything else (401 and 403, `AccessDenied` and the
 /// other auth codes, and codes nobody listed) is [`FailureKind::Configuration`]: retried and finally
 /// dead-lettered, so a person can look, rather than dropped. A failure to connect is Transient (nothing was
 /// sent); a timeout after sending and an unreadable answer are Ambiguous (it may have been sent); a request
@@ -102,7 +110,9 @@ where
             let code = err
                 .code()
                 .map_or_else(|| status.as_u16().to_string(), str::to_owned);
-            let kind = if status.is_server_error() || status.as_u16() == 429 || is_transient_code(&code) {
+            let kind = if status.as_u16() == 429 || is_throttling_code(&code) {
+                FailureKind::Throttled
+            } else if status.is_server_error() || is_transient_code(&code) {
                 FailureKind::Transient
             } else if let Some(kind) = by_code(&code) {
                 kind

@@ -71,7 +71,8 @@ fn classify(code: &str) -> Option<FailureKind> {
         | "AccountSuspendedException"
         | "SendingPausedException"
         | "NotFoundException" => Some(FailureKind::Configuration),
-        "TooManyRequestsException" | "LimitExceededException" => Some(FailureKind::Transient),
+        // SES's rate and its daily quota: later, without using up a retry.
+        "TooManyRequestsException" | "LimitExceededException" => Some(FailureKind::Throttled),
         _ => None,
     }
 }
@@ -279,9 +280,9 @@ mod tests {
             ("SendingPausedException", FailureKind::Configuration),
             ("NotFoundException", FailureKind::Configuration),
             ("AccessDeniedException", FailureKind::Configuration),
-            ("TooManyRequestsException", FailureKind::Transient),
-            ("LimitExceededException", FailureKind::Transient),
-            ("ThrottlingException", FailureKind::Transient),
+            ("TooManyRequestsException", FailureKind::Throttled),
+            ("LimitExceededException", FailureKind::Throttled),
+            ("ThrottlingException", FailureKind::Throttled),
         ];
         for (code, kind) in cases {
             let failing = mock!(Client::send_email).then_error(move || modeled(code));
@@ -310,9 +311,9 @@ mod tests {
             (404, "NotFoundException", FailureKind::Configuration),
             (403, "AccessDeniedException", FailureKind::Configuration),
             (403, "UnrecognizedClientException", FailureKind::Configuration),
-            (429, "TooManyRequestsException", FailureKind::Transient),
-            (400, "LimitExceededException", FailureKind::Transient),
-            (400, "ThrottlingException", FailureKind::Transient),
+            (429, "TooManyRequestsException", FailureKind::Throttled),
+            (400, "LimitExceededException", FailureKind::Throttled),
+            (400, "ThrottlingException", FailureKind::Throttled),
             (500, "InternalFailure", FailureKind::Transient),
             (503, "ServiceUnavailable", FailureKind::Transient),
         ];

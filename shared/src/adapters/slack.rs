@@ -86,8 +86,10 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// What a non-2xx answer means.
 fn status_kind(status: StatusCode) -> FailureKind {
     match status.as_u16() {
-        // Slack's throttling, and a timeout on its side.
-        429 | 408 => FailureKind::Transient,
+        // Slack's rate limit: later, at its Retry-After, without using up a retry.
+        429 => FailureKind::Throttled,
+        // A timeout on Slack's side.
+        408 => FailureKind::Transient,
         // The payload (400: `invalid_payload`, `invalid_blocks`, …), the token (403: `invalid_token`,
         // `action_prohibited`) or the hook itself (404, 410: `no_service`, `channel_not_found`,
         // `channel_is_archived`, `no_active_hooks`): the same request to the same URL will fail again.
@@ -289,7 +291,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rate_limiting_is_transient_and_carries_retry_after() {
+    async fn rate_limiting_is_throttling_and_carries_retry_after() {
         let error = refusal(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", "7")
@@ -297,7 +299,7 @@ mod tests {
         )
         .await;
 
-        assert_eq!(error.kind, FailureKind::Transient, "{error}");
+        assert_eq!(error.kind, FailureKind::Throttled, "{error}");
         assert_eq!(error.retry_after, Some(Duration::from_secs(7)));
         assert_eq!(error.code, "rate_limited");
     }

@@ -51,9 +51,8 @@ fn classify(code: &str) -> Option<FailureKind> {
         | "InvalidSecurity"
         | "InvalidSecurityException" => Some(FailureKind::Configuration),
         code if code.starts_with("KMS") || code.starts_with("Kms") => Some(FailureKind::Configuration),
-        "Throttled" | "ThrottledException" | "InternalError" | "InternalErrorException" => {
-            Some(FailureKind::Transient)
-        }
+        "Throttled" | "ThrottledException" | "Throttling" => Some(FailureKind::Throttled),
+        "InternalError" | "InternalErrorException" => Some(FailureKind::Transient),
         _ => None,
     }
 }
@@ -259,9 +258,9 @@ mod tests {
             ("KMSAccessDenied", FailureKind::Configuration),
             ("KMSDisabled", FailureKind::Configuration),
             ("AccessDenied", FailureKind::Configuration),
-            ("KMSThrottling", FailureKind::Transient),
-            ("Throttled", FailureKind::Transient),
-            ("Throttling", FailureKind::Transient),
+            ("KMSThrottling", FailureKind::Throttled),
+            ("Throttled", FailureKind::Throttled),
+            ("Throttling", FailureKind::Throttled),
             ("InternalError", FailureKind::Transient),
         ];
         for (code, kind) in cases {
@@ -287,9 +286,9 @@ mod tests {
             (403, "InvalidClientTokenId", FailureKind::Configuration),
             (400, "KMSAccessDenied", FailureKind::Configuration),
             (400, "KMSOptInRequired", FailureKind::Configuration),
-            (400, "KMSThrottling", FailureKind::Transient),
-            (400, "Throttling", FailureKind::Transient),
-            (429, "Throttled", FailureKind::Transient),
+            (400, "KMSThrottling", FailureKind::Throttled),
+            (400, "Throttling", FailureKind::Throttled),
+            (429, "Throttled", FailureKind::Throttled),
             (500, "InternalError", FailureKind::Transient),
             (503, "ServiceUnavailable", FailureKind::Transient),
         ];

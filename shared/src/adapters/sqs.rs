@@ -145,35 +145,67 @@ impl QueueDepth for SqsNotificationQueue {
     }
 }
 
-/// Changes how long a received message stays invisible, so a retry comes after Herald's backoff rather
-/// than the queue's whole visibility timeout.
+/// The channel queue of a delivery function, and its DLQ.
 #[derive(Debug, Clone)]
-pub struct SqsMessageVisibility {
+pub struct SqsChannelQueue {
     client: Client,
     queue_url: String,
+    dead_letter_url: String,
 }
 
-impl SqsMessageVisibility {
-    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+/// The longest `DelaySeconds` SQS takes.
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+
+impl SqsChannelQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>, dead_letter_url: impl Into<String>) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
+            dead_letter_url: dead_letter_url.into(),
         }
     }
 }
 
-impl crate::ports::MessageVisibility for SqsMessageVisibility {
+/// Whole seconds, rounded up so a message never comes back before it is due.
+fn whole_seconds(duration: Duration, most: Duration) -> i32 {
+    let duration = duration.min(most);
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(seconds).unwrap_or(i32::MAX)
+}
+
+impl crate::ports::ChannelQueue for SqsChannelQueue {
     async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), BackendError> {
-        // SQS takes whole seconds, at most 12 hours.
-        let seconds = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle)
-            .visibility_timeout(seconds)
+            .visibility_timeout(whole_seconds(delay, crate::domain::retry::MAX_STEP))
             .send()
             .await
             .map_err(|error| backend_error("SQS", "ChangeMessageVisibility", &error))?;
+        Ok(())
+    }
+
+    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), BackendError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(whole_seconds(delay, MAX_DELAY))
+            .send()
+            .await
+            .map_err(|error| backend_error("SQS", "SendMessage(retry)", &error))?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<(), BackendError> {
+        self.client
+            .send_message()
+            .queue_url(&self.dead_letter_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|error| backend_error("SQS", "SendMessage(dead letter)", &error))?;
         Ok(())
     }
 }

@@ -6,23 +6,22 @@
 //! message never fails its neighbours.
 
 use crate::config::DeliverySettings;
-use crate::domain::delivery::{
-    AMBIGUOUS_RETRY_DELAY, Attempt, AttemptOutcome, FailureKind, RenderedMessage, SendError, backoff,
-};
+use crate::domain::delivery::{Attempt, AttemptOutcome, FailureKind, RenderedMessage, SendError, backoff};
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
 use crate::domain::template::TemplateContent;
 use crate::domain::{TenantId, Timestamp};
-use crate::ports::{
-    ActivityStore, Claim, DeliveryLedger, MessageVisibility, Sender, Settlement, TemplateStore,
-};
+use crate::ports::{ActivityStore, ChannelQueue, Claim, DeliveryLedger, Sender, Settlement, TemplateStore};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
+use plan::{Next, Policy, final_settlement};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
+
+mod plan;
 
 /// Template versions never change once written, so a container keeps the ones it has used.
 const TEMPLATE_CACHE_ENTRIES: usize = 512;
@@ -42,28 +41,28 @@ enum Verdict {
 
 /// Everything a channel function holds between invocations.
 #[derive(Debug)]
-pub struct Delivery<S, L, T, V> {
+pub struct Delivery<S, L, T, Q> {
     sender: S,
     ledger: L,
     templates: T,
-    visibility: V,
+    queue: Q,
     settings: DeliverySettings,
     template_cache: Mutex<HashMap<TemplateKey, Arc<TemplateContent>>>,
 }
 
-impl<S, L, T, V> Delivery<S, L, T, V>
+impl<S, L, T, Q> Delivery<S, L, T, Q>
 where
     S: Sender,
     L: DeliveryLedger + ActivityStore,
     T: TemplateStore,
-    V: MessageVisibility,
+    Q: ChannelQueue,
 {
-    pub fn new(sender: S, ledger: L, templates: T, visibility: V, settings: DeliverySettings) -> Self {
+    pub fn new(sender: S, ledger: L, templates: T, queue: Q, settings: DeliverySettings) -> Self {
         Self {
             sender,
             ledger,
             templates,
-            visibility,
+            queue,
             settings,
             template_cache: Mutex::new(HashMap::new()),
         }
@@ -186,41 +185,37 @@ where
             tracing::error!(notification_channel = %notification.channel, "message on the wrong channel's queue");
             return Verdict::Retry;
         }
-        self.attempt(message, &notification, attempt, receive_count).await
+        self.attempt(message, &notification, attempt).await
     }
 
     /// Renders, sends and settles one claimed notification.
-    async fn attempt(
-        &self,
-        message: &SqsMessage,
-        notification: &Notification,
-        attempt: u32,
-        receive_count: u32,
-    ) -> Verdict {
+    async fn attempt(&self, message: &SqsMessage, notification: &Notification, attempt: u32) -> Verdict {
         let started = Instant::now();
+        let deadline = plan::deadline(notification, self.settings.default_max_age);
+        if Timestamp::now() > deadline {
+            let detail = format!("not sent by {}, the latest it may be sent", deadline.to_rfc3339());
+            tracing::warn!(%detail, "too late to send");
+            let next = Next::Final(plan::expired(&detail));
+            return self
+                .conclude(message, notification, attempt, started, None, next)
+                .await;
+        }
         let rendered = match self.render(notification).await {
             Ok(rendered) => rendered,
             Err(Rendering::Unavailable(error)) => {
                 tracing::error!(%error, "could not load what the notification renders from");
-                let delay = backoff(receive_count, jitter(), None);
-                let settlement = self.retry_settlement(reason::PROVIDER_ERROR, &error, delay, receive_count);
+                let next = self
+                    .policy(deadline)
+                    .after_own_failure(&error, notification.failures);
                 return self
-                    .settle(
-                        message,
-                        notification,
-                        attempt,
-                        started,
-                        None,
-                        settlement,
-                        Some(delay),
-                    )
+                    .conclude(message, notification, attempt, started, None, next)
                     .await;
             }
             Err(Rendering::Failed(code, detail)) => {
                 tracing::warn!(%detail, "the notification cannot be rendered");
-                let settlement = final_settlement(NotificationStatus::Failed, code, &detail);
+                let next = Next::Final(final_settlement(NotificationStatus::Failed, code, &detail));
                 return self
-                    .settle(message, notification, attempt, started, None, settlement, None)
+                    .conclude(message, notification, attempt, started, None, next)
                     .await;
             }
         };
@@ -231,7 +226,14 @@ where
                 "no address to send to",
             );
             return self
-                .settle(message, notification, attempt, started, None, settlement, None)
+                .conclude(
+                    message,
+                    notification,
+                    attempt,
+                    started,
+                    None,
+                    Next::Final(settlement),
+                )
                 .await;
         };
         match self.sender.send(to, &rendered).await {
@@ -242,104 +244,132 @@ where
                     detail: None,
                     provider_message_id: receipt.provider_message_id.clone(),
                     next_attempt_at: None,
+                    failures: notification.failures,
                 };
-                self.settle(message, notification, attempt, started, None, settlement, None)
-                    .await
-            }
-            Err(error) => {
-                let (settlement, delay) = self.failure_settlement(&error, receive_count);
-                tracing::warn!(kind = ?error.kind, code = %error.code, detail = %error.detail, status = %settlement.status, "send failed");
-                self.settle(
+                self.conclude(
                     message,
                     notification,
                     attempt,
                     started,
-                    Some(&error),
-                    settlement,
-                    delay,
+                    None,
+                    Next::Final(settlement),
                 )
                 .await
             }
-        }
-    }
-
-    fn failure_settlement(&self, error: &SendError, receive_count: u32) -> (Settlement, Option<Duration>) {
-        match error.kind {
-            FailureKind::Recipient => (
-                final_settlement(
-                    NotificationStatus::Failed,
-                    reason::REJECTED_BY_PROVIDER,
-                    &error.to_string(),
-                ),
-                None,
-            ),
-            FailureKind::Ambiguous => {
-                let delay = backoff(receive_count, jitter(), error.retry_after).max(AMBIGUOUS_RETRY_DELAY);
-                let detail = format!(
-                    "{error} (the request went out and no answer came: the provider may have sent it; the next \
-                     attempt waits {} s, and may send it twice)",
-                    delay.as_secs()
-                );
-                (
-                    self.retry_settlement(reason::PROVIDER_TIMEOUT, &detail, delay, receive_count),
-                    Some(delay),
-                )
-            }
-            FailureKind::Configuration | FailureKind::Transient => {
-                let code = if error.kind == FailureKind::Configuration {
-                    reason::CONFIGURATION_ERROR
-                } else {
-                    reason::PROVIDER_ERROR
-                };
-                let delay = backoff(receive_count, jitter(), error.retry_after);
-                (
-                    self.retry_settlement(code, &error.to_string(), delay, receive_count),
-                    Some(delay),
-                )
+            Err(error) => {
+                let next = self
+                    .policy(deadline)
+                    .after_send_failure(&error, notification.failures);
+                tracing::warn!(kind = ?error.kind, code = %error.code, detail = %error.detail, next = ?next, "send failed");
+                self.conclude(message, notification, attempt, started, Some(&error), next)
+                    .await
             }
         }
     }
 
-    /// `retrying`, or `dead_lettered` when this was the queue's last receive before its DLQ.
-    fn retry_settlement(&self, code: &str, detail: &str, delay: Duration, receive_count: u32) -> Settlement {
-        if receive_count >= self.settings.max_receive_count {
-            let detail =
-                format!("{detail} (gave up after {receive_count} deliveries; the message is in the DLQ)");
-            return final_settlement(
-                NotificationStatus::DeadLettered,
-                reason::RETRIES_EXHAUSTED,
-                &detail,
-            );
-        }
-        let next = Timestamp::now().plus_seconds(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
-        Settlement {
-            status: NotificationStatus::Retrying,
-            reason: Some(code.to_owned()),
-            detail: Some(detail.to_owned()),
-            provider_message_id: None,
-            next_attempt_at: Some(next),
+    fn policy(&self, deadline: Timestamp) -> Policy<'_> {
+        Policy {
+            schedule: &self.settings.schedule,
+            deadline,
+            now: Timestamp::now(),
+            unit: jitter(),
         }
     }
 
-    /// Records the attempt and the new status, then decides the message's fate: a retry is delayed by
-    /// `delay` and reported failed; anything else is acknowledged.
-    #[allow(clippy::too_many_arguments)]
-    async fn settle(
+    /// Records the attempt and carries out `next`: a retry goes back on the queue as a new message
+    /// delayed by its wait, a used-up schedule to the DLQ; the received message is then done with.
+    async fn conclude(
         &self,
         message: &SqsMessage,
         notification: &Notification,
         attempt: u32,
         started: Instant,
         error: Option<&SendError>,
-        settlement: Settlement,
-        delay: Option<Duration>,
+        next: Next,
     ) -> Verdict {
+        match next {
+            Next::Final(settlement) => {
+                self.record(notification, attempt, started, error, &settlement)
+                    .await;
+                Verdict::Done
+            }
+            Next::Retry { settlement, wait } => {
+                if self
+                    .record(notification, attempt, started, error, &settlement)
+                    .await
+                    == Recorded::Lost
+                {
+                    // A later delivery holds it now; what becomes of it is that delivery's to decide.
+                    return Verdict::Done;
+                }
+                self.retry_later(message, wait).await
+            }
+            Next::DeadLetter(settlement) => {
+                let body = message.body.as_deref().unwrap_or_default();
+                match self.queue.dead_letter(body).await {
+                    Ok(()) => {
+                        self.record(notification, attempt, started, error, &settlement)
+                            .await;
+                        Verdict::Done
+                    }
+                    Err(dlq_error) => {
+                        // Not in the DLQ, so not dead-lettered: it stays on the schedule's last step and
+                        // its next failure tries the DLQ again.
+                        tracing::error!(error = %dlq_error, "could not put the message in the DLQ; retrying later");
+                        let wait = self
+                            .settings
+                            .schedule
+                            .wait_without_step(notification.failures, jitter());
+                        let settlement = Settlement {
+                            status: NotificationStatus::Retrying,
+                            reason: settlement.reason,
+                            detail: Some(format!(
+                                "{} (the DLQ could not be reached: {dlq_error})",
+                                settlement.detail.unwrap_or_default()
+                            )),
+                            provider_message_id: None,
+                            next_attempt_at: Some(Timestamp::now().plus(wait)),
+                            failures: notification.failures,
+                        };
+                        self.record(notification, attempt, started, error, &settlement)
+                            .await;
+                        self.retry_later(message, wait).await
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new message, delayed by `wait`, carries the notification to its next attempt and this one is
+    /// acknowledged; if SQS will not take it, this message itself waits, using up one of its receives.
+    async fn retry_later(&self, message: &SqsMessage, wait: Duration) -> Verdict {
+        let body = message.body.as_deref().unwrap_or_default();
+        match self.queue.send_later(body, wait).await {
+            Ok(()) => Verdict::Done,
+            Err(error) => {
+                tracing::warn!(%error, "could not queue the retry as a new message; this one waits instead");
+                self.delay(message, wait).await;
+                Verdict::Retry
+            }
+        }
+    }
+
+    /// Records the attempt and the notification's new state, retrying the write a few times.
+    async fn record(
+        &self,
+        notification: &Notification,
+        attempt: u32,
+        started: Instant,
+        error: Option<&SendError>,
+        settlement: &Settlement,
+    ) -> Recorded {
         let ambiguous = error.is_some_and(|error| error.kind == FailureKind::Ambiguous);
         let outcome = match settlement.status {
             NotificationStatus::Sent => AttemptOutcome::Sent,
             NotificationStatus::Retrying if ambiguous => AttemptOutcome::Ambiguous,
             NotificationStatus::Retrying => AttemptOutcome::Retrying,
             NotificationStatus::DeadLettered => AttemptOutcome::DeadLettered,
+            NotificationStatus::Expired => AttemptOutcome::Expired,
             _ => AttemptOutcome::Failed,
         };
         let record = Attempt {
@@ -353,9 +383,8 @@ where
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             provider_message_id: settlement.provider_message_id.clone(),
         };
-        let retention = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX);
-        let expires_at = Timestamp::now().plus_seconds(retention);
-        let mut recorded = false;
+        let expires_at = Timestamp::now().plus(self.settings.retention);
+        let mut recorded = Recorded::Failed;
         for round in 1..=SETTLE_ATTEMPTS {
             match self
                 .ledger
@@ -363,13 +392,13 @@ where
                     &notification.tenant,
                     &notification.id,
                     &record,
-                    &settlement,
+                    settlement,
                     expires_at,
                 )
                 .await
             {
                 Ok(true) => {
-                    recorded = true;
+                    recorded = Recorded::Yes;
                     break;
                 }
                 Ok(false) => {
@@ -377,6 +406,7 @@ where
                         attempt,
                         "the claim was lost to a later delivery; its outcome stands"
                     );
+                    recorded = Recorded::Lost;
                     break;
                 }
                 Err(error) if error.retryable && round < SETTLE_ATTEMPTS => {
@@ -386,27 +416,15 @@ where
                 Err(error) => tracing::error!(%error, outcome = %outcome, "could not record the outcome"),
             }
         }
-        tracing::info!(outcome = %outcome, attempt, duration_ms = record.duration_ms, recorded, "delivery attempt");
-        match (outcome, delay) {
-            (AttemptOutcome::Retrying | AttemptOutcome::Ambiguous, Some(delay)) => {
-                self.delay(message, delay).await;
-                Verdict::Retry
-            }
-            // Dead-lettered: reported failed and visible at once, so SQS itself moves it to the DLQ on its
-            // next receive; a redrive from there brings it back to be claimed again.
-            (AttemptOutcome::DeadLettered, _) => {
-                self.delay(message, Duration::ZERO).await;
-                Verdict::Retry
-            }
-            _ => Verdict::Done,
-        }
+        tracing::info!(outcome = %outcome, attempt, duration_ms = record.duration_ms, recorded = ?recorded, "delivery attempt");
+        recorded
     }
 
     async fn delay(&self, message: &SqsMessage, delay: Duration) {
         let Some(receipt) = message.receipt_handle.as_deref() else {
             return;
         };
-        if let Err(error) = self.visibility.delay(receipt, delay).await {
+        if let Err(error) = self.queue.delay(receipt, delay).await {
             tracing::warn!(%error, "could not delay the retry; it comes back after the queue's visibility timeout");
         }
     }
@@ -480,22 +498,22 @@ where
     }
 }
 
+/// Whether an attempt's outcome was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    Yes,
+    /// Its claim had passed to a later delivery: the outcome was not this delivery's to write.
+    Lost,
+    /// The store kept failing: the notification stays `sending` until its lease runs out.
+    Failed,
+}
+
 /// Why a notification could not be rendered.
 enum Rendering {
     /// A backing service failed: try again later.
     Unavailable(String),
     /// It never will render: fail the notification with this reason.
     Failed(&'static str, String),
-}
-
-fn final_settlement(status: NotificationStatus, code: &str, detail: &str) -> Settlement {
-    Settlement {
-        status,
-        reason: Some(code.to_owned()),
-        detail: Some(detail.to_owned()),
-        provider_message_id: None,
-        next_attempt_at: None,
-    }
 }
 
 fn parse_envelope(message: &SqsMessage) -> Result<Envelope, String> {
@@ -539,14 +557,18 @@ pub async fn serve<S: Sender>(
     config: crate::config::DeliveryConfig,
 ) -> Result<(), lambda_runtime::Error> {
     use crate::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
-    use crate::adapters::sqs::SqsMessageVisibility;
+    use crate::adapters::sqs::SqsChannelQueue;
 
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     let delivery = Delivery::new(
         sender,
         DynamoActivityStore::new(dynamodb.clone(), &config.tables.activity),
         DynamoConfigStore::new(dynamodb, &config.tables.config),
-        SqsMessageVisibility::new(aws_sdk_sqs::Client::new(aws), &config.delivery.queue_url),
+        SqsChannelQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            &config.delivery.queue_url,
+            &config.delivery.dead_letter_queue_url,
+        ),
         config.delivery,
     );
     lambda_runtime::run(lambda_runtime::service_fn(|event| delivery.handle(event))).await
@@ -571,5 +593,7 @@ pub fn provider_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_co
         .build()
 }
 
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 mod tests;

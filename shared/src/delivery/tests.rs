@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::{Delivery, RECORD_RESERVE, SETTLE_ATTEMPTS};
-use crate::adapters::memory::sender::{RecordingVisibility, Script, ScriptedSender};
+use crate::adapters::memory::sender::{RecordingQueue, Script, ScriptedSender};
 use crate::adapters::memory::templates::MemoryTemplateStore;
 use crate::adapters::memory::{Fault, MemoryActivityStore};
 use crate::config::DeliverySettings;
 use crate::domain::delivery::{AMBIGUOUS_RETRY_DELAY, AttemptOutcome, FailureKind};
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
+use crate::domain::retry::RetrySchedule;
 use crate::domain::template::TemplateContent;
 use crate::domain::{Channel, Timestamp};
 use crate::ports::{ActivityStore, Claim, DeliveryLedger};
@@ -20,16 +21,19 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-type MemoryDelivery = Delivery<ScriptedSender, MemoryActivityStore, MemoryTemplateStore, RecordingVisibility>;
+pub(super) type MemoryDelivery =
+    Delivery<ScriptedSender, MemoryActivityStore, MemoryTemplateStore, RecordingQueue>;
 
-const LEASE: Duration = Duration::from_secs(60);
+pub(super) const LEASE: Duration = Duration::from_secs(60);
 /// Longer than a settle with its retries (300 ms), short enough for a test to wait out.
 const SHORT_LEASE: Duration = Duration::from_millis(800);
 
-fn settings(lease: Duration) -> DeliverySettings {
+pub(super) fn settings(lease: Duration) -> DeliverySettings {
     DeliverySettings {
         queue_url: "memory://email".into(),
-        max_receive_count: 8,
+        dead_letter_queue_url: "memory://email-dlq".into(),
+        schedule: RetrySchedule::default(),
+        default_max_age: Duration::from_secs(86_400),
         concurrency: 10,
         lease,
         retention: Duration::from_secs(86_400),
@@ -37,7 +41,7 @@ fn settings(lease: Duration) -> DeliverySettings {
     }
 }
 
-fn delivery(settings: DeliverySettings) -> MemoryDelivery {
+pub(super) fn delivery(settings: DeliverySettings) -> MemoryDelivery {
     let templates = MemoryTemplateStore::default();
     let content = TemplateContent::from_json(&json!({
         "channel": "email", "locale": "en",
@@ -50,14 +54,14 @@ fn delivery(settings: DeliverySettings) -> MemoryDelivery {
         ScriptedSender::new(Channel::Email),
         MemoryActivityStore::default(),
         templates,
-        RecordingVisibility::default(),
+        RecordingQueue::default(),
         settings,
     )
 }
 
 /// Accepts one event per notification on `channel`, each with its own address so the provider's
 /// sends can be counted per notification.
-async fn accept(delivery: &MemoryDelivery, count: usize, channel: Channel) -> Vec<Notification> {
+pub(super) async fn accept(delivery: &MemoryDelivery, count: usize, channel: Channel) -> Vec<Notification> {
     let mut accepted = Vec::new();
     for _ in 0..count {
         let mut acceptance = acceptance("acme", None, &[channel]);
@@ -74,7 +78,7 @@ async fn accept(delivery: &MemoryDelivery, count: usize, channel: Channel) -> Ve
     accepted
 }
 
-fn body(notification: &Notification) -> String {
+pub(super) fn body(notification: &Notification) -> String {
     let envelope = Envelope::new(
         notification.tenant.clone(),
         notification.id.clone(),
@@ -85,7 +89,7 @@ fn body(notification: &Notification) -> String {
 }
 
 /// One SQS record as Lambda hands it over; its receipt handle is `rh-{id}`.
-fn record(id: &str, body: &str, receive_count: u32) -> Value {
+pub(super) fn record(id: &str, body: &str, receive_count: u32) -> Value {
     json!({
         "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
         "attributes": {"ApproximateReceiveCount": receive_count.to_string()}, "messageAttributes": {}
@@ -100,7 +104,7 @@ fn event(records: &[Value], context: Context) -> LambdaEvent<SqsEvent> {
 }
 
 /// Hands `records` to the loop as one batch; the ids it reported failed.
-async fn handle(delivery: &MemoryDelivery, records: &[Value]) -> Vec<String> {
+pub(super) async fn handle(delivery: &MemoryDelivery, records: &[Value]) -> Vec<String> {
     failed(delivery, records, Context::default()).await
 }
 
@@ -115,19 +119,19 @@ async fn failed(delivery: &MemoryDelivery, records: &[Value], context: Context) 
 
 /// What one notification must look like at the end of a test.
 #[derive(Debug, Clone)]
-struct Expect {
-    status: NotificationStatus,
-    reason: Option<&'static str>,
+pub(super) struct Expect {
+    pub(super) status: NotificationStatus,
+    pub(super) reason: Option<&'static str>,
     /// The recorded attempts' outcomes, oldest first.
-    outcomes: Vec<AttemptOutcome>,
+    pub(super) outcomes: Vec<AttemptOutcome>,
     /// What the provider took for this notification's address.
-    sends: usize,
+    pub(super) sends: usize,
     /// Sends no attempt record accounts for: only a record lost after the provider took the message.
-    unrecorded_sends: usize,
+    pub(super) unrecorded_sends: usize,
 }
 
 impl Expect {
-    fn sent_once() -> Self {
+    pub(super) fn sent_once() -> Self {
         Self {
             status: NotificationStatus::Sent,
             reason: None,
@@ -151,7 +155,7 @@ impl Expect {
 /// Checks every notification of a test against what it should be, and that each provider send is
 /// explained: by a recorded `sent` or `ambiguous` attempt, or by an expected lost record. Nothing else
 /// may have reached the provider.
-async fn audit(delivery: &MemoryDelivery, expected: &[(&Notification, Expect)]) {
+pub(super) async fn audit(delivery: &MemoryDelivery, expected: &[(&Notification, Expect)]) {
     let mut explained = 0;
     for (accepted, expect) in expected {
         let to = accepted.to.as_deref().unwrap();
@@ -207,7 +211,10 @@ async fn audit(delivery: &MemoryDelivery, expected: &[(&Notification, Expect)]) 
     assert_eq!(all, explained, "the provider received nothing for anyone else");
 }
 
-async fn stored_notification(delivery: &MemoryDelivery, notification: &Notification) -> Notification {
+pub(super) async fn stored_notification(
+    delivery: &MemoryDelivery,
+    notification: &Notification,
+) -> Notification {
     let (stored, _) = delivery
         .ledger
         .notification_with_attempts(&notification.tenant, &notification.id)
@@ -242,7 +249,7 @@ async fn the_same_message_delivered_twice_in_sequence_sends_once() {
         "the copy finds it sent and is acknowledged"
     );
 
-    assert!(delivery.visibility.delays().is_empty(), "nothing waited");
+    assert!(delivery.queue.delays().is_empty(), "nothing waited");
     audit(&delivery, &[(&notifications[0], Expect::sent_once())]).await;
 }
 
@@ -259,7 +266,7 @@ async fn the_same_message_delivered_twice_at_once_sends_once_and_the_other_check
 
     assert!(first.is_empty(), "the claim's winner sent it: {first:?}");
     assert_eq!(second, vec!["copy-b"], "the loser is delivered again later");
-    let waits = delivery.visibility.delays_of("rh-copy-b");
+    let waits = delivery.queue.delays_of("rh-copy-b");
     assert_eq!(waits.len(), 1);
     assert!(
         waits[0] > LEASE.saturating_sub(Duration::from_secs(5)) && waits[0] <= LEASE,
@@ -374,10 +381,13 @@ async fn a_provider_that_accepts_but_times_out_is_retried_only_after_five_minute
     let body = body(&notifications[0]);
     delivery.sender.then(Script::AcceptThenTimeOut, 1);
 
-    assert_eq!(handle(&delivery, &[record("m1", &body, 1)]).await, vec!["m1"]);
-    let waits = delivery.visibility.delays_of("rh-m1");
+    assert!(
+        handle(&delivery, &[record("m1", &body, 1)]).await.is_empty(),
+        "a new message carries the retry"
+    );
+    let waits = delivery.queue.take_sent_later();
     assert_eq!(waits.len(), 1);
-    assert!(waits[0] >= AMBIGUOUS_RETRY_DELAY, "no fast retry: {waits:?}");
+    assert!(waits[0].1 >= AMBIGUOUS_RETRY_DELAY, "no fast retry: {waits:?}");
     let waiting = Expect {
         status: NotificationStatus::Retrying,
         reason: Some(reason::PROVIDER_TIMEOUT),
@@ -398,7 +408,7 @@ async fn a_provider_that_accepts_but_times_out_is_retried_only_after_five_minute
 
     // Another copy of the message (SQS delivers at least once) arrives during the wait: it waits too.
     assert_eq!(handle(&delivery, &[record("m2", &body, 1)]).await, vec!["m2"]);
-    let early = delivery.visibility.delays_of("rh-m2");
+    let early = delivery.queue.delays_of("rh-m2");
     assert!(
         early.len() == 1 && early[0] > Duration::from_secs(4 * 60),
         "the copy waits out the retry: {early:?}"
@@ -409,7 +419,11 @@ async fn a_provider_that_accepts_but_times_out_is_retried_only_after_five_minute
     let mut due_now = stored_notification(&delivery, &notifications[0]).await;
     due_now.next_attempt_at = Some(Timestamp::now());
     delivery.ledger.put_notification(due_now);
-    assert!(handle(&delivery, &[record("m1", &body, 2)]).await.is_empty());
+    assert!(
+        handle(&delivery, &[record("m3", &waits[0].0, 1)])
+            .await
+            .is_empty()
+    );
     let documented = Expect {
         status: NotificationStatus::Sent,
         reason: None,
@@ -472,7 +486,7 @@ async fn a_batch_that_runs_out_of_time_returns_the_rest_unclaimed_and_loses_none
     assert_eq!(failures, vec!["m1", "m2"], "the rest go back to the queue");
     for (index, notification) in notifications.iter().enumerate().skip(1) {
         assert_eq!(
-            delivery.visibility.delays_of(&format!("rh-m{index}")),
+            delivery.queue.delays_of(&format!("rh-m{index}")),
             vec![Duration::ZERO],
             "back at once for the next invocation"
         );
@@ -502,7 +516,7 @@ async fn a_claim_that_fails_retries_the_message_with_a_backoff_and_sends_nothing
     delivery.ledger.failpoints.set("claim", Fault::Fail, 1);
 
     assert_eq!(handle(&delivery, &[record("m1", &body, 1)]).await, vec!["m1"]);
-    let waits = delivery.visibility.delays_of("rh-m1");
+    let waits = delivery.queue.delays_of("rh-m1");
     assert_eq!(waits.len(), 1);
     assert!(
         (Duration::from_secs(1)..=Duration::from_secs(2)).contains(&waits[0]),
@@ -543,17 +557,19 @@ async fn a_transient_refusal_is_retried_and_a_recipient_refusal_fails_for_good()
     delivery.sender.then(Script::Fail(FailureKind::Transient), 1);
     delivery.sender.then(Script::Fail(FailureKind::Recipient), 1);
 
-    assert_eq!(
-        handle(&delivery, &[record("t", &body(&notifications[0]), 1)]).await,
-        vec!["t"]
+    assert!(
+        handle(&delivery, &[record("t", &body(&notifications[0]), 1)])
+            .await
+            .is_empty()
     );
+    assert_eq!(delivery.queue.sent_later().len(), 1, "the retry is a new message");
     assert!(
         handle(&delivery, &[record("r", &body(&notifications[1]), 1)])
             .await
             .is_empty()
     );
     assert!(
-        handle(&delivery, &[record("t", &body(&notifications[0]), 2)])
+        handle(&delivery, &[record("t2", &body(&notifications[0]), 1)])
             .await
             .is_empty()
     );

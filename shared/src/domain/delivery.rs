@@ -21,7 +21,7 @@ pub struct SendReceipt {
     pub provider_message_id: Option<String>,
 }
 
-/// The four kinds of send failure, and so the four ways Herald reacts.
+/// The five kinds of send failure, and so the five ways Herald reacts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     /// This recipient cannot be reached this way (bad address, Slack 404/410, SES MessageRejected): the
@@ -30,8 +30,12 @@ pub enum FailureKind {
     /// Herald's own setup is wrong (access denied, sending paused, unverified sender): retried with
     /// backoff and finally dead-lettered, so a redrive works once a person has fixed it.
     Configuration,
-    /// The provider is busy or broken right now (throttling, 5xx, no connection): retried with backoff.
+    /// The provider is broken right now (5xx, no connection): retried on the schedule, using up a step,
+    /// and counted against the provider's circuit.
     Transient,
+    /// The provider asks for fewer calls (SES `TooManyRequests`, SNS `Throttling`, HTTP 429): retried
+    /// after its `Retry-After` (or the current step of the schedule) without using up a step; it is up.
+    Throttled,
     /// The provider may have accepted the message without saying so: the request went out and its answer
     /// never came (a timeout after sending, a connection lost while reading the answer). Retried, but only
     /// after [`AMBIGUOUS_RETRY_DELAY`], and the attempt is recorded `ambiguous`: a retry may send it twice,
@@ -92,6 +96,8 @@ pub enum AttemptOutcome {
     Ambiguous,
     Failed,
     DeadLettered,
+    /// Too late to send: past its event type's maximum age.
+    Expired,
 }
 
 impl AttemptOutcome {
@@ -102,6 +108,7 @@ impl AttemptOutcome {
             Self::Ambiguous => "ambiguous",
             Self::Failed => "failed",
             Self::DeadLettered => "dead_lettered",
+            Self::Expired => "expired",
         }
     }
 }
@@ -116,6 +123,7 @@ impl std::str::FromStr for AttemptOutcome {
             Self::Ambiguous,
             Self::Failed,
             Self::DeadLettered,
+            Self::Expired,
         ]
         .into_iter()
         .find(|outcome| outcome.as_str() == text)

@@ -13,7 +13,13 @@ pub struct EventTypeSpec {
     pub category: Option<String>,
     /// Critical event types ignore opt-outs and rate limits.
     pub critical: bool,
+    /// How late a notification of this type may still arrive; past it, it ends `expired` instead (an
+    /// OTP is useless after minutes). `None`: the deployment's default.
+    pub max_age_seconds: Option<u64>,
 }
+
+/// The shortest and longest `max_age_seconds`: a minute, and the fourteen days a queue keeps a message.
+pub const MAX_AGE_RANGE: std::ops::RangeInclusive<u64> = 60..=1_209_600;
 
 /// A stored event type.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +31,7 @@ pub struct EventType {
 }
 
 impl EventTypeSpec {
-    const FIELDS: [&'static str; 4] = ["description", "schema", "category", "critical"];
+    const FIELDS: [&'static str; 5] = ["description", "schema", "category", "critical", "max_age_seconds"];
 
     /// Validates the body and compiles its schema, so a broken schema is refused at PUT, not at ingest.
     pub fn from_json(body: &Value) -> Result<Self, Vec<FieldError>> {
@@ -38,6 +44,23 @@ impl EventTypeSpec {
             .map(str::to_owned);
         let category = violations.name(object, "", "category", false).map(str::to_owned);
         let critical = violations.boolean(object, "", "critical").unwrap_or(false);
+        let max_age_seconds = object
+            .get("max_age_seconds")
+            .filter(|value| !value.is_null())
+            .and_then(|value| {
+                let seconds = value.as_u64().filter(|seconds| MAX_AGE_RANGE.contains(seconds));
+                if seconds.is_none() {
+                    violations.add(
+                        child("", "max_age_seconds"),
+                        format!(
+                            "must be a whole number of seconds from {} to {} (14 days)",
+                            MAX_AGE_RANGE.start(),
+                            MAX_AGE_RANGE.end()
+                        ),
+                    );
+                }
+                seconds
+            });
         let schema = match object.get("schema") {
             None | Some(Value::Null) => None,
             Some(schema) => match compile_schema(schema) {
@@ -53,6 +76,7 @@ impl EventTypeSpec {
             schema,
             category,
             critical,
+            max_age_seconds,
         })
     }
 }
@@ -65,6 +89,7 @@ impl EventType {
             "schema": self.spec.schema,
             "category": self.spec.category,
             "critical": self.spec.critical,
+            "max_age_seconds": self.spec.max_age_seconds,
             "created_at": self.created_at.to_rfc3339(),
             "updated_at": self.updated_at.to_rfc3339(),
         })
@@ -131,6 +156,20 @@ mod tests {
                 compile_schema(&schema).is_err(),
                 "{reference} must not be fetched"
             );
+        }
+    }
+
+    #[test]
+    fn a_max_age_is_a_whole_number_of_seconds_within_a_queues_retention() {
+        let spec = EventTypeSpec::from_json(&json!({"max_age_seconds": 300})).unwrap();
+        assert_eq!(spec.max_age_seconds, Some(300));
+        assert_eq!(
+            EventTypeSpec::from_json(&json!({})).unwrap().max_age_seconds,
+            None
+        );
+        for bad in [json!(59), json!(1_209_601), json!(-5), json!(1.5), json!("300")] {
+            let errors = EventTypeSpec::from_json(&json!({"max_age_seconds": bad})).unwrap_err();
+            assert_eq!(errors[0].pointer, "/max_age_seconds", "{bad}");
         }
     }
 

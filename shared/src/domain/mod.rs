@@ -8,6 +8,7 @@ pub mod event_type;
 pub mod ids;
 pub mod notification;
 pub mod problem;
+pub mod retry;
 pub mod rule;
 pub mod template;
 pub mod time;

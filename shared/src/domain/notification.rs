@@ -20,6 +20,8 @@ pub enum NotificationStatus {
     Suppressed,
     RateLimited,
     Skipped,
+    /// Not delivered within its event type's maximum age: too late to be worth sending.
+    Expired,
 }
 
 impl NotificationStatus {
@@ -34,6 +36,7 @@ impl NotificationStatus {
             Self::Suppressed => "suppressed",
             Self::RateLimited => "rate_limited",
             Self::Skipped => "skipped",
+            Self::Expired => "expired",
         }
     }
 
@@ -79,6 +82,10 @@ pub mod reason {
     /// message for it in the DLQ, to be redriven.
     pub const STALLED: &str = "stalled";
     pub const EVENT_EXPIRED: &str = "event_expired";
+    /// Not sent within its event type's maximum age (`expired`).
+    pub const MAX_AGE_EXCEEDED: &str = "max_age_exceeded";
+    /// The provider asked for fewer calls (`retrying`, using up no step of the schedule).
+    pub const THROTTLED: &str = "throttled";
 }
 
 /// Where a notification's template comes from: pinned at acceptance, so later edits never change what
@@ -112,6 +119,10 @@ pub struct Notification {
     pub provider_message_id: Option<String>,
     /// When a `retrying` notification is due again.
     pub next_attempt_at: Option<Timestamp>,
+    /// Failed attempts that used up a step of the retry schedule since it was accepted or redriven.
+    pub failures: u32,
+    /// Past this, it is `expired` rather than sent: its event type's maximum age, when it has one.
+    pub deliver_by: Option<Timestamp>,
 }
 
 impl Notification {
@@ -153,6 +164,7 @@ impl Notification {
             "sent_at": self.sent_at.map(Timestamp::to_rfc3339),
             "provider_message_id": self.provider_message_id,
             "next_attempt_at": self.next_attempt_at.map(Timestamp::to_rfc3339),
+            "deliver_by": self.deliver_by.map(Timestamp::to_rfc3339),
         })
     }
 }

@@ -33,6 +33,14 @@ impl Timestamp {
         Self(self.0.saturating_add(seconds.saturating_mul(1000)))
     }
 
+    #[must_use]
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// RFC 3339 in UTC, e.g. `2026-11-22T04:05:55.123Z`.
     pub fn to_rfc3339(self) -> String {
         DateTime::from_millis(self.0)
@@ -53,5 +61,15 @@ mod tests {
         );
         assert_eq!(Timestamp::from_millis(1_500).plus_seconds(2).millis(), 3_500);
         assert_eq!(Timestamp::from_millis(1_999).epoch_seconds(), 1);
+        assert_eq!(
+            Timestamp::from_millis(1)
+                .plus(std::time::Duration::from_millis(2))
+                .millis(),
+            3
+        );
+        assert_eq!(
+            Timestamp::from_millis(1).plus(std::time::Duration::MAX).millis(),
+            i64::MAX
+        );
     }
 }

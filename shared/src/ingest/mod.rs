@@ -257,6 +257,12 @@ fn resolve_notifications(
                 sent_at: None,
                 provider_message_id: None,
                 next_attempt_at: None,
+                failures: 0,
+                deliver_by: compiled
+                    .event_type
+                    .spec
+                    .max_age_seconds
+                    .map(|seconds| now.plus_seconds(i64::try_from(seconds).unwrap_or(i64::MAX))),
             }
         })
         .collect()

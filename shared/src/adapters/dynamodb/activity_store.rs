@@ -134,6 +134,9 @@ fn notification_item(notification: &Notification, expires_at: Timestamp) -> Item
     put_opt(&mut item, "user_id", notification.user_id.as_deref());
     item.insert("created_at".into(), n(notification.created_at.millis()));
     item.insert("updated_at".into(), n(notification.updated_at.millis()));
+    if let Some(deliver_by) = notification.deliver_by {
+        item.insert("deliver_by".into(), n(deliver_by.millis()));
+    }
     // Index keys: notifications by event, by user and by tenant + time.
     item.insert(
         "by_event".into(),
@@ -186,6 +189,10 @@ pub(super) fn notification_from(item: &Item) -> Result<Notification, BackendErro
         sent_at: item.opt_int("sent_at").map(Timestamp::from_millis),
         provider_message_id: item.opt_str("provider_message_id").map(str::to_owned),
         next_attempt_at: item.opt_int("next_attempt_at").map(Timestamp::from_millis),
+        failures: item.opt_int("failures").map_or(Ok(0), |failures| {
+            u32::try_from(failures).map_err(|_| corrupt("read", "failures"))
+        })?,
+        deliver_by: item.opt_int("deliver_by").map(Timestamp::from_millis),
     })
 }
 

@@ -173,6 +173,10 @@ impl DeliveryLedger for DynamoActivityStore {
                 "sent_at",
                 (settlement.status == NotificationStatus::Sent).then(|| n(attempt.at.millis())),
             ),
+            (
+                "failures",
+                (settlement.failures > 0).then(|| n(settlement.failures)),
+            ),
         ];
         let mut clauses = Vec::new();
         for (attribute, value) in optional {

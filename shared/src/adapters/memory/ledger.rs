@@ -79,6 +79,7 @@ impl MemoryActivityStore {
         notification.reason.clone_from(&settlement.reason);
         notification.detail.clone_from(&settlement.detail);
         notification.next_attempt_at = settlement.next_attempt_at;
+        notification.failures = settlement.failures;
         // A provider id or send time, once recorded, stays (as the DynamoDB update leaves them).
         if settlement.provider_message_id.is_some() {
             notification
@@ -193,6 +194,7 @@ mod tests {
             detail: None,
             provider_message_id: Some("provider-1".into()),
             next_attempt_at: None,
+            failures: 0,
         }
     }
 

@@ -1,10 +1,10 @@
-//! A scripted channel and a recording visibility, so the delivery loop's tests can count what a provider
+//! A scripted channel and a recording channel queue, so the delivery loop's tests can count what a provider
 //! received (a duplicate send is the failure that matters) and see how long each retry waits.
 
 use super::lock;
 use crate::domain::Channel;
 use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
-use crate::ports::{BackendError, MessageVisibility, Sender};
+use crate::ports::{BackendError, ChannelQueue, Sender};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,6 +16,8 @@ pub enum Script {
     Fail(FailureKind),
     /// The provider takes the message, but its answer never comes: an `Ambiguous` error.
     AcceptThenTimeOut,
+    /// Refused as throttled, with this `Retry-After`.
+    Throttle(Duration),
 }
 
 /// One call of [`Sender::send`].
@@ -88,13 +90,16 @@ impl Sender for ScriptedSender {
         calls.push(SendCall {
             to: to.to_owned(),
             message: message.clone(),
-            delivered: !matches!(step, Some(Script::Fail(_))),
+            delivered: !matches!(step, Some(Script::Fail(_) | Script::Throttle(_))),
         });
         match step {
             None => Ok(SendReceipt {
                 provider_message_id: Some(format!("provider-{number}")),
             }),
             Some(Script::Fail(kind)) => Err(SendError::new(kind, "Scripted", "the script says no")),
+            Some(Script::Throttle(after)) => {
+                Err(SendError::new(FailureKind::Throttled, "Throttled", "slow down").retry_after(Some(after)))
+            }
             Some(Script::AcceptThenTimeOut) => Err(SendError::new(
                 FailureKind::Ambiguous,
                 "Timeout",
@@ -104,13 +109,18 @@ impl Sender for ScriptedSender {
     }
 }
 
-/// The queue's side of a delay: every `ChangeMessageVisibility`, by receipt handle, in order.
+/// The queue's side of the delivery loop: every `ChangeMessageVisibility` by receipt handle, every message
+/// put back on the queue (with its delay) and every message put in the DLQ, in order. `fail_sends` makes
+/// both sends fail, as an unreachable SQS would.
 #[derive(Debug, Default)]
-pub struct RecordingVisibility {
+pub struct RecordingQueue {
     delays: Mutex<Vec<(String, Duration)>>,
+    sent_later: Mutex<Vec<(String, Duration)>>,
+    dead_letters: Mutex<Vec<String>>,
+    failing_sends: Mutex<bool>,
 }
 
-impl RecordingVisibility {
+impl RecordingQueue {
     pub fn delays(&self) -> Vec<(String, Duration)> {
         lock(&self.delays).clone()
     }
@@ -123,11 +133,53 @@ impl RecordingVisibility {
             .map(|(_, delay)| *delay)
             .collect()
     }
+
+    /// Bodies put back on the queue, each with its delay.
+    pub fn sent_later(&self) -> Vec<(String, Duration)> {
+        lock(&self.sent_later).clone()
+    }
+
+    /// Takes what was put back on the queue, so a test can hand it to the loop again.
+    pub fn take_sent_later(&self) -> Vec<(String, Duration)> {
+        std::mem::take(&mut *lock(&self.sent_later))
+    }
+
+    pub fn dead_letters(&self) -> Vec<String> {
+        lock(&self.dead_letters).clone()
+    }
+
+    pub fn fail_sends(&self, failing: bool) {
+        *lock(&self.failing_sends) = failing;
+    }
+
+    fn refuse_if_failing(&self, operation: &'static str) -> Result<(), BackendError> {
+        if *lock(&self.failing_sends) {
+            return Err(BackendError {
+                service: "SQS",
+                operation,
+                message: "failpoint: SQS unreachable".into(),
+                retryable: true,
+            });
+        }
+        Ok(())
+    }
 }
 
-impl MessageVisibility for RecordingVisibility {
+impl ChannelQueue for RecordingQueue {
     async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), BackendError> {
         lock(&self.delays).push((receipt_handle.to_owned(), delay));
+        Ok(())
+    }
+
+    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), BackendError> {
+        self.refuse_if_failing("SendMessage(retry)")?;
+        lock(&self.sent_later).push((body.to_owned(), delay.min(Duration::from_secs(900))));
+        Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<(), BackendError> {
+        self.refuse_if_failing("SendMessage(dead letter)")?;
+        lock(&self.dead_letters).push(body.to_owned());
         Ok(())
     }
 }

@@ -326,7 +326,11 @@ mod tests {
             environment["HERALD_QUEUE_URL"],
             format!("http://localhost:5000/123456789012/{STACK}-email")
         );
-        assert_eq!(environment["HERALD_MAX_RECEIVE_COUNT"], "8");
+        assert_eq!(
+            environment["HERALD_DLQ_URL"],
+            format!("http://localhost:5000/123456789012/{STACK}-email-dlq")
+        );
+        assert_eq!(environment["HERALD_RETRY_SCHEDULE"], "10s,1m,5m,15m,30m,1h,2h,4h");
         assert_eq!(environment["HERALD_CONFIG_TABLE"], format!("{STACK}-ConfigTable"));
         assert_eq!(
             environment["HERALD_ACTIVITY_TABLE"],

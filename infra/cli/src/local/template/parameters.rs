@@ -114,6 +114,7 @@ mod tests {
             &[
                 ("ConfigurationSetName", "herald-events"),
                 ("MaxReceiveCount", "6"),
+                ("RetrySchedule", "1s,2s"),
                 ("SenderAddress", "me@example.org"),
             ],
         )
@@ -123,7 +124,7 @@ mod tests {
             .environment(&function(&template, "email"), &provisioned)
             .unwrap();
         assert_eq!(environment["HERALD_SES_CONFIGURATION_SET"], "herald-events");
-        assert_eq!(environment["HERALD_MAX_RECEIVE_COUNT"], "6");
+        assert_eq!(environment["HERALD_RETRY_SCHEDULE"], "1s,2s");
         assert_eq!(environment["HERALD_EMAIL_FROM"], "me@example.org");
         assert!(
             template

@@ -24,6 +24,7 @@ fn settle_inputs() -> (
         detail: None,
         provider_message_id: Some("m-1".into()),
         next_attempt_at: None,
+        failures: 0,
     };
     (
         notification.tenant.clone(),
