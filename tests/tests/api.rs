@@ -42,7 +42,7 @@ async fn health_needs_no_key_and_unknown_routes_are_404_problems() {
 async fn event_types_are_created_replaced_read_listed_and_deleted() {
     let stack = Stack::new().await;
     let api = stack.api();
-    let spec = json!({"description": "Signed up", "category": "accounts", "critical": true,
+    let spec = json!({"description": "Signed up", "category": "accounts", "critical": true, "max_age_seconds": 600,
                       "schema": {"type": "object", "properties": {"plan": {"enum": ["free", "pro"]}}}});
 
     let created = call(
@@ -55,6 +55,8 @@ async fn event_types_are_created_replaced_read_listed_and_deleted() {
     .await;
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.body["critical"], true);
+    let read = call(&stack, &api, "GET", "/v1/event-types/user_signup", None).await;
+    assert_eq!(read.body["max_age_seconds"], 600, "{read:?}");
     let replaced = call(
         &stack,
         &api,
@@ -74,6 +76,7 @@ async fn event_types_are_created_replaced_read_listed_and_deleted() {
         "a replace drops what it leaves out"
     );
     assert_eq!(read.body["critical"], false);
+    assert_eq!(read.body["max_age_seconds"], Value::Null);
     let listed = call(&stack, &api, "GET", "/v1/event-types", None).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(listed.body["next_cursor"], Value::Null);

@@ -35,13 +35,22 @@ fn acme() -> TenantId {
 /// The contract's example, in memory: tenant `acme` with an API key, event type `order_created` with a
 /// schema, and one template and rule per channel (`order-email`, `order-sms`, `order-slack`).
 async fn ingest() -> MemoryIngest {
+    ingest_with_event_type(json!({})).await
+}
+
+/// As [`ingest`], with `order_created`'s body extended by `extra` (its schema stays).
+async fn ingest_with_event_type(extra: Value) -> MemoryIngest {
     let now = Timestamp::now();
     let keys = MemoryApiKeyStore::default();
     keys.put_api_key(&acme(), &key_hash(API_KEY), now).await.unwrap();
     let config = MemoryConfigStore::default();
     let schema = json!({"type": "object", "required": ["order_id"],
                         "properties": {"order_id": {"type": "integer"}}});
-    let spec = EventTypeSpec::from_json(&json!({ "schema": schema })).unwrap();
+    let mut body = json!({ "schema": schema });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let spec = EventTypeSpec::from_json(&body).unwrap();
     config
         .put_event_type(&acme(), "order_created", &spec, now)
         .await
@@ -311,6 +320,22 @@ async fn an_accepted_event_is_answered_202_and_each_notification_queued_once() {
         let location = format!("/v1/events/{}", answer.event_id());
         assert_eq!(answer.header("location"), Some(location.as_str()));
         audit(&ingest, &answer, key, &each(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_event_types_max_age_is_stamped_on_each_notification() {
+    for (extra, max_age) in [(json!({"max_age_seconds": 300}), Some(300)), (json!({}), None)] {
+        let ingest = ingest_with_event_type(extra).await;
+
+        let answer = call(&ingest, post(&order(1), None)).await;
+
+        audit(&ingest, &answer, None, &each(1)).await;
+        let ids: Vec<NotificationId> = answer.notifications().values().cloned().collect();
+        for notification in ingest.activity().notifications(&acme(), &ids).await.unwrap() {
+            let expected = max_age.map(|seconds| notification.created_at.plus_seconds(seconds));
+            assert_eq!(notification.deliver_by, expected, "{notification:?}");
+        }
     }
 }
 
