@@ -1,5 +1,6 @@
 //! Typed configuration, read once at init from the environment the template sets, failing loudly.
 
+use crate::delivery::breaker::BreakerSettings;
 use crate::domain::Channel;
 use crate::domain::address::WebhookPolicy;
 use crate::domain::retry::RetrySchedule;
@@ -215,6 +216,8 @@ pub struct DeliverySettings {
     pub retention: Duration,
     /// How long a provider (SES, SNS) may take to answer a send before the attempt counts as ambiguous.
     pub provider_timeout: Duration,
+    /// The providers' circuit breakers.
+    pub breaker: BreakerSettings,
 }
 
 impl DeliverySettings {
@@ -235,6 +238,15 @@ impl DeliverySettings {
                 reason: "must be from 60 to 1209600 (14 days)",
             });
         }
+        let provider_timeout =
+            Duration::from_millis(env.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?.max(1));
+        let breaker = BreakerSettings {
+            threshold: u32::try_from(env.number("HERALD_CIRCUIT_THRESHOLD", 5)?.clamp(1, 1000)).unwrap_or(5),
+            cooldown: Duration::from_secs(env.number("HERALD_CIRCUIT_COOLDOWN_SECONDS", 30)?.clamp(1, 3600)),
+            cache_for: Duration::from_millis(env.number("HERALD_CIRCUIT_CACHE_MS", 2000)?),
+            // A probe sends and records its outcome; nobody else calls the provider meanwhile.
+            probe_lease: provider_timeout + Duration::from_secs(5),
+        };
         Ok(Self {
             queue_url: env.required("HERALD_QUEUE_URL")?,
             dead_letter_queue_url: env.required("HERALD_DLQ_URL")?,
@@ -244,7 +256,8 @@ impl DeliverySettings {
                 .unwrap_or(10),
             lease: Duration::from_secs(env.number("HERALD_DELIVERY_LEASE_SECONDS", 60)?),
             retention: retention(env)?,
-            provider_timeout: Duration::from_millis(env.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?.max(1)),
+            provider_timeout,
+            breaker,
         })
     }
 }

@@ -353,6 +353,43 @@ pub trait DeliveryLedger: Send + Sync {
     > + Send;
 }
 
+/// Where the circuit breakers of the providers keep their state, shared by every delivery function.
+pub trait CircuitStore: Send + Sync {
+    /// The circuit named `key`; closed with no failures when it was never written.
+    fn circuit(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<crate::domain::circuit::CircuitState, BackendError>> + Send;
+
+    /// One more transient failure in a row; when that makes `threshold`, the circuit opens until
+    /// `open_until` (only once: a circuit already open is left as it is). The state after.
+    fn record_failure(
+        &self,
+        key: &str,
+        threshold: u32,
+        open_until: Timestamp,
+    ) -> impl Future<Output = Result<crate::domain::circuit::CircuitState, BackendError>> + Send;
+
+    /// The provider answered: closed, with no failures.
+    fn close(&self, key: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Takes the one probe of a half-open circuit: `true` for exactly one caller while the circuit's
+    /// `open_until` has passed and no other probe is out (a conditional write).
+    fn take_probe(
+        &self,
+        key: &str,
+        now: Timestamp,
+        probe_until: Timestamp,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// The probe failed: open again until `open_until`.
+    fn reopen(
+        &self,
+        key: &str,
+        open_until: Timestamp,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
 /// A channel's queue and its DLQ, as the delivery loop uses them.
 pub trait ChannelQueue: Send + Sync {
     /// Keeps a received message invisible for `delay` (at most 12 hours), so it comes back then; every

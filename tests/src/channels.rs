@@ -1,7 +1,7 @@
 //! The three channels wired as their functions wire them, with the provider endpoint chosen by the test
 //! (the emulator itself, or a fault proxy in front of it).
 
-use crate::{RETRY_SCHEDULE, Stack, emulator_config, unique};
+use crate::{BREAKER, RETRY_SCHEDULE, Stack, emulator_config, unique};
 use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
 use herald::adapters::ses::SesSender;
 use herald::adapters::slack::SlackSender;
@@ -42,6 +42,7 @@ impl Stack {
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(86_400),
             provider_timeout: PROVIDER_TIMEOUT,
+            breaker: BREAKER,
         };
         Delivery::new(
             sender,

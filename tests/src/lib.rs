@@ -76,6 +76,15 @@ pub const MAX_RECEIVE_COUNT: u32 = 5;
 /// The retry schedule in tests: four one-second steps, so a notification is dead-lettered within a test.
 pub const RETRY_SCHEDULE: &str = "1s,1s,1s,1s";
 
+/// The providers' circuit breakers in tests: an hour's outage compressed to seconds. Five failures in a row
+/// open a circuit for two seconds; the state is read afresh each time, as a test changes it between calls.
+pub const BREAKER: herald::delivery::breaker::BreakerSettings = herald::delivery::breaker::BreakerSettings {
+    threshold: 5,
+    cooldown: std::time::Duration::from_secs(2),
+    cache_for: std::time::Duration::ZERO,
+    probe_lease: std::time::Duration::from_secs(5),
+};
+
 impl Stack {
     /// Creates the tables and queues of `template.yaml` under a stack name of the test's own, as
     /// `herald local up` does, and a tenant with an API key.

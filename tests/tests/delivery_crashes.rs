@@ -16,7 +16,7 @@ use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, slack_that_accepts,
 };
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
-use herald_integration_tests::{RETRY_SCHEDULE, Stack};
+use herald_integration_tests::{BREAKER, RETRY_SCHEDULE, Stack};
 use serde_json::json;
 use std::time::Duration;
 use wiremock::MockServer;
@@ -43,6 +43,7 @@ fn delivery_over<S: Sender>(stack: &Stack, sender: S, dynamodb: aws_sdk_dynamodb
             lease: LEASE,
             retention: Duration::from_secs(86_400),
             provider_timeout: PROVIDER_TIMEOUT,
+            breaker: BREAKER,
         },
     )
 }

@@ -6,12 +6,16 @@
 //! message never fails its neighbours.
 
 use crate::config::DeliverySettings;
+use crate::domain::circuit::provider_key;
 use crate::domain::delivery::{Attempt, AttemptOutcome, FailureKind, RenderedMessage, SendError, backoff};
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
 use crate::domain::template::TemplateContent;
 use crate::domain::{TenantId, Timestamp};
-use crate::ports::{ActivityStore, ChannelQueue, Claim, DeliveryLedger, Sender, Settlement, TemplateStore};
+use crate::ports::{
+    ActivityStore, ChannelQueue, CircuitStore, Claim, DeliveryLedger, Sender, Settlement, TemplateStore,
+};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use breaker::{Admission, Breaker, Verdict as ProviderVerdict};
 use lambda_runtime::LambdaEvent;
 use plan::{Next, Policy, final_settlement};
 use serde_json::json;
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+pub mod breaker;
 mod plan;
 
 /// Template versions never change once written, so a container keeps the ones it has used.
@@ -47,13 +52,14 @@ pub struct Delivery<S, L, T, Q> {
     templates: T,
     queue: Q,
     settings: DeliverySettings,
+    breaker: Breaker,
     template_cache: Mutex<HashMap<TemplateKey, Arc<TemplateContent>>>,
 }
 
 impl<S, L, T, Q> Delivery<S, L, T, Q>
 where
     S: Sender,
-    L: DeliveryLedger + ActivityStore,
+    L: DeliveryLedger + ActivityStore + CircuitStore,
     T: TemplateStore,
     Q: ChannelQueue,
 {
@@ -63,6 +69,7 @@ where
             ledger,
             templates,
             queue,
+            breaker: Breaker::new(settings.breaker),
             settings,
             template_cache: Mutex::new(HashMap::new()),
         }
@@ -143,6 +150,21 @@ where
             tracing::error!(envelope_channel = %channel, "message on the wrong channel's queue");
             return Verdict::Retry;
         }
+        let provider = envelope
+            .provider
+            .clone()
+            .unwrap_or_else(|| provider_key(self.sender.channel(), None));
+        let admission = self
+            .breaker
+            .admit(&self.ledger, &provider, Timestamp::now())
+            .await;
+        if let Admission::Defer(wait) = admission {
+            // Nothing claimed, no step used: the message comes back once the provider may be up.
+            tracing::info!(circuit = %provider, ?wait, "the provider's circuit is open; deferred");
+            return self
+                .retry_later(message, wait + wait.mul_f64(0.2 * jitter()))
+                .await;
+        }
         let receive_count = receive_count(message);
         let claim = self
             .ledger
@@ -185,11 +207,21 @@ where
             tracing::error!(notification_channel = %notification.channel, "message on the wrong channel's queue");
             return Verdict::Retry;
         }
-        self.attempt(message, &notification, attempt).await
+        let call = ProviderCall {
+            key: &provider,
+            admission,
+        };
+        self.attempt(message, &notification, attempt, call).await
     }
 
     /// Renders, sends and settles one claimed notification.
-    async fn attempt(&self, message: &SqsMessage, notification: &Notification, attempt: u32) -> Verdict {
+    async fn attempt(
+        &self,
+        message: &SqsMessage,
+        notification: &Notification,
+        attempt: u32,
+        call: ProviderCall<'_>,
+    ) -> Verdict {
         let started = Instant::now();
         let deadline = plan::deadline(notification, self.settings.default_max_age);
         if Timestamp::now() > deadline {
@@ -236,7 +268,17 @@ where
                 )
                 .await;
         };
-        match self.sender.send(to, &rendered).await {
+        let sent = self.sender.send(to, &rendered).await;
+        let verdict = match &sent {
+            Err(error) if matches!(error.kind, FailureKind::Transient | FailureKind::Ambiguous) => {
+                ProviderVerdict::Down
+            }
+            _ => ProviderVerdict::Up,
+        };
+        self.breaker
+            .record(&self.ledger, call.key, call.admission, verdict, Timestamp::now())
+            .await;
+        match sent {
             Ok(receipt) => {
                 let settlement = Settlement {
                     status: NotificationStatus::Sent,
@@ -257,9 +299,11 @@ where
                 .await
             }
             Err(error) => {
-                let next = self
-                    .policy(deadline)
-                    .after_send_failure(&error, notification.failures);
+                let policy = Policy {
+                    probing: call.admission == Admission::Probe,
+                    ..self.policy(deadline)
+                };
+                let next = policy.after_send_failure(&error, notification.failures);
                 tracing::warn!(kind = ?error.kind, code = %error.code, detail = %error.detail, next = ?next, "send failed");
                 self.conclude(message, notification, attempt, started, Some(&error), next)
                     .await
@@ -273,6 +317,7 @@ where
             deadline,
             now: Timestamp::now(),
             unit: jitter(),
+            probing: false,
         }
     }
 
@@ -498,6 +543,13 @@ where
     }
 }
 
+/// The provider a delivery calls, and what its circuit allowed.
+#[derive(Debug, Clone, Copy)]
+struct ProviderCall<'a> {
+    key: &'a str,
+    admission: Admission,
+}
+
 /// Whether an attempt's outcome was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Recorded {
@@ -593,6 +645,8 @@ pub fn provider_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_co
         .build()
 }
 
+#[cfg(test)]
+mod breaker_tests;
 #[cfg(test)]
 mod retry_tests;
 #[cfg(test)]

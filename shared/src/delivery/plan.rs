@@ -51,6 +51,9 @@ pub struct Policy<'a> {
     pub now: Timestamp,
     /// In `[0, 1)`, for the schedule's jitter.
     pub unit: f64,
+    /// Whether the send was the probe of an open circuit: its failure is the provider's state, already
+    /// known, and uses up no step of the notification's schedule.
+    pub probing: bool,
 }
 
 impl Policy<'_> {
@@ -80,6 +83,11 @@ impl Policy<'_> {
                     wait.as_secs()
                 );
                 self.retry(reason::PROVIDER_TIMEOUT, &detail, wait, failures)
+            }
+            FailureKind::Transient if self.probing => {
+                let wait = self.schedule.wait_without_step(failures, self.unit);
+                let detail = format!("{error} (a probe of the provider's open circuit; no retry used up)");
+                self.retry(reason::PROVIDER_ERROR, &detail, wait, failures)
             }
             FailureKind::Configuration | FailureKind::Transient => {
                 let code = if error.kind == FailureKind::Configuration {
@@ -160,6 +168,7 @@ mod tests {
             deadline: now.plus(deadline_in),
             now,
             unit: 0.5,
+            probing: false,
         }
     }
 
@@ -231,6 +240,20 @@ mod tests {
         // Throttling, too, cannot hold a notification past its deadline.
         let throttled = error(FailureKind::Throttled).retry_after(Some(Duration::from_secs(600)));
         assert!(matches!(policy.after_send_failure(&throttled, 0), Next::Final(_)));
+    }
+
+    #[test]
+    fn a_failed_probe_uses_up_no_step() {
+        let schedule = RetrySchedule::parse("10s").unwrap();
+        let policy = Policy {
+            probing: true,
+            ..policy(&schedule, Duration::from_secs(3600))
+        };
+        let (settlement, _) = retry_of(policy.after_send_failure(&error(FailureKind::Transient), 1));
+        assert_eq!(
+            settlement.failures, 1,
+            "the schedule had one step, and it is still there"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::adapters::memory::sender::{RecordingQueue, Script, ScriptedSender};
 use crate::adapters::memory::templates::MemoryTemplateStore;
 use crate::adapters::memory::{Fault, MemoryActivityStore};
 use crate::config::DeliverySettings;
+use crate::delivery::breaker::BreakerSettings;
 use crate::domain::delivery::{AMBIGUOUS_RETRY_DELAY, AttemptOutcome, FailureKind};
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
 use crate::domain::retry::RetrySchedule;
@@ -38,6 +39,12 @@ pub(super) fn settings(lease: Duration) -> DeliverySettings {
         lease,
         retention: Duration::from_secs(86_400),
         provider_timeout: Duration::from_secs(10),
+        breaker: BreakerSettings {
+            threshold: 5,
+            cooldown: Duration::from_secs(30),
+            cache_for: Duration::ZERO,
+            probe_lease: Duration::from_secs(15),
+        },
     }
 }
 

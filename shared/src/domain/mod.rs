@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod channel;
+pub mod circuit;
 pub mod delivery;
 pub mod event;
 pub mod event_type;

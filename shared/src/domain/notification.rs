@@ -181,6 +181,10 @@ pub struct Envelope {
     /// is claimed. Optional within v1: messages written before it was added have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<Channel>,
+    /// The provider endpoint it goes through (`ses`, `sns`, `slack:<host>`), so a delivery can defer it
+    /// while that provider's circuit is open before claiming anything. Optional within v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 impl Envelope {
@@ -193,6 +197,23 @@ impl Envelope {
             notification_id,
             correlation_id,
             channel: None,
+            provider: None,
+        }
+    }
+
+    /// The message for `notification`: its ids, its channel and the provider it will be sent through.
+    pub fn for_notification(notification: &Notification) -> Self {
+        Self {
+            provider: Some(super::circuit::provider_key(
+                notification.channel,
+                notification.to.as_deref(),
+            )),
+            ..Self::new(
+                notification.tenant.clone(),
+                notification.id.clone(),
+                notification.event_id.to_string(),
+            )
+            .on(notification.channel)
         }
     }
 
@@ -232,5 +253,15 @@ mod tests {
         assert_eq!(on_sms["channel"], "sms");
         let read: Envelope = serde_json::from_value(on_sms).unwrap();
         assert_eq!(read.channel, Some(Channel::Sms));
+        let mut slack = crate::test_fixtures::acceptance("acme", None, &[Channel::Slack])
+            .notifications
+            .remove(0);
+        slack.to = Some("https://hooks.slack.com/services/T/B/secret".into());
+        let envelope = serde_json::to_value(Envelope::for_notification(&slack)).unwrap();
+        assert_eq!(
+            envelope["provider"], "slack:hooks.slack.com",
+            "the host, never the secret path"
+        );
+        assert_eq!(envelope["channel"], "slack");
     }
 }

@@ -71,10 +71,10 @@ impl<A: ActivityStore, Q: NotificationQueue> Outbox<A, Q> {
     ) -> Result<(), BackendError> {
         let mut by_channel: BTreeMap<Channel, Vec<Envelope>> = BTreeMap::new();
         for notification in notifications.iter().filter(|n| n.status.needs_delivery()) {
-            by_channel.entry(notification.channel).or_default().push(
-                Envelope::new(tenant.clone(), notification.id.clone(), event_id.to_string())
-                    .on(notification.channel),
-            );
+            by_channel
+                .entry(notification.channel)
+                .or_default()
+                .push(Envelope::for_notification(notification));
         }
         let sends = by_channel
             .iter()

@@ -23,7 +23,7 @@
 
 use crate::config::ReconcileSettings;
 use crate::domain::notification::{Envelope, Notification, NotificationStatus};
-use crate::domain::{Channel, TenantId, Timestamp};
+use crate::domain::{Channel, Timestamp};
 use crate::ports::{ActivityStore, BackendError, NotificationQueue, QueueDepth, UnsettledNotifications};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -207,7 +207,7 @@ where
     /// The DLQ message first, then the status: a crash in between leaves a spare message, never a
     /// `dead_lettered` notification with nothing to redrive.
     async fn dead_letter(&self, notification: &Notification, now: Timestamp) -> Result<bool, BackendError> {
-        let envelope = envelope_for(&notification.tenant, notification);
+        let envelope = Envelope::for_notification(notification);
         self.dead_letters
             .enqueue(notification.channel, std::slice::from_ref(&envelope))
             .await?;
@@ -239,15 +239,6 @@ where
         }
         Ok(marked)
     }
-}
-
-fn envelope_for(tenant: &TenantId, notification: &Notification) -> Envelope {
-    Envelope::new(
-        tenant.clone(),
-        notification.id.clone(),
-        notification.event_id.to_string(),
-    )
-    .on(notification.channel)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! no 32-level nesting or 38-digit number limits, and they read back exactly as written.
 
 mod activity_store;
+mod circuit;
 mod config_store;
 mod ledger;
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 pub mod api_keys;
 mod audit;
+mod circuit;
 pub mod config;
 pub mod event_types;
 pub mod ledger;
@@ -144,6 +145,8 @@ struct Tables {
 #[derive(Debug, Default)]
 pub struct MemoryActivityStore {
     tables: Mutex<Tables>,
+    /// The providers' circuits, by key.
+    circuits: Mutex<HashMap<String, crate::domain::circuit::CircuitState>>,
     pub failpoints: Failpoints,
 }
 

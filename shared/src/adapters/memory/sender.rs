@@ -55,6 +55,11 @@ impl ScriptedSender {
         }
     }
 
+    /// The provider is back: whatever the script still held is dropped, and every send is accepted.
+    pub fn recover(&self) {
+        lock(&self.script).clear();
+    }
+
     /// Every send from now on takes `latency` before the provider acts, so a concurrent delivery can
     /// run while this one is between its claim and its settle.
     pub fn slow_down(&self, latency: Duration) {
