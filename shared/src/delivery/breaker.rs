@@ -135,11 +135,14 @@ impl Breaker {
                 tracing::info!(circuit = key, "the probe succeeded: closed");
                 store.close(key).await.map(|()| CircuitState::default())
             }
-            // Closing costs a write; only a circuit known to be troubled needs one.
-            (Verdict::Up, _) if self.cached(key).is_some_and(|state| state.is_troubled()) => {
+            // Closing costs a write; only a troubled circuit needs one (the state is cached, so a busy
+            // healthy provider costs a read every `cache_for`, not one per send).
+            (Verdict::Up, _) => {
+                if !self.state(store, key).await.is_troubled() {
+                    return;
+                }
                 store.close(key).await.map(|()| CircuitState::default())
             }
-            (Verdict::Up, _) => return,
         };
         match written {
             Ok(state) => self.remember(key, state),
