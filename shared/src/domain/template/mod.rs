@@ -5,8 +5,11 @@ use super::validation::{Violations, child, is_valid_locale, type_name};
 use super::{Channel, FieldError, Timestamp};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
+mod preflight;
 mod rewrite;
 pub mod sandbox;
+
+pub use preflight::{Usage, example_payload};
 
 pub use sandbox::MAX_RENDERED_BYTES;
 use serde_json::{Value, json};
@@ -470,6 +473,8 @@ fn for_each_string<'v>(value: &'v Value, pointer: &str, visit: &mut dyn FnMut(St
 
 #[cfg(test)]
 mod hostile;
+#[cfg(test)]
+mod preflight_tests;
 #[cfg(test)]
 mod sandbox_tests;
 #[cfg(test)]
