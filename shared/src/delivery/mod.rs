@@ -234,6 +234,13 @@ where
                 .settle(message, notification, attempt, started, None, settlement, None)
                 .await;
         };
+        if let Some(why) = self.sender.refuse(to) {
+            let settlement =
+                final_settlement(NotificationStatus::Failed, reason::DESTINATION_NOT_ALLOWED, &why);
+            return self
+                .settle(message, notification, attempt, started, None, settlement, None)
+                .await;
+        }
         match self.sender.send(to, &rendered).await {
             Ok(receipt) => {
                 let settlement = Settlement {
@@ -571,5 +578,7 @@ pub fn provider_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_co
         .build()
 }
 
+#[cfg(test)]
+mod sms_countries_tests;
 #[cfg(test)]
 mod tests;

@@ -87,10 +87,7 @@ fn describe_usage(usage: &Usage) -> String {
 /// The context of a test render: the schema's first `examples` entry as the payload, or one built from
 /// the schema (every declared property, optional ones included).
 fn example_context(usage: &Usage) -> Value {
-    let payload = usage
-        .schema
-        .as_ref()
-        .map_or_else(|| json!({}), example_payload);
+    let payload = usage.schema.as_ref().map_or_else(|| json!({}), example_payload);
     json!({
         "payload": payload,
         "recipient": {"user_id": "u-example", "email": "ada@example.com", "phone": "+15555550100",
