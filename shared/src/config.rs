@@ -2,7 +2,7 @@
 
 use crate::delivery::breaker::BreakerSettings;
 use crate::domain::Channel;
-use crate::domain::address::WebhookPolicy;
+use crate::domain::address::{CountryAllowList, WebhookPolicy};
 use crate::domain::retry::RetrySchedule;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -296,16 +296,31 @@ impl EmailSettings {
     }
 }
 
-/// The SMS channel: an optional alphanumeric sender id (where the destination country allows one).
+/// The countries SMS may go to when the template does not say: the default of its `SmsAllowedCountries`.
+pub const DEFAULT_SMS_COUNTRIES: &str = "US,CA";
+
+/// The SMS channel: an optional alphanumeric sender id (where the destination country allows one), and
+/// the destination countries allowed (`HERALD_SMS_ALLOWED_COUNTRIES`, from the template's
+/// `SmsAllowedCountries`; one list for the deployment, since tenants have no settings of their own yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmsSettings {
     pub sender_id: Option<String>,
+    pub allowed_countries: CountryAllowList,
 }
 
 impl SmsSettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let countries = env
+            .optional("HERALD_SMS_ALLOWED_COUNTRIES")
+            .unwrap_or_else(|| DEFAULT_SMS_COUNTRIES.to_owned());
+        let allowed_countries = CountryAllowList::parse(&countries).map_err(|_| ConfigError::Invalid {
+            name: "HERALD_SMS_ALLOWED_COUNTRIES",
+            value: countries.clone(),
+            reason: "must be comma-separated ISO 3166-1 alpha-2 country codes, or *",
+        })?;
         Ok(Self {
             sender_id: env.optional("HERALD_SMS_SENDER_ID"),
+            allowed_countries,
         })
     }
 }
@@ -458,5 +473,16 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(error.to_string().contains("HERALD_ALLOW_LOOPBACK_WEBHOOKS"));
+    }
+
+    #[test]
+    fn sms_countries_default_to_the_templates_and_fail_loudly_when_invalid() {
+        let default = SmsSettings::from_env(&env(&[])).unwrap();
+        assert_eq!(
+            default.allowed_countries,
+            CountryAllowList::parse("US,CA").unwrap()
+        );
+        let error = SmsSettings::from_env(&env(&[("HERALD_SMS_ALLOWED_COUNTRIES", "US,XX")])).unwrap_err();
+        assert!(error.to_string().contains("HERALD_SMS_ALLOWED_COUNTRIES"));
     }
 }

@@ -281,6 +281,13 @@ pub trait NotificationQueue: Send + Sync {
 pub trait Sender: Send + Sync {
     fn channel(&self) -> Channel;
 
+    /// Why this channel will not send to `to` at all (an SMS country outside the allow-list), decided
+    /// before any provider call; `None` to send. The notification then fails with
+    /// `destination_not_allowed`.
+    fn refuse(&self, _to: &str) -> Option<String> {
+        None
+    }
+
     /// Sends one rendered message to one address (an email address, an E.164 number, a webhook URL).
     fn send(
         &self,

@@ -10,8 +10,9 @@
 )] // test code: a panic is a failed test
 
 use herald::adapters::slack::SlackSender;
-use herald::domain::{Channel, NotificationId};
-use herald::ports::DeliveryLedger;
+use herald::domain::template::TemplateContent;
+use herald::domain::{Channel, NotificationId, Timestamp};
+use herald::ports::{DeliveryLedger, TemplateStore};
 use herald_integration_tests::channels::TestDelivery;
 use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, sent_emails, sent_sms,
@@ -306,10 +307,19 @@ async fn poison_messages_fail_alone_in_their_batch() {
 async fn a_template_that_cannot_render_fails_with_render_error() {
     let slack = MockServer::start().await;
     let (stack, mut event) = seeded_stack(&slack).await;
-    let broken = ApiRequest::new("PUT", "/v1/templates/order-sms")
+    let broken = json!({"channel": "sms", "text": "Order {{ payload.missing_field }}"});
+    // The PUT refuses it (order_created's schema has no missing_field); one stored some other way
+    // (before that check existed, or written directly) still fails its notification, not the batch.
+    let put = ApiRequest::new("PUT", "/v1/templates/order-sms")
         .key(&stack.api_key)
-        .json(&json!({"channel": "sms", "text": "Order {{ payload.missing_field }}"}));
-    assert_eq!(stack.call_api(&stack.api(), &broken).await.status, 201);
+        .json(&broken);
+    assert_eq!(stack.call_api(&stack.api(), &put).await.status, 422);
+    let content = TemplateContent::from_json(&broken).unwrap();
+    stack
+        .config_store()
+        .put_template(&stack.tenant, "order-sms", &content, Timestamp::now())
+        .await
+        .unwrap();
     event["channels"] = json!(["sms"]);
     let accepted = accept(&stack, &event).await;
     let sms = stack.delivery(

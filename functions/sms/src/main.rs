@@ -1,5 +1,6 @@
 //! The SMS Lambda: delivers the SMS queue's notifications through Amazon SNS.
 
+use herald::adapters::country_limited::CountryLimited;
 use herald::adapters::load_aws_config;
 use herald::adapters::sns::SnsSender;
 use herald::config::{DeliveryConfig, Env, SmsSettings};
@@ -14,5 +15,6 @@ async fn main() -> Result<(), Error> {
     let sms = SmsSettings::from_env(&env)?;
     let aws = load_aws_config(&config.aws).await;
     let sns = aws_sdk_sns::Client::new(&provider_config(&aws, config.delivery.provider_timeout));
-    serve(SnsSender::new(sns, sms.sender_id), &aws, config).await
+    let sender = CountryLimited::new(SnsSender::new(sns, sms.sender_id), sms.allowed_countries);
+    serve(sender, &aws, config).await
 }

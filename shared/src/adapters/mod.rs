@@ -1,5 +1,6 @@
 //! AWS implementations of the [ports](crate::ports), and in-memory ones (with failpoints) for tests.
 
+pub mod country_limited;
 pub mod dynamodb;
 pub mod memory;
 pub mod ses;

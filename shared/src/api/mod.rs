@@ -3,7 +3,7 @@
 use crate::config::HttpSettings;
 use crate::domain::event_type::EventTypeSpec;
 use crate::domain::rule::RuleSpec;
-use crate::domain::template::TemplateContent;
+use crate::domain::template::{TemplateContent, Usage};
 use crate::domain::validation::is_valid_name;
 use crate::domain::{FieldError, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{
@@ -12,11 +12,14 @@ use crate::http::{
     query_parameter,
 };
 use crate::ports::{
-    ApiKeyStore, BackendError, EventTypeStore, Page, RuleStore, Saved, TemplateStore, WriteError,
+    ApiKeyStore, BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, WriteError,
 };
 use lambda_http::Request;
 use lambda_http::http::Method;
 use serde_json::{Value, json};
+
+/// Pages of rules read to find the event types a template serves (100 rules a page).
+const MAX_RULE_PAGES: usize = 20;
 
 /// Everything the API function holds between invocations.
 #[derive(Debug)]
@@ -199,6 +202,13 @@ where
     ) -> Result<HttpResponse, Problem> {
         let content =
             TemplateContent::from_json(&json_body(request, MAX_BODY_BYTES)?).map_err(Problem::validation)?;
+        // Refused now what would fail every notification later: rendered on an example of each event
+        // type whose rules name it (docs/api.md says what is refused and what is not).
+        let usages = self.usages_of(tenant, name).await?;
+        let errors = content.test_render(&usages);
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
         let stored = self
             .store
             .put_template(tenant, name, &content, Timestamp::now())
@@ -208,6 +218,82 @@ where
             201,
             &json!({"name": stored.name, "channel": stored.content.channel, "locale": stored.content.locale, "version": stored.version}),
         ))
+    }
+
+    /// The event types whose rules name template `name`, with their schemas.
+    async fn usages_of(&self, tenant: &TenantId, name: &str) -> Result<Vec<Usage>, Problem> {
+        let mut event_types = std::collections::BTreeSet::new();
+        let mut page = PageRequest {
+            limit: 100,
+            after: None,
+        };
+        // A tenant has at most 50 rules per event type; past this many pages the check is partial, not slow.
+        for _ in 0..MAX_RULE_PAGES {
+            let listed = self
+                .store
+                .list_rules(tenant, None, &page)
+                .await
+                .map_err(|e| backend(&e))?;
+            event_types.extend(
+                listed
+                    .items
+                    .into_iter()
+                    .filter(|rule| rule.spec.template == name)
+                    .map(|rule| rule.spec.event),
+            );
+            match listed.next {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        let found = futures::future::try_join_all(
+            event_types
+                .iter()
+                .map(|event_type| self.store.event_type(tenant, event_type)),
+        )
+        .await
+        .map_err(|e| backend(&e))?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .map(|event_type| Usage {
+                event_type: event_type.name,
+                schema: event_type.spec.schema,
+            })
+            .collect())
+    }
+
+    /// Test-renders every live locale of template `name` for one event type, as a rule's errors.
+    async fn test_render_for(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        live: &std::collections::BTreeMap<String, u32>,
+        usage: Usage,
+    ) -> Result<Vec<FieldError>, Problem> {
+        let versions = futures::future::try_join_all(
+            live.iter()
+                .map(|(locale, version)| self.store.template_version(tenant, name, locale, *version)),
+        )
+        .await
+        .map_err(|e| backend(&e))?;
+        Ok(versions
+            .into_iter()
+            .flatten()
+            .flat_map(|version| {
+                let locale = version.content.locale.clone();
+                version
+                    .content
+                    .test_render(std::slice::from_ref(&usage))
+                    .into_iter()
+                    .map(move |error| {
+                        FieldError::new(
+                            "/template",
+                            format!("template {name} ({locale}) {}: {}", error.pointer, error.message),
+                        )
+                    })
+            })
+            .collect())
     }
 
     async fn get_template(
@@ -314,7 +400,18 @@ where
                     spec.template, head.channel, spec.channel
                 ),
             )),
-            Some(_) => {}
+            Some(head) => {
+                if let Some(event_type) = event_type {
+                    let usage = Usage {
+                        event_type: event_type.name,
+                        schema: event_type.spec.schema,
+                    };
+                    errors.extend(
+                        self.test_render_for(tenant, &spec.template, &head.live_versions, usage)
+                            .await?,
+                    );
+                }
+            }
         }
         if !errors.is_empty() {
             return Err(Problem::validation(errors));

@@ -224,49 +224,13 @@ where
     ) -> Verdict {
         let started = Instant::now();
         let deadline = plan::deadline(notification, self.settings.default_max_age);
-        if Timestamp::now() > deadline {
-            let detail = format!("not sent by {}, the latest it may be sent", deadline.to_rfc3339());
-            tracing::warn!(%detail, "too late to send");
-            let next = Next::Final(plan::expired(&detail));
-            return self
-                .conclude(message, notification, attempt, started, None, next)
-                .await;
-        }
-        let rendered = match self.render(notification).await {
-            Ok(rendered) => rendered,
-            Err(Rendering::Unavailable(error)) => {
-                tracing::error!(%error, "could not load what the notification renders from");
-                let next = self
-                    .policy(deadline)
-                    .after_own_failure(&error, notification.failures);
+        let (to, rendered) = match self.ready_to_send(notification, deadline).await {
+            Ok(ready) => ready,
+            Err(next) => {
                 return self
                     .conclude(message, notification, attempt, started, None, next)
                     .await;
             }
-            Err(Rendering::Failed(code, detail)) => {
-                tracing::warn!(%detail, "the notification cannot be rendered");
-                let next = Next::Final(final_settlement(NotificationStatus::Failed, code, &detail));
-                return self
-                    .conclude(message, notification, attempt, started, None, next)
-                    .await;
-            }
-        };
-        let Some(to) = notification.to.as_deref() else {
-            let settlement = final_settlement(
-                NotificationStatus::Failed,
-                reason::NO_ADDRESS,
-                "no address to send to",
-            );
-            return self
-                .conclude(
-                    message,
-                    notification,
-                    attempt,
-                    started,
-                    None,
-                    Next::Final(settlement),
-                )
-                .await;
         };
         let sent = self.sender.send(to, &rendered).await;
         let verdict = match &sent {
@@ -278,7 +242,7 @@ where
         self.breaker
             .record(&self.ledger, call.key, call.admission, verdict, Timestamp::now())
             .await;
-        match sent {
+        let (next, error) = match sent {
             Ok(receipt) => {
                 let settlement = Settlement {
                     status: NotificationStatus::Sent,
@@ -288,15 +252,7 @@ where
                     next_attempt_at: None,
                     failures: notification.failures,
                 };
-                self.conclude(
-                    message,
-                    notification,
-                    attempt,
-                    started,
-                    None,
-                    Next::Final(settlement),
-                )
-                .await
+                (Next::Final(settlement), None)
             }
             Err(error) => {
                 let policy = Policy {
@@ -305,10 +261,48 @@ where
                 };
                 let next = policy.after_send_failure(&error, notification.failures);
                 tracing::warn!(kind = ?error.kind, code = %error.code, detail = %error.detail, next = ?next, "send failed");
-                self.conclude(message, notification, attempt, started, Some(&error), next)
-                    .await
+                (next, Some(error))
             }
+        };
+        self.conclude(message, notification, attempt, started, error.as_ref(), next)
+            .await
+    }
+
+    /// The address and the rendered message, or what becomes of a notification that cannot be sent now:
+    /// too late, not renderable, no address, a destination its sender refuses.
+    async fn ready_to_send<'n>(
+        &self,
+        notification: &'n Notification,
+        deadline: Timestamp,
+    ) -> Result<(&'n str, RenderedMessage), Next> {
+        let failed = |code: &str, detail: &str| {
+            Next::Final(final_settlement(NotificationStatus::Failed, code, detail))
+        };
+        if Timestamp::now() > deadline {
+            let detail = format!("not sent by {}, the latest it may be sent", deadline.to_rfc3339());
+            tracing::warn!(%detail, "too late to send");
+            return Err(Next::Final(plan::expired(&detail)));
         }
+        let rendered = match self.render(notification).await {
+            Ok(rendered) => rendered,
+            Err(Rendering::Unavailable(error)) => {
+                tracing::error!(%error, "could not load what the notification renders from");
+                return Err(self
+                    .policy(deadline)
+                    .after_own_failure(&error, notification.failures));
+            }
+            Err(Rendering::Failed(code, detail)) => {
+                tracing::warn!(%detail, "the notification cannot be rendered");
+                return Err(failed(code, &detail));
+            }
+        };
+        let Some(to) = notification.to.as_deref() else {
+            return Err(failed(reason::NO_ADDRESS, "no address to send to"));
+        };
+        if let Some(why) = self.sender.refuse(to) {
+            return Err(failed(reason::DESTINATION_NOT_ALLOWED, &why));
+        }
+        Ok((to, rendered))
     }
 
     fn policy(&self, deadline: Timestamp) -> Policy<'_> {
@@ -649,5 +643,7 @@ pub fn provider_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_co
 mod breaker_tests;
 #[cfg(test)]
 mod retry_tests;
+#[cfg(test)]
+mod sms_countries_tests;
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,65 @@ pub fn check_phone(number: &str) -> Result<(), &'static str> {
     }
 }
 
+/// The country (ISO 3166-1 alpha-2, upper case) an E.164 number is in, by libphonenumber's metadata. A
+/// number its patterns do not place (an unassigned range) counts as the main country of its calling
+/// code (`+1` is the US), which keeps it inside the allow-list decision; `None` for an unknown code.
+pub fn phone_country(number: &str) -> Option<String> {
+    let parsed = phonenumber::parse(None, number).ok()?;
+    if let Some(id) = parsed.country().id() {
+        return Some(id.as_ref().to_owned());
+    }
+    let regions = phonenumber::metadata::DATABASE.by_code(&parsed.country().code())?;
+    regions.first().map(|region| region.id().to_owned())
+}
+
+/// The destination countries SMS may go to: `*` for all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountryAllowList {
+    All,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl CountryAllowList {
+    /// Parses `US,CA,GB` (ISO 3166-1 alpha-2 codes libphonenumber knows) or `*`.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        if list.trim() == "*" {
+            return Ok(Self::All);
+        }
+        let mut countries = std::collections::BTreeSet::new();
+        for code in list.split(',').map(str::trim).filter(|code| !code.is_empty()) {
+            let code = code.to_ascii_uppercase();
+            if code.parse::<phonenumber::country::Id>().is_err() {
+                return Err(format!("{code} is not an ISO 3166-1 alpha-2 country code"));
+            }
+            countries.insert(code);
+        }
+        if countries.is_empty() {
+            return Err("name at least one country, or * for all".into());
+        }
+        Ok(Self::Only(countries))
+    }
+
+    /// `Err` with why, when `number` is not in an allowed country.
+    pub fn check(&self, number: &str) -> Result<(), String> {
+        let Self::Only(countries) = self else {
+            return Ok(());
+        };
+        match phone_country(number) {
+            Some(country) if countries.contains(&country) => Ok(()),
+            Some(country) => Err(format!(
+                "SMS to {country} is not allowed; allowed countries: {}",
+                countries
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => Err("the number's country is unknown, so it is not in the allowed countries".into()),
+        }
+    }
+}
+
 /// Where Slack webhooks may point. Production allows `https://` to the allow-listed hosts only; the local
 /// stack also allows loopback so its capture sink can stand in for Slack.
 #[derive(Debug, Clone)]
@@ -252,6 +311,34 @@ mod tests {
         ] {
             assert!(local.check(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn phone_countries() {
+        assert_eq!(phone_country("+447700900123").as_deref(), Some("GB"));
+        assert_eq!(phone_country("+61406823897").as_deref(), Some("AU"));
+        assert_eq!(
+            phone_country("+18765550100").as_deref(),
+            Some("JM"),
+            "NANP, but Jamaica"
+        );
+        assert_eq!(
+            phone_country("+15555550100").as_deref(),
+            Some("US"),
+            "unassigned: the code's main country"
+        );
+        let allowed = CountryAllowList::parse("us, CA").unwrap();
+        assert_eq!(allowed.check("+15555550100"), Ok(()));
+        assert_eq!(allowed.check("+14165550100"), Ok(()), "Toronto");
+        let refused = allowed.check("+18765550100").unwrap_err();
+        assert!(refused.contains("JM") && refused.contains("CA, US"), "{refused}");
+        assert!(allowed.check("+447700900123").is_err());
+        assert_eq!(
+            CountryAllowList::parse("*").unwrap().check("+447700900123"),
+            Ok(())
+        );
+        assert!(CountryAllowList::parse("XX").is_err());
+        assert!(CountryAllowList::parse(" , ").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::validation::{Violations, child};
 use super::{FieldError, Timestamp};
-use jsonschema::{Draft, Validator};
+use jsonschema::{Draft, PatternOptions, Validator};
 use serde_json::Value;
 
 /// What a client PUTs at `/v1/event-types/{name}`.
@@ -96,26 +96,84 @@ impl EventType {
     }
 }
 
+/// The most violations one answer lists; a payload of 256 KiB can fail a schema hundreds of thousands of
+/// times, and the answer must stay readable (and inside a Lambda response).
+pub const MAX_VIOLATIONS: usize = 50;
+/// The longest message of one violation: jsonschema quotes the failing value, which may be 256 KiB.
+const MAX_VIOLATION_MESSAGE_CHARS: usize = 300;
+/// The most one compiled `pattern` (and its lazy DFA's cache) may take.
+const MAX_PATTERN_BYTES: usize = 1024 * 1024;
+
 /// Compiles a payload schema (JSON Schema 2020-12 unless it names another draft).
 ///
 /// jsonschema is built without its `resolve-http` and `resolve-file` features, so a remote or file
 /// `$ref` cannot be fetched and fails compilation: tenant-written schemas never make Herald call out.
+/// `pattern` and `patternProperties` use the `regex` crate, which matches in time linear in the input
+/// whatever the pattern (no backtracking), instead of jsonschema's default `fancy-regex`: a tenant's
+/// `^(a+)+$` cannot hold ingest for seconds. The price is that look-around and backreferences are not
+/// supported; a schema using them does not compile and is refused at PUT.
 pub fn compile_schema(schema: &Value) -> Result<Validator, String> {
     if !(schema.is_object() || schema.is_boolean()) {
         return Err("must be a JSON Schema (an object or a boolean)".into());
     }
     jsonschema::options()
         .with_draft(Draft::Draft202012)
+        .with_pattern_options(
+            PatternOptions::regex()
+                .size_limit(MAX_PATTERN_BYTES)
+                .dfa_size_limit(MAX_PATTERN_BYTES),
+        )
         .build(schema)
         .map_err(|error| format!("is not a valid JSON Schema: {error}"))
 }
 
-/// Every way `payload` fails `validator`, pointed at from the request body's root.
+/// The ways `payload` fails `validator`, pointed at from the request body's root: at most
+/// [`MAX_VIOLATIONS`], then one entry saying how many more there are.
 pub fn payload_violations(validator: &Validator, payload: &Value, pointer: &str) -> Vec<FieldError> {
-    validator
-        .iter_errors(payload)
-        .map(|error| FieldError::new(format!("{pointer}{}", error.instance_path()), error.to_string()))
-        .collect()
+    if validator.is_valid(payload) {
+        return Vec::new();
+    }
+    let mut errors = validator.iter_errors(payload);
+    let mut violations: Vec<FieldError> = errors
+        .by_ref()
+        .take(MAX_VIOLATIONS)
+        .map(|error| {
+            FieldError::new(
+                format!("{pointer}{}", error.instance_path()),
+                describe(&error.to_string(), &error.instance().to_string()),
+            )
+        })
+        .collect();
+    let more = errors.count();
+    if more > 0 {
+        violations.push(FieldError::new(
+            pointer,
+            format!("and {more} more violations, not listed (the first {MAX_VIOLATIONS} are)"),
+        ));
+    }
+    violations
+}
+
+/// jsonschema's message, which starts with the failing value, with that value cut short, so what is
+/// wrong with it stays in view.
+fn describe(message: &str, instance: &str) -> String {
+    const VALUE_CHARS: usize = 60;
+    let message = match message.strip_prefix(instance) {
+        Some(rest) if instance.chars().count() > VALUE_CHARS => {
+            format!("{}…{rest}", truncate(instance, VALUE_CHARS))
+        }
+        _ => message.to_owned(),
+    };
+    match message.char_indices().nth(MAX_VIOLATION_MESSAGE_CHARS) {
+        None => message,
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+    }
+}
+
+fn truncate(text: &str, chars: usize) -> &str {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text, |(cut, _)| &text[..cut])
 }
 
 #[cfg(test)]
@@ -171,6 +229,47 @@ mod tests {
             let errors = EventTypeSpec::from_json(&json!({"max_age_seconds": bad})).unwrap_err();
             assert_eq!(errors[0].pointer, "/max_age_seconds", "{bad}");
         }
+    }
+
+    #[test]
+    fn patterns_match_in_linear_time_so_catastrophic_backtracking_cannot_happen() {
+        // Under a backtracking engine `^(a+)+$` against "aaaa…b" tries every split of the a's; the
+        // linear-time engine answers at once. The result is what is asserted, never the time.
+        let validator = compile_schema(&json!({"type": "string", "pattern": "^(a+)+$"})).unwrap();
+        let hostile = format!("{}b", "a".repeat(100_000));
+        let errors = payload_violations(&validator, &json!(hostile), "/payload");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("does not match"),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            errors[0].message.chars().count() <= MAX_VIOLATION_MESSAGE_CHARS + 1,
+            "the 100,000-character value is not echoed whole"
+        );
+        assert!(payload_violations(&validator, &json!("aaaa"), "/payload").is_empty());
+    }
+
+    #[test]
+    fn patterns_a_linear_engine_cannot_run_are_refused_at_put() {
+        for pattern in ["^(?=a)a$", r"^(a)\1$"] {
+            let errors = EventTypeSpec::from_json(&json!({"schema": {"type": "string", "pattern": pattern}}))
+                .unwrap_err();
+            assert_eq!(errors[0].pointer, "/schema", "{pattern}");
+        }
+    }
+
+    #[test]
+    fn violation_lists_are_capped() {
+        let validator = compile_schema(&json!({"type": "array", "items": {"type": "string"}})).unwrap();
+        let payload = json!(vec![1; 10_000]);
+        let errors = payload_violations(&validator, &payload, "/payload");
+        assert_eq!(errors.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(errors[0].pointer, "/payload/0");
+        let last = errors.last().unwrap();
+        assert_eq!(last.pointer, "/payload");
+        assert!(last.message.contains("9950 more"), "{}", last.message);
     }
 
     #[test]

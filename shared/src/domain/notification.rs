@@ -72,6 +72,8 @@ pub mod reason {
     pub const TEMPLATE_NOT_FOUND: &str = "template_not_found";
     pub const RENDER_ERROR: &str = "render_error";
     pub const REJECTED_BY_PROVIDER: &str = "rejected_by_provider";
+    /// The channel refuses the address before any provider call (an SMS country not allowed).
+    pub const DESTINATION_NOT_ALLOWED: &str = "destination_not_allowed";
     pub const PROVIDER_ERROR: &str = "provider_error";
     /// The provider did not answer in time after the request went out: it may have sent the message.
     pub const PROVIDER_TIMEOUT: &str = "provider_timeout";

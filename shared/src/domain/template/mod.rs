@@ -4,6 +4,14 @@ use super::delivery::RenderedMessage;
 use super::validation::{Violations, child, is_valid_locale, type_name};
 use super::{Channel, FieldError, Timestamp};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+
+mod preflight;
+mod rewrite;
+pub mod sandbox;
+
+pub use preflight::{Usage, example_payload};
+
+pub use sandbox::MAX_RENDERED_BYTES;
 use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -129,27 +137,39 @@ impl TemplateContent {
         }
     }
 
+    /// Compiles every part as it will be rendered. Compiling the source as written is not enough, and not
+    /// safe: minijinja folds constant operands while compiling, so `{{ "x" * 100000000 }}` would allocate
+    /// there; the sandbox's rewrite turns such operators into bounded calls first.
     fn compile(&self, violations: &mut Violations) {
         let env = environment(self.channel);
-        let mut check = |pointer: String, source: &str| {
+        for (pointer, name, source) in self.parts() {
             if source.len() > MAX_SOURCE_BYTES {
                 violations.add(pointer, format!("must be at most {MAX_SOURCE_BYTES} bytes"));
-            } else if let Err(error) = env.template_from_str(source) {
-                violations.add(pointer, format!("does not compile: {error}"));
+            } else if let Err(error) = compile_part(&env, name, source) {
+                violations.add(pointer, format!("does not compile: {}", error.message));
             }
-        };
-        for (field, source) in [
-            ("subject", &self.subject),
-            ("text", &self.text),
-            ("html", &self.html),
+        }
+    }
+
+    /// Every template string of the content: its pointer in a PUT body, the name it renders under (which
+    /// picks its escaping) and its source.
+    fn parts(&self) -> Vec<(String, &'static str, &str)> {
+        let mut parts = Vec::new();
+        for (field, name, source) in [
+            ("subject", "subject.txt", &self.subject),
+            ("text", "text.txt", &self.text),
+            ("html", "body.html", &self.html),
         ] {
             if let Some(source) = source {
-                check(child("", field), source);
+                parts.push((child("", field), name, source.as_str()));
             }
         }
         if let Some(blocks) = &self.blocks {
-            for_each_string(blocks, "/blocks", &mut |pointer, source| check(pointer, source));
+            for_each_string(blocks, "/blocks", &mut |pointer, source| {
+                parts.push((pointer, "block.txt", source));
+            });
         }
+        parts
     }
 
     /// The stored form of the content (channel and locale live on the item's keys).
@@ -205,8 +225,6 @@ impl TemplateVersion {
 
 /// The auto-escape mode of Slack text: values are escaped for mrkdwn.
 const MRKDWN: &str = "mrkdwn";
-/// The most one rendered part may be.
-pub const MAX_RENDERED_BYTES: usize = 256 * 1024;
 /// SNS refuses SMS messages longer than this.
 pub const MAX_SMS_CHARS: usize = 1600;
 /// RFC 5322's line limit, and so a subject's.
@@ -214,10 +232,16 @@ pub const MAX_SUBJECT_BYTES: usize = 998;
 
 /// The one minijinja environment templates are compiled and rendered with: undefined variables are
 /// errors, HTML parts are auto-escaped, values put into Slack text are escaped for mrkdwn (so a payload
-/// cannot inject `<!channel>` or a link), and rendering is bounded by fuel.
+/// cannot inject `<!channel>` or a link), and rendering is bounded by fuel and by the sandbox's caps.
 pub fn environment(channel: Channel) -> Environment<'static> {
+    environment_with(channel, UndefinedBehavior::Strict)
+}
+
+/// The environment with another undefined behaviour: a test render on an example payload tolerates
+/// what the example lacks.
+fn environment_with(channel: Channel, undefined: UndefinedBehavior) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_undefined_behavior(undefined);
     env.set_fuel(Some(RENDER_FUEL));
     env.set_recursion_limit(64);
     env.set_auto_escape_callback(move |name| match channel {
@@ -226,14 +250,10 @@ pub fn environment(channel: Channel) -> Environment<'static> {
         _ => AutoEscape::None,
     });
     env.set_formatter(|out, state, value| {
-        if matches!(state.auto_escape(), AutoEscape::Custom(mode) if mode == MRKDWN) && !value.is_safe() {
-            let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-            out.write_str(&escape_mrkdwn(&text))
-                .map_err(minijinja::Error::from)
-        } else {
-            minijinja::escape_formatter(out, state, value)
-        }
+        let mrkdwn = sandbox::is_mrkdwn(state, MRKDWN);
+        sandbox::format_value(out, state, value, mrkdwn)
     });
+    sandbox::install(&mut env);
     env
 }
 
@@ -244,6 +264,62 @@ pub fn escape_mrkdwn(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Compiles one part as it will be rendered (rewritten for the sandbox), without rendering it.
+fn compile_part(env: &Environment<'static>, name: &str, source: &str) -> Result<(), RenderError> {
+    let bounded = rewrite::bounded_source(source, name)
+        .map_err(|error| RenderError::from_minijinja(name, &error, false))?;
+    let template = env
+        .template_from_named_str(name, &bounded)
+        .map_err(|error| RenderError::from_minijinja(name, &error, false))?;
+    match rewrite::unbounded_instruction(&template) {
+        Some(why) => Err(RenderError::new(name, Failure::Unsupported, why)),
+        None => Ok(()),
+    }
+}
+
+/// Renders one part into a capped output; the render stops where the cap is reached.
+fn render_part(
+    env: &Environment<'static>,
+    part: &str,
+    name: &str,
+    source: &str,
+    context: &minijinja::Value,
+) -> Result<String, RenderError> {
+    let failed =
+        |error: &minijinja::Error, overflowed: bool| RenderError::from_minijinja(part, error, overflowed);
+    let bounded = rewrite::bounded_source(source, name).map_err(|error| failed(&error, false))?;
+    let template = env
+        .template_from_named_str(name, &bounded)
+        .map_err(|error| failed(&error, false))?;
+    if let Some(why) = rewrite::unbounded_instruction(&template) {
+        return Err(RenderError::new(part, Failure::Unsupported, why));
+    }
+    let mut output = sandbox::CappedOutput::new(MAX_RENDERED_BYTES);
+    let rendered = template.render_captured_to(context.clone(), &mut output);
+    if let Err(error) = rendered {
+        return Err(failed(&error, output.overflowed));
+    }
+    String::from_utf8(output.bytes)
+        .map_err(|_| RenderError::new(part, Failure::Data, "renders to invalid UTF-8"))
+}
+
+/// Why a part could not be rendered: what a test render at PUT refuses depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The source does not parse.
+    Syntax,
+    /// A construct the sandbox does not allow (a capturing block, an operator it cannot bound).
+    Unsupported,
+    /// Over a cap: fuel, the output size, a value's size or the build budget. Never depends on luck.
+    Limit,
+    /// A filter, test, function or method that does not exist.
+    UnknownName,
+    /// A variable or attribute that is not there.
+    Undefined,
+    /// Anything else that depends on the values: a type error, a bad argument.
+    Data,
+}
+
 /// A template that cannot be rendered with this event: a missing variable, a type error, out of fuel,
 /// or output over the limits. The notification fails with `render_error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,35 +327,52 @@ pub fn escape_mrkdwn(text: &str) -> String {
 pub struct RenderError {
     pub part: String,
     pub message: String,
+    pub failure: Failure,
 }
 
 impl RenderError {
-    fn new(part: &str, message: impl Into<String>) -> Self {
+    fn new(part: &str, failure: Failure, message: impl Into<String>) -> Self {
         Self {
             part: part.to_owned(),
             message: message.into(),
+            failure,
         }
+    }
+
+    /// Classifies minijinja's error; `overflowed` says the capped output refused a write.
+    fn from_minijinja(part: &str, error: &minijinja::Error, overflowed: bool) -> Self {
+        use minijinja::ErrorKind as Kind;
+        if overflowed {
+            let message =
+                format!("renders to more than {MAX_RENDERED_BYTES} bytes; the limit is {MAX_RENDERED_BYTES}");
+            return Self::new(part, Failure::Limit, message);
+        }
+        let failure = match error.kind() {
+            _ if sandbox::is_limit(error) => Failure::Limit,
+            Kind::OutOfFuel => Failure::Limit,
+            Kind::SyntaxError | Kind::BadEscape | Kind::InvalidDelimiter => Failure::Syntax,
+            Kind::UnknownFilter
+            | Kind::UnknownTest
+            | Kind::UnknownFunction
+            | Kind::UnknownMethod
+            | Kind::TemplateNotFound
+            | Kind::BadInclude => Failure::UnknownName,
+            Kind::UndefinedError => Failure::Undefined,
+            _ => Failure::Data,
+        };
+        Self::new(part, failure, describe(error))
     }
 }
 
 impl TemplateContent {
     /// Renders every part with `context` (`payload`, `recipient`, `event`).
     pub fn render(&self, context: &Value) -> Result<RenderedMessage, RenderError> {
-        let env = environment(self.channel);
+        self.render_in(&environment(self.channel), context)
+    }
+
+    fn render_in(&self, env: &Environment<'static>, context: &Value) -> Result<RenderedMessage, RenderError> {
         let context = minijinja::Value::from(minijinja::value::Serde(context));
-        let render = |part: &str, name: &str, source: &str| -> Result<String, RenderError> {
-            let output = env
-                .render_named_str(name, source, context.clone())
-                .map_err(|error| RenderError::new(part, describe(&error)))?;
-            if output.len() > MAX_RENDERED_BYTES {
-                let message = format!(
-                    "renders to {} bytes; the limit is {MAX_RENDERED_BYTES}",
-                    output.len()
-                );
-                return Err(RenderError::new(part, message));
-            }
-            Ok(output)
-        };
+        let render = |part: &str, name: &str, source: &str| render_part(env, part, name, source, &context);
         let subject = match self.subject.as_deref() {
             None => None,
             Some(source) => {
@@ -288,6 +381,7 @@ impl TemplateContent {
                 if subject.len() > MAX_SUBJECT_BYTES {
                     return Err(RenderError::new(
                         "subject",
+                        Failure::Limit,
                         format!("is longer than {MAX_SUBJECT_BYTES} bytes"),
                     ));
                 }
@@ -305,7 +399,7 @@ impl TemplateContent {
             .map(|text| text.chars().count());
         if let Some(count) = sms_chars.filter(|count| *count > MAX_SMS_CHARS) {
             let message = format!("is {count} characters; an SMS takes at most {MAX_SMS_CHARS}");
-            return Err(RenderError::new("text", message));
+            return Err(RenderError::new("text", Failure::Limit, message));
         }
         let html = self
             .html
@@ -360,7 +454,7 @@ fn describe(error: &minijinja::Error) -> String {
 }
 
 /// Calls `visit` with the pointer and text of every string inside `value`.
-fn for_each_string(value: &Value, pointer: &str, visit: &mut dyn FnMut(String, &str)) {
+fn for_each_string<'v>(value: &'v Value, pointer: &str, visit: &mut dyn FnMut(String, &'v str)) {
     match value {
         Value::String(text) => visit(pointer.to_owned(), text),
         Value::Array(items) => {
@@ -378,124 +472,10 @@ fn for_each_string(value: &Value, pointer: &str, visit: &mut dyn FnMut(String, &
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn email_needs_a_subject_and_a_body() {
-        let errors = TemplateContent::from_json(&json!({"channel": "email"})).unwrap_err();
-        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/subject", "/text"]);
-        let ok = TemplateContent::from_json(
-            &json!({"channel": "email", "subject": "Hi", "html": "<p>{{ payload.x }}</p>"}),
-        );
-        assert_eq!(ok.unwrap().locale, "en");
-    }
-
-    #[test]
-    fn refuses_templates_that_do_not_compile() {
-        let errors = TemplateContent::from_json(&json!({
-            "channel": "slack", "text": "ok", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "{{ oops"}}]
-        }))
-        .unwrap_err();
-        assert_eq!(errors[0].pointer, "/blocks/0/text/text");
-        assert!(errors[0].message.starts_with("does not compile"));
-    }
-
-    #[test]
-    fn refuses_parts_the_channel_does_not_use() {
-        let errors =
-            TemplateContent::from_json(&json!({"channel": "sms", "text": "x", "subject": "s", "html": "h"}))
-                .unwrap_err();
-        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/subject", "/html"]);
-    }
-
-    fn context() -> Value {
-        json!({"payload": {"order_id": 444, "name": "<!channel> & <https://evil|click>"},
-               "recipient": {"email": "ada@example.com"}, "event": {"name": "order_created", "id": "evt_1"}})
-    }
-
-    #[test]
-    fn renders_email_with_html_escaped_and_text_verbatim() {
-        let content = TemplateContent::from_json(
-            &json!({"channel": "email", "subject": "Order #{{ payload.order_id }}",
-            "text": "Hi {{ payload.name }}", "html": "<p>{{ payload.name }}</p>"}),
-        )
-        .unwrap();
-        let rendered = content.render(&context()).unwrap();
-        assert_eq!(rendered.subject.as_deref(), Some("Order #444"));
-        assert_eq!(
-            rendered.text.as_deref(),
-            Some("Hi <!channel> & <https://evil|click>")
-        );
-        assert_eq!(
-            rendered.html.as_deref(),
-            Some("<p>&lt;!channel&gt; &amp; &lt;https:&#x2f;&#x2f;evil|click&gt;</p>")
-        );
-    }
-
-    #[test]
-    fn slack_values_are_escaped_for_mrkdwn_but_the_template_is_not() {
-        let content = TemplateContent::from_json(
-            &json!({"channel": "slack", "text": "*New* <https://shop|order> {{ payload.name }}",
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "{{ payload.name }}"}}]}),
-        )
-        .unwrap();
-        let rendered = content.render(&context()).unwrap();
-        assert_eq!(
-            rendered.text.as_deref(),
-            Some("*New* <https://shop|order> &lt;!channel&gt; &amp; &lt;https://evil|click&gt;")
-        );
-        assert_eq!(
-            rendered.blocks.unwrap()[0]["text"]["text"],
-            "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
-        );
-    }
-
-    #[test]
-    fn undefined_variables_fuel_and_size_are_render_errors() {
-        let missing =
-            TemplateContent::from_json(&json!({"channel": "sms", "text": "{{ payload.missing }}"})).unwrap();
-        let error = missing.render(&context()).unwrap_err();
-        assert_eq!(error.part, "text");
-        assert!(error.message.contains("undefined"), "{error}");
-
-        let endless = TemplateContent::from_json(&json!({"channel": "sms",
-            "text": "{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}"}))
-        .unwrap();
-        assert!(endless.render(&context()).is_err(), "runs out of fuel");
-
-        let long =
-            TemplateContent::from_json(&json!({"channel": "sms", "text": "{{ 'x' * 1601 }}"})).unwrap();
-        assert!(long.render(&context()).unwrap_err().message.contains("1600"));
-    }
-
-    #[test]
-    fn subjects_lose_line_breaks() {
-        let content = TemplateContent::from_json(
-            &json!({"channel": "email", "subject": "A{{ '\r\nBcc: x' }}", "text": "t"}),
-        )
-        .unwrap();
-        assert_eq!(
-            content.render(&context()).unwrap().subject.as_deref(),
-            Some("A  Bcc: x")
-        );
-    }
-
-    #[test]
-    fn locale_falls_back_to_language_then_default() {
-        let head = TemplateHead {
-            name: "t".into(),
-            channel: Channel::Email,
-            default_locale: "de".into(),
-            live_versions: BTreeMap::from([("de".into(), 2), ("en".into(), 3), ("en-US".into(), 1)]),
-            created_at: Timestamp::from_millis(0),
-            updated_at: Timestamp::from_millis(0),
-        };
-        assert_eq!(head.resolve_locale(Some("en-US")), ("en-US", 1));
-        assert_eq!(head.resolve_locale(Some("en-GB")), ("en", 3));
-        assert_eq!(head.resolve_locale(Some("fr")), ("de", 2));
-        assert_eq!(head.resolve_locale(None), ("de", 2));
-    }
-}
+mod hostile;
+#[cfg(test)]
+mod preflight_tests;
+#[cfg(test)]
+mod sandbox_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,35 @@
+//! Hostile templates: each builds hundreds of megabytes or more in a few steps unless the sandbox stops it.
+//! Shared by the sandbox's unit tests and the memory test (`shared/tests/render_memory.rs`).
+
+/// Templates that, unbounded, build hundreds of megabytes (or more) in a few steps.
+pub const HOSTILE: &[&str] = &[
+    r#"{{ "x" * 100000000 }}"#,
+    r#"{{ "x" * payload.n }}"#,
+    r#"{{ ("x" * 100000000 ~ "x" * 100000000)|length }}"#,
+    "{{ ((1,) * 100000000)|length }}",
+    "{{ ([1] * 100000000)|list|length }}",
+    r#"{% set ns = namespace(s="x") %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}"#,
+    r#"{% set ns = namespace(s="x") %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}"#,
+    "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|list|length }}",
+    r#"{{ range(100000)|join("x" * 1000) }}"#,
+    r#"{{ ("x" * 200000)|replace("x", "yyyyy") }}"#,
+    r#"{{ ("x" * 200000)|replace("", "yyyyy") }}"#,
+    r#"{{ "%100000000s"|format("x") }}"#,
+    r#"{{ "%.100000000f"|format(1.5) }}"#,
+    "{{ [1]|batch(100000000, fill_with=0)|list|length }}",
+    "{{ [1]|slice(100000000)|list|length }}",
+    r#"{% set big = "x" * 200000 %}{{ ([big] * 10000)|join|length }}"#,
+    r#"{% set big = "x" * 200000 %}{{ (([big] * 10000) ~ "")|length }}"#,
+    r#"{% set big = "x" * 200000 %}{{ ([big] * 10000)|upper|length }}"#,
+    r#"{% set big = "x" * 200000 %}{{ ([big] * 10000)|string|length }}"#,
+    r#"{% set big = "x" * 200000 %}{% set ns = namespace(l=[]) %}{% for i in range(5000) %}{% set ns.l = ns.l + [big[i:]] %}{% endfor %}{{ ns.l|length }}"#,
+    r#"{% set big = "x" * 200000 %}{% set ns = namespace(l=[]) %}{% for i in range(5000) %}{% set ns.l = ns.l + [big ~ i] %}{% endfor %}{{ ns.l|length }}"#,
+    r#"{% set big = ["x" * 200000] * 100 %}{% set ns = namespace(l=[]) %}{% for i in range(5000) %}{% set ns.l = ns.l + [big|list] %}{% endfor %}{{ ns.l|length }}"#,
+    r#"{% for i in range(100000) %}{{ "y" * 1000 }}{% endfor %}"#,
+    "{% for i in range(100000) %}yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy{% endfor %}",
+    "{% set x %}{% for i in range(100000) %}yyyyyyyyyyyyyyyyyyyyyyyy{% endfor %}{% endset %}{{ x|length }}",
+    "{% filter upper %}{% for i in range(100000) %}yyyyyyyyyyyyyyyyyyyyyyyy{% endfor %}{% endfilter %}",
+    r#"{{ "x"|indent(100000000) }}"#,
+    "{{ payload|pprint }}",
+    "{{ debug() }}",
+];
