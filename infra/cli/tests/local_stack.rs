@@ -57,7 +57,9 @@ impl RunningStack {
             .env("HERALD_SLACK_SINK_PORT", ports[2].to_string())
             .env("HERALD_STATE_DIR", state.path())
             // The fewest deliveries the template allows before the DLQ, so dead-lettering takes seconds.
-            .env("HERALD_PARAMETERS", "RetrySchedule=1s,2s,2s,2s")
+            // The README's walk-through settings: a short schedule, and a breaker that does not open before
+            // it is used up (an open circuit would keep the failing Slack notifications waiting instead).
+            .env("HERALD_PARAMETERS", "RetrySchedule=1s,2s,2s,2s CircuitBreakerThreshold=50")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
