@@ -59,7 +59,10 @@ impl RunningStack {
             // The fewest deliveries the template allows before the DLQ, so dead-lettering takes seconds.
             // The README's walk-through settings: a short schedule, and a breaker that does not open before
             // it is used up (an open circuit would keep the failing Slack notifications waiting instead).
-            .env("HERALD_PARAMETERS", "RetrySchedule=1s,2s,2s,2s CircuitBreakerThreshold=50")
+            .env(
+                "HERALD_PARAMETERS",
+                "RetrySchedule=1s,2s,2s,2s CircuitBreakerThreshold=50",
+            )
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
