@@ -5,6 +5,7 @@ use crate::domain::Channel;
 use crate::domain::address::{CountryAllowList, WebhookPolicy};
 use crate::domain::retry::RetrySchedule;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -343,6 +344,48 @@ impl SlackSettings {
     }
 }
 
+/// A channel function's send rate, and how many invocations share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRateSettings {
+    /// `HERALD_SEND_RATE_PER_SECOND`: sends a second across every invocation of the function; 0 or absent
+    /// for none configured (email then asks SES for its own; SMS and Slack are then unlimited).
+    pub per_second: Option<NonZeroU32>,
+    /// `HERALD_MAX_CONCURRENCY`: the most invocations running at once (the SQS event's
+    /// `MaximumConcurrency`), each of which gets an equal share of the rate.
+    pub max_concurrency: NonZeroU32,
+}
+
+impl SendRateSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let whole = |name: &'static str, value: u64| {
+            u32::try_from(value).map_err(|_| ConfigError::Invalid {
+                name,
+                value: value.to_string(),
+                reason: "must be below 2^32",
+            })
+        };
+        let per_second = NonZeroU32::new(whole(
+            "HERALD_SEND_RATE_PER_SECOND",
+            env.number("HERALD_SEND_RATE_PER_SECOND", 0)?,
+        )?);
+        let max_concurrency = env.required("HERALD_MAX_CONCURRENCY")?;
+        let max_concurrency =
+            max_concurrency
+                .parse()
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or(ConfigError::Invalid {
+                    name: "HERALD_MAX_CONCURRENCY",
+                    value: max_concurrency,
+                    reason: "must be a whole number of at least 1",
+                })?;
+        Ok(Self {
+            per_second,
+            max_concurrency,
+        })
+    }
+}
+
 /// The ingest function's configuration.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -458,6 +501,44 @@ mod tests {
                 .is_ok()
         );
         assert!(config.http.webhook_policy.check("http://127.0.0.1:9/x").is_err());
+    }
+
+    #[test]
+    fn a_send_rate_is_optional_and_its_concurrency_required() {
+        let unset = SendRateSettings::from_env(&env(&[("HERALD_MAX_CONCURRENCY", "5")])).unwrap();
+        assert_eq!((unset.per_second, unset.max_concurrency.get()), (None, 5));
+        let zero = env(&[
+            ("HERALD_SEND_RATE_PER_SECOND", "0"),
+            ("HERALD_MAX_CONCURRENCY", "5"),
+        ]);
+        assert_eq!(SendRateSettings::from_env(&zero).unwrap().per_second, None);
+        let set = env(&[
+            ("HERALD_SEND_RATE_PER_SECOND", "14"),
+            ("HERALD_MAX_CONCURRENCY", "2"),
+        ]);
+        assert_eq!(
+            SendRateSettings::from_env(&set).unwrap().per_second,
+            NonZeroU32::new(14)
+        );
+        assert_eq!(
+            SendRateSettings::from_env(&env(&[("HERALD_SEND_RATE_PER_SECOND", "5")])).unwrap_err(),
+            ConfigError::Missing("HERALD_MAX_CONCURRENCY")
+        );
+        for pairs in [
+            &[("HERALD_MAX_CONCURRENCY", "0")][..],
+            &[("HERALD_MAX_CONCURRENCY", "five")][..],
+            &[
+                ("HERALD_SEND_RATE_PER_SECOND", "2.5"),
+                ("HERALD_MAX_CONCURRENCY", "5"),
+            ][..],
+            &[
+                ("HERALD_SEND_RATE_PER_SECOND", "4294967296"),
+                ("HERALD_MAX_CONCURRENCY", "5"),
+            ][..],
+        ] {
+            let error = SendRateSettings::from_env(&env(pairs)).unwrap_err();
+            assert!(error.to_string().contains(pairs[0].0), "{error}");
+        }
     }
 
     #[test]

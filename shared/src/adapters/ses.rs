@@ -1,12 +1,13 @@
 //! The email channel, on SES (v2).
 
-use crate::adapters::send_error;
+use crate::adapters::{backend_error, send_error};
 use crate::domain::Channel;
 use crate::domain::address::check_email;
 use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
-use crate::ports::Sender;
+use crate::ports::{BackendError, Sender};
 use aws_sdk_sesv2::Client;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, SendQuota};
+use std::num::NonZeroU32;
 
 const CHARSET: &str = "UTF-8";
 
@@ -101,6 +102,53 @@ impl Sender for SesSender {
     }
 }
 
+/// What email is paced at when SES cannot say its own rate: the least an SES account has (a new one, in the
+/// sandbox), so a failed read slows email down rather than getting it throttled.
+pub const FALLBACK_SEND_RATE: NonZeroU32 = NonZeroU32::MIN;
+
+/// The account's `MaxSendRate` in this region (SES v2 `GetAccount`), in whole sends a second, at least one.
+pub async fn account_send_rate(client: &Client) -> Result<NonZeroU32, BackendError> {
+    let output = client
+        .get_account()
+        .send()
+        .await
+        .map_err(|error| backend_error("ses", "GetAccount", &error))?;
+    let rate = output
+        .send_quota()
+        .map(SendQuota::max_send_rate)
+        .filter(|rate| rate.is_finite() && *rate > 0.0)
+        .ok_or_else(|| BackendError {
+            service: "ses",
+            operation: "GetAccount",
+            message: "the answer has no positive SendQuota.MaxSendRate".to_owned(),
+            retryable: false,
+        })?;
+    // Rounded down: a fraction of a send a second above the whole is not one more send.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite, positive, clamped to u32
+    let whole = rate.floor().min(f64::from(u32::MAX)) as u32;
+    Ok(NonZeroU32::new(whole).unwrap_or(NonZeroU32::MIN))
+}
+
+/// [`account_send_rate`]; or, when SES cannot say (no `ses:GetAccount` permission, SES failing at
+/// start-up, an emulator without the call), [`FALLBACK_SEND_RATE`] with a warning saying how to choose one.
+pub async fn account_send_rate_or_fallback(client: &Client) -> NonZeroU32 {
+    match account_send_rate(client).await {
+        Ok(rate) => {
+            tracing::info!(max_send_rate = rate, "read SES's MaxSendRate for this account");
+            rate
+        }
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                fallback = FALLBACK_SEND_RATE,
+                "could not read SES's MaxSendRate, so email is sent at the fallback rate; set the \
+                 EmailSendRate parameter (HERALD_SEND_RATE_PER_SECOND) to choose the rate"
+            );
+            FALLBACK_SEND_RATE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The sender against an SES client mocked at the SDK boundary (`aws-smithy-mocks`).
@@ -109,6 +157,7 @@ mod tests {
     use aws_sdk_sesv2::config::retry::RetryConfig;
     use aws_sdk_sesv2::config::timeout::TimeoutConfig;
     use aws_sdk_sesv2::error::ErrorMetadata;
+    use aws_sdk_sesv2::operation::get_account::GetAccountOutput;
     use aws_sdk_sesv2::operation::send_email::{SendEmailError, SendEmailInput, SendEmailOutput};
     use aws_sdk_sesv2::types::error::{
         AccountSuspendedException, BadRequestException, LimitExceededException,
@@ -446,6 +495,69 @@ mod tests {
             );
         }
         assert_eq!(unused.num_calls(), 0);
+    }
+
+    fn account(max_send_rate: Option<f64>) -> GetAccountOutput {
+        let quota = max_send_rate.map(|rate| {
+            SendQuota::builder()
+                .max_send_rate(rate)
+                .max24_hour_send(50_000.0)
+                .sent_last24_hours(12.0)
+                .build()
+        });
+        GetAccountOutput::builder()
+            .set_send_quota(quota)
+            .production_access_enabled(true)
+            .build()
+    }
+
+    fn rate_client(rule: &Rule) -> Client {
+        mock_client!(aws_sdk_sesv2, RuleMode::Sequential, [rule], |config| {
+            config.retry_config(RetryConfig::disabled())
+        })
+    }
+
+    #[tokio::test]
+    async fn the_send_rate_is_ses_s_max_send_rate_in_whole_sends() {
+        for (max_send_rate, expected) in [(14.0, 14), (1.0, 1), (200.7, 200), (0.5, 1)] {
+            let get = mock!(Client::get_account).then_output(move || account(Some(max_send_rate)));
+
+            let rate = account_send_rate_or_fallback(&rate_client(&get)).await;
+
+            assert_eq!(rate.get(), expected, "MaxSendRate {max_send_rate}");
+            assert_eq!(get.num_calls(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn without_an_answer_from_ses_the_send_rate_falls_back_to_one_a_second() {
+        // A rule answers once, so each call gets its own.
+        let failures: [fn() -> Rule; 4] = [
+            || {
+                let denied = r#"{"__type": "AccessDeniedException", "message": "no"}"#;
+                mock!(Client::get_account)
+                    .sequence()
+                    .http_status(403, Some(denied.into()))
+                    .build()
+            },
+            || {
+                mock!(Client::get_account)
+                    .sequence()
+                    .http_status(503, None)
+                    .build()
+            },
+            || mock!(Client::get_account).then_output(|| account(None)),
+            || mock!(Client::get_account).then_output(|| account(Some(0.0))),
+        ];
+
+        for failure in failures {
+            assert!(account_send_rate(&rate_client(&failure())).await.is_err());
+            assert_eq!(
+                account_send_rate_or_fallback(&rate_client(&failure())).await,
+                FALLBACK_SEND_RATE
+            );
+        }
+        assert_eq!(FALLBACK_SEND_RATE.get(), 1);
     }
 
     #[test]
