@@ -3,6 +3,7 @@
 pub mod country_limited;
 pub mod dynamodb;
 pub mod memory;
+pub mod rate_limit;
 pub mod ses;
 pub mod slack;
 pub mod sns;
