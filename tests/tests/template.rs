@@ -86,50 +86,86 @@ fn every_channel_queue_redrives_to_a_dlq_that_allows_console_redrive() {
     }
 }
 
+/// Every function with an SQS event: its id, the function and the event's properties.
+fn sqs_consumers(template: &Value) -> Vec<(&str, &Value, &Value)> {
+    resources(template, "AWS::Serverless::Function")
+        .into_iter()
+        .flat_map(|(id, function)| {
+            function["Properties"]["Events"]
+                .as_mapping()
+                .unwrap()
+                .values()
+                .filter(|event| event["Type"].as_str() == Some("SQS"))
+                .map(move |event| (id, function, &event["Properties"]))
+        })
+        .collect()
+}
+
 #[test]
 fn every_sqs_event_reports_batch_item_failures_and_its_queue_outlasts_six_timeouts() {
     let template = template();
-    let mut consumers = 0;
-    for (id, function) in resources(&template, "AWS::Serverless::Function") {
-        for (_, event) in function["Properties"]["Events"].as_mapping().unwrap() {
-            if event["Type"].as_str() != Some("SQS") {
-                continue;
-            }
-            consumers += 1;
-            let properties = &event["Properties"];
-            let types: Vec<_> = properties["FunctionResponseTypes"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            assert_eq!(types, ["ReportBatchItemFailures"], "{id}");
-            assert!(properties["BatchSize"].as_u64().is_some(), "{id}: batch size");
-            assert!(
-                !properties["ScalingConfig"]["MaximumConcurrency"].is_null(),
-                "{id}: maximum concurrency"
-            );
-            let queue = &template["Resources"][reference(&properties["Queue"]).as_str()];
-            let visibility = queue["Properties"]["VisibilityTimeout"].as_u64().unwrap();
-            assert!(
-                visibility >= 6 * function_timeout(&template, function),
-                "{id}: visibility {visibility}"
-            );
-            let variables = &function["Properties"]["Environment"]["Variables"];
-            let dead_letter_queue = &queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
-            assert_eq!(
-                reference(&variables["HERALD_DLQ_URL"]),
-                reference(dead_letter_queue),
-                "{id} dead-letters into its own queue's DLQ"
-            );
-            assert_eq!(
-                reference(&variables["HERALD_QUEUE_URL"]),
-                reference(&properties["Queue"]),
-                "{id}"
-            );
-        }
+    let consumers = sqs_consumers(&template);
+    assert_eq!(consumers.len(), 3);
+    for (id, function, properties) in consumers {
+        let types: Vec<_> = properties["FunctionResponseTypes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(types, ["ReportBatchItemFailures"], "{id}");
+        assert!(properties["BatchSize"].as_u64().is_some(), "{id}: batch size");
+        assert!(
+            !properties["ScalingConfig"]["MaximumConcurrency"].is_null(),
+            "{id}: maximum concurrency"
+        );
+        let queue = &template["Resources"][reference(&properties["Queue"]).as_str()];
+        let visibility = queue["Properties"]["VisibilityTimeout"].as_u64().unwrap();
+        assert!(
+            visibility >= 6 * function_timeout(&template, function),
+            "{id}: visibility {visibility}"
+        );
+        let variables = &function["Properties"]["Environment"]["Variables"];
+        let dead_letter_queue = &queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
+        assert_eq!(
+            reference(&variables["HERALD_DLQ_URL"]),
+            reference(dead_letter_queue),
+            "{id} dead-letters into its own queue's DLQ"
+        );
+        assert_eq!(
+            reference(&variables["HERALD_QUEUE_URL"]),
+            reference(&properties["Queue"]),
+            "{id}"
+        );
     }
-    assert_eq!(consumers, 3);
+}
+
+#[test]
+fn every_channel_function_shares_its_send_rate_among_the_invocations_that_can_run_at_once() {
+    let template = template();
+    for (id, function, properties) in sqs_consumers(&template) {
+        let variables = &function["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            reference(&variables["HERALD_MAX_CONCURRENCY"]),
+            reference(&properties["ScalingConfig"]["MaximumConcurrency"]),
+            "{id}: each invocation's share is the rate over the invocations that run at once"
+        );
+        let rate = reference(&variables["HERALD_SEND_RATE_PER_SECOND"]);
+        let parameter = &template["Parameters"][rate.as_str()];
+        assert_eq!(parameter["Type"].as_str(), Some("Number"), "{id}: {rate}");
+        assert_eq!(
+            parameter["MinValue"].as_u64(),
+            Some(0),
+            "{id}: {rate} (0: none configured)"
+        );
+        // Every message of a batch waits for its permit at once, claimed at the start of the invocation,
+        // which leaves each the time to wait, send and record (docs/reliability.md, send rates).
+        let in_flight = variables["HERALD_DELIVERY_CONCURRENCY"].as_u64().unwrap_or(10);
+        assert!(
+            number(&template, &properties["BatchSize"]) <= in_flight,
+            "{id}: a batch is larger than the messages it sends at once"
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! The SMS Lambda: delivers the SMS queue's notifications through Amazon SNS.
+//! The SMS Lambda: delivers the SMS queue's notifications through Amazon SNS, within its send rate.
 
 use herald::adapters::country_limited::CountryLimited;
 use herald::adapters::load_aws_config;
+use herald::adapters::rate_limit::{Pacing, RateLimited};
 use herald::adapters::sns::SnsSender;
-use herald::config::{DeliveryConfig, Env, SmsSettings};
+use herald::config::{DeliveryConfig, Env, SendRateSettings, SmsSettings};
 use herald::delivery::{provider_config, serve};
 use lambda_runtime::Error;
 
@@ -13,8 +14,10 @@ async fn main() -> Result<(), Error> {
     let env = Env::process();
     let config = DeliveryConfig::from_env(&env)?;
     let sms = SmsSettings::from_env(&env)?;
+    let pacing = Pacing::configured(&SendRateSettings::from_env(&env)?)?;
     let aws = load_aws_config(&config.aws).await;
     let sns = aws_sdk_sns::Client::new(&provider_config(&aws, config.delivery.provider_timeout));
-    let sender = CountryLimited::new(SnsSender::new(sns, sms.sender_id), sms.allowed_countries);
-    serve(sender, &aws, config).await
+    let sender = RateLimited::new(SnsSender::new(sns, sms.sender_id), pacing);
+    // The allow-list outside the rate: a number it refuses costs no permit.
+    serve(CountryLimited::new(sender, sms.allowed_countries), &aws, config).await
 }

@@ -116,6 +116,11 @@ impl Pacing {
         self.interval
     }
 
+    /// The interval in whole milliseconds, for logs (a u128 would be logged as a string).
+    fn interval_ms(&self) -> u64 {
+        u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Whether every second (not only the average over several) keeps to the rate: each invocation has at
     /// least one whole send a second.
     pub fn holds_every_second(&self) -> bool {
@@ -142,7 +147,7 @@ impl<S: Sender> RateLimited<S> {
                 channel = %name,
                 per_second = pacing.per_second,
                 max_concurrency = pacing.max_concurrency,
-                interval_ms = pacing.interval.as_millis(),
+                interval_ms = pacing.interval_ms(),
                 "the send rate is below the number of concurrent invocations: each sends once every \
                  interval, so the rate holds on average, but as many sends as invocations may fall in one \
                  second; lower DeliveryConcurrency to keep every second within the rate"
@@ -151,7 +156,7 @@ impl<S: Sender> RateLimited<S> {
                 channel = %name,
                 per_second = pacing.per_second,
                 max_concurrency = pacing.max_concurrency,
-                interval_ms = pacing.interval.as_millis(),
+                interval_ms = pacing.interval_ms(),
                 "sending within a shared rate"
             ),
             None => tracing::info!(channel = %name, "no send rate configured"),

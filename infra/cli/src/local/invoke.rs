@@ -8,10 +8,8 @@ use super::LocalError;
 use super::emulator;
 use super::runtime::{FunctionHost, InvokeError};
 use super::seed;
-use super::template::StackTemplate;
-use super::up::{Ports, SENDER, STACK_NAME, build_functions, start_functions};
+use super::up::{Ports, SENDER, build_functions, local_template, start_functions};
 use herald::adapters::dynamodb::DynamoConfigStore;
-use std::collections::BTreeMap;
 
 pub async fn run(args: &[&str]) -> Result<(), LocalError> {
     let (function, event_file) = match args {
@@ -43,8 +41,8 @@ pub async fn run(args: &[&str]) -> Result<(), LocalError> {
     };
     let aws = emulator::sdk_config(port).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let parameters = BTreeMap::from([("SenderAddress".to_owned(), SENDER.to_owned())]);
-    let template = StackTemplate::load(&root.join("template.yaml"), STACK_NAME, &parameters)?;
+    // The local stack's parameters (and `HERALD_PARAMETERS`), so the invocation runs as it would there.
+    let template = local_template(&root)?;
     let provisioned = template
         .provision(&dynamodb, &aws_sdk_sqs::Client::new(&aws))
         .await?;

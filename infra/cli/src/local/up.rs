@@ -89,6 +89,10 @@ pub fn local_template(root: &Path) -> Result<StackTemplate, LocalError> {
         // hundred times slower than AWS, and more concurrent deliveries only queue inside it until calls
         // pass their attempt timeout (seen as SMS sent twice under load); throughput is the same.
         ("DeliveryConcurrency".to_owned(), "2".to_owned()),
+        // The emulator has no SES account to read a MaxSendRate from (no GetAccount) and no quota: without
+        // a rate the email function would fall back to one email a second. This is far above what the
+        // emulator itself can take.
+        ("EmailSendRate".to_owned(), "100".to_owned()),
     ]);
     // `HERALD_PARAMETERS="DeliveryConcurrency=5 MaxReceiveCount=10"`: as `sam deploy --parameter-overrides`.
     let overrides = std::env::var("HERALD_PARAMETERS").unwrap_or_default();

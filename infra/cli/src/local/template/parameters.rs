@@ -140,6 +140,44 @@ mod tests {
     }
 
     #[test]
+    fn each_channel_gets_its_send_rate_and_the_concurrency_that_shares_it() {
+        let environment = |parameters: &[(&str, &str)], binary: &str| {
+            let template = parse(TEMPLATE, parameters).unwrap();
+            let provisioned = fake_provisioned(&template);
+            let function = function(&template, binary);
+            let concurrency = function.sqs_events[0].maximum_concurrency.to_string();
+            let environment = template.environment(&function, &provisioned).unwrap();
+            (
+                environment["HERALD_SEND_RATE_PER_SECOND"].clone(),
+                environment["HERALD_MAX_CONCURRENCY"].clone(),
+                concurrency,
+            )
+        };
+        for binary in ["email", "sms", "slack"] {
+            assert_eq!(
+                environment(&[], binary),
+                ("0".into(), "5".into(), "5".into()),
+                "{binary}"
+            );
+        }
+        let overrides = [("SlackSendRate", "5"), ("DeliveryConcurrency", "3")];
+        assert_eq!(
+            environment(&overrides, "slack"),
+            ("5".into(), "3".into(), "3".into())
+        );
+        assert_eq!(
+            environment(&overrides, "email"),
+            ("0".into(), "3".into(), "3".into())
+        );
+        assert_eq!(
+            environment(&[("EmailSendRate", "14"), ("SmsSendRate", "20")], "email").0,
+            "14"
+        );
+        assert_eq!(environment(&[("SmsSendRate", "20")], "sms").0, "20");
+        assert!(parse(TEMPLATE, &[("SlackSendRate", "-1")]).is_err());
+    }
+
+    #[test]
     fn bad_parameters_are_refused() {
         for (name, value) in [
             ("MaxReceiveCount", "2"),
