@@ -26,7 +26,7 @@ pub const JITTER_MARGIN: Duration = Duration::from_millis(50);
 /// The longest a send waits for its permit. The delivery loop makes sure, before it claims a message,
 /// that the invocation has time for the provider's timeout and a record (13 s of the function's 30); a
 /// send held longer than this would eat into that. One that would wait longer is not sent, and is retried
-/// once its permit would have come.
+/// (as throttled) once its permit would have come.
 pub const MAX_PERMIT_WAIT: Duration = Duration::from_secs(10);
 /// Slack's documented limit for an incoming webhook: one message a second.
 const SLACK_WEBHOOK_RATE: NonZeroU32 = NonZeroU32::MIN;
@@ -226,7 +226,9 @@ impl<S: Sender> RateLimited<S> {
             "not sent: no send permit within {} s{pacing}; retried once one is free",
             MAX_PERMIT_WAIT.as_secs()
         );
-        SendError::new(FailureKind::Transient, "send_rate", detail).retry_after(Some(wait))
+        // Throttled, as a provider's own refusal would be: retried at the permit's time without using up a
+        // step of the retry schedule, and not counted against the provider's circuit.
+        SendError::new(FailureKind::Throttled, "send_rate", detail).retry_after(Some(wait))
     }
 }
 

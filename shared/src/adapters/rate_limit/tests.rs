@@ -209,7 +209,7 @@ async fn a_send_that_would_wait_too_long_is_refused_unsent() {
     for error in refused {
         assert_eq!(
             (error.kind, error.code.as_str()),
-            (FailureKind::Transient, "send_rate")
+            (FailureKind::Throttled, "send_rate")
         );
         assert_eq!(
             error.retry_after,
