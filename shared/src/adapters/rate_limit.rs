@@ -237,6 +237,10 @@ impl<S: Sender> Sender for RateLimited<S> {
         self.inner.channel()
     }
 
+    fn refuse(&self, to: &str) -> Option<String> {
+        self.inner.refuse(to)
+    }
+
     async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
         let at = self.reserve(to).map_err(|wait| self.refusal(wait))?;
         tokio::time::sleep_until(at).await;

@@ -36,6 +36,10 @@ impl Sender for Recorder {
         Channel::Slack
     }
 
+    fn refuse(&self, to: &str) -> Option<String> {
+        to.starts_with("refused").then(|| format!("{to} is not allowed"))
+    }
+
     async fn send(&self, to: &str, _message: &RenderedMessage) -> Result<SendReceipt, SendError> {
         self.sends.lock().unwrap().push((Instant::now(), to.to_owned()));
         Ok(SendReceipt::default())
@@ -263,6 +267,18 @@ async fn a_send_whose_timer_woke_late_does_not_leave_within_an_interval_of_the_n
     let after_start: Vec<_> = times.iter().map(|at| *at - started).collect();
     let third_left = interval * 2 + Duration::from_millis(500);
     assert_eq!(after_start, [Duration::ZERO, third_left, third_left + interval]);
+}
+
+#[test]
+fn what_the_inner_sender_refuses_is_refused_before_any_permit() {
+    let limited = RateLimited::new(Recorder::default(), Some(pacing(1, 1)));
+
+    assert_eq!(
+        limited.refuse("refused-1").as_deref(),
+        Some("refused-1 is not allowed")
+    );
+    assert_eq!(limited.refuse("hook-a"), None);
+    assert_eq!(limited.channel(), Channel::Slack);
 }
 
 #[tokio::test(start_paused = true)]
