@@ -10,7 +10,7 @@
 
 use crate::config::SendRateSettings;
 use crate::domain::Channel;
-use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
+use crate::domain::delivery::{RenderedMessage, SendError, SendReceipt};
 use crate::ports::Sender;
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
@@ -228,7 +228,7 @@ impl<S: Sender> RateLimited<S> {
         );
         // Throttled, as a provider's own refusal would be: retried at the permit's time without using up a
         // step of the retry schedule, and not counted against the provider's circuit.
-        SendError::new(FailureKind::Throttled, "send_rate", detail).retry_after(Some(wait))
+        SendError::held_back(detail, wait)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::domain::Channel;
 use crate::domain::delivery::FailureKind;
 use crate::domain::notification::NotificationStatus;
 use crate::domain::retry::RetrySchedule;
+use crate::ports::CircuitStore;
 use std::time::{Duration, Instant};
 
 const COOLDOWN: Duration = Duration::from_secs(1);
@@ -83,4 +84,26 @@ async fn an_outage_is_waited_out_with_a_probe_per_cooldown_and_everything_is_sen
             1
         );
     }
+}
+
+#[tokio::test]
+async fn a_probe_held_back_by_the_send_rate_leaves_the_circuit_open() {
+    let delivery = outage_ready();
+    let notifications = accept(&delivery, 1, Channel::Email).await;
+    // Open, and past its cool-down: the next delivery probes.
+    let past = crate::domain::Timestamp::now().plus_seconds(-1);
+    delivery.ledger.record_failure("ses", 1, past).await.unwrap();
+    delivery.sender.then(Script::HeldBack(Duration::from_secs(1)), 1);
+
+    assert!(
+        handle(&delivery, &[record("m1", &body(&notifications[0]), 1)])
+            .await
+            .is_empty()
+    );
+    assert_eq!(delivery.sender.calls().len(), 1, "the probe's send was attempted");
+    let circuit = delivery.ledger.circuit("ses").await.unwrap();
+    assert!(
+        circuit.open_until.is_some(),
+        "not closed by a send the provider never saw: {circuit:?}"
+    );
 }

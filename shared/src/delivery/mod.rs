@@ -235,14 +235,18 @@ where
         };
         let sent = self.sender.send(to, &rendered).await;
         let verdict = match &sent {
+            // Held back by Herald's own send rate: the provider was not asked, so nothing is learnt.
+            Err(error) if !error.reached_provider() => None,
             Err(error) if matches!(error.kind, FailureKind::Transient | FailureKind::Ambiguous) => {
-                ProviderVerdict::Down
+                Some(ProviderVerdict::Down)
             }
-            _ => ProviderVerdict::Up,
+            _ => Some(ProviderVerdict::Up),
         };
-        self.breaker
-            .record(&self.ledger, call.key, call.admission, verdict, Timestamp::now())
-            .await;
+        if let Some(verdict) = verdict {
+            self.breaker
+                .record(&self.ledger, call.key, call.admission, verdict, Timestamp::now())
+                .await;
+        }
         let (next, error) = match sent {
             Ok(receipt) => {
                 let settlement = Settlement {

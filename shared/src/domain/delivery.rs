@@ -59,6 +59,9 @@ impl FailureKind {
     }
 }
 
+/// The code of a send Herald held back for its send rate.
+const HELD_BACK: &str = "send_rate";
+
 /// A classified send failure: `code` is the provider's error code (or HTTP status), `detail` its words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {detail}")]
@@ -78,6 +81,17 @@ impl SendError {
             detail: detail.into(),
             retry_after: None,
         }
+    }
+
+    /// Not sent, held back by Herald's own send rate until `wait` has passed: throttled, without the
+    /// provider having been asked.
+    pub fn held_back(detail: impl Into<String>, wait: Duration) -> Self {
+        Self::new(FailureKind::Throttled, HELD_BACK, detail).retry_after(Some(wait))
+    }
+
+    /// Whether the provider was asked at all: a send held back by Herald tells nothing about it.
+    pub fn reached_provider(&self) -> bool {
+        self.code != HELD_BACK
     }
 
     #[must_use]

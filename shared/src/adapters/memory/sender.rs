@@ -18,6 +18,8 @@ pub enum Script {
     AcceptThenTimeOut,
     /// Refused as throttled, with this `Retry-After`.
     Throttle(Duration),
+    /// Held back by Herald's own send rate for this long: the provider never sees it.
+    HeldBack(Duration),
 }
 
 /// One call of [`Sender::send`].
@@ -95,7 +97,10 @@ impl Sender for ScriptedSender {
         calls.push(SendCall {
             to: to.to_owned(),
             message: message.clone(),
-            delivered: !matches!(step, Some(Script::Fail(_) | Script::Throttle(_))),
+            delivered: !matches!(
+                step,
+                Some(Script::Fail(_) | Script::Throttle(_) | Script::HeldBack(_))
+            ),
         });
         match step {
             None => Ok(SendReceipt {
@@ -105,6 +110,7 @@ impl Sender for ScriptedSender {
             Some(Script::Throttle(after)) => {
                 Err(SendError::new(FailureKind::Throttled, "Throttled", "slow down").retry_after(Some(after)))
             }
+            Some(Script::HeldBack(wait)) => Err(SendError::held_back("no permit", wait)),
             Some(Script::AcceptThenTimeOut) => Err(SendError::new(
                 FailureKind::Ambiguous,
                 "Timeout",

@@ -2,6 +2,7 @@
 //! exact and "at most n in any second" is checked send by send.
 
 use super::*;
+use crate::domain::delivery::FailureKind;
 use futures::future::join_all;
 use futures::poll;
 use std::pin::pin;
