@@ -75,6 +75,17 @@ impl Stack {
         }
     }
 
+    /// Hands `bodies` to the Slack delivery loop as one batch, as Lambda would: its partial batch response.
+    pub async fn deliver_slack_bodies(&self, bodies: &[(String, String)]) -> SqsBatchResponse {
+        self.delivery(self.slack_sender())
+            .handle(LambdaEvent::new(
+                sqs_event_with_bodies(bodies),
+                Context::default(),
+            ))
+            .await
+            .expect("handler")
+    }
+
     /// Messages now in a channel's dead-letter queue (received and left there).
     pub async fn dead_letters(&self, channel: Channel) -> Vec<aws_sdk_sqs::types::Message> {
         let url = self.dead_letter_queues.get(channel).expect("dlq");

@@ -284,14 +284,7 @@ async fn poison_messages_fail_alone_in_their_batch() {
     );
     bodies.push(("poison-shape".into(), json!({"v": 1, "tenant": 7}).to_string()));
 
-    let response = stack
-        .delivery(stack.slack_sender())
-        .handle(LambdaEvent::new(
-            sqs_event_with_bodies(&bodies),
-            Context::default(),
-        ))
-        .await
-        .unwrap();
+    let response = stack.deliver_slack_bodies(&bodies).await;
 
     let mut failed: Vec<_> = response
         .batch_item_failures

@@ -174,14 +174,7 @@ async fn a_message_on_the_wrong_channels_queue_is_refused_before_any_claim() {
         serde_json::to_string(&envelopes[0]).unwrap(),
     )];
 
-    let response = stack
-        .delivery(stack.slack_sender())
-        .handle(LambdaEvent::new(
-            sqs_event_with_bodies(&bodies),
-            Context::default(),
-        ))
-        .await
-        .unwrap();
+    let response = stack.deliver_slack_bodies(&bodies).await;
 
     assert_eq!(response.batch_item_failures.len(), 1);
     let untouched = notification(&stack, &notification_id(&accepted, Channel::Email)).await;

@@ -11,8 +11,6 @@ use herald_integration_tests::ApiRequest;
 use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, seeded_stack, slack_that_accepts,
 };
-use herald_integration_tests::poller::sqs_event_with_bodies;
-use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 
 /// Unbounded, 100 MB in one step (and at compile time, where minijinja folds constants).
@@ -65,14 +63,7 @@ async fn a_hostile_template_is_refused_at_put_and_if_forced_in_fails_alone_in_it
         .enumerate()
         .map(|(i, envelope)| (format!("m{i}"), serde_json::to_string(envelope).unwrap()))
         .collect();
-    let response = stack
-        .delivery(stack.slack_sender())
-        .handle(LambdaEvent::new(
-            sqs_event_with_bodies(&bodies),
-            Context::default(),
-        ))
-        .await
-        .unwrap();
+    let response = stack.deliver_slack_bodies(&bodies).await;
 
     assert!(
         response.batch_item_failures.is_empty(),

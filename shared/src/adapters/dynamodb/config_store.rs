@@ -1,19 +1,13 @@
-//! Tenants' API keys, event types, templates and rules in the config table.
+//! The config table: the store itself and its shared reads, tenants' API keys and templates (event types and rules
+//! are in `event_type_store.rs` and `rule_store.rs`).
 
-use super::{
-    Cancelled, Item, ItemExt, RULES_BY_EVENT_INDEX, built, corrupt, key, n, page_token, put, put_opt, s,
-    start_key, transact,
-};
+use super::{Cancelled, Item, ItemExt, built, corrupt, key, n, page_token, put, s, start_key, transact};
 use crate::adapters::backend_error;
-use crate::domain::event_type::{EventType, EventTypeSpec};
-use crate::domain::rule::{MAX_RULES_PER_EVENT_TYPE, Rule, RuleSpec};
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
-use crate::domain::{Channel, FieldError, TenantId, Timestamp};
-use crate::ports::{
-    ApiKeyStore, BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, WriteError,
-};
+use crate::domain::{Channel, TenantId, Timestamp};
+use crate::ports::{ApiKeyStore, BackendError, Page, PageRequest, TemplateStore, WriteError};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use std::collections::{BTreeMap, HashMap};
 
 /// How often a write that lost a race re-reads and tries again before answering 409.
@@ -21,11 +15,11 @@ pub(super) const WRITE_ATTEMPTS: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct DynamoConfigStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
-fn tenant_pk(tenant: &TenantId) -> String {
+pub(super) fn tenant_pk(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}")
 }
 
@@ -33,7 +27,7 @@ fn template_version_sk(name: &str, locale: &str, version: u32) -> String {
     format!("TPLV#{name}#{locale}#{version:010}")
 }
 
-fn rule_count_key(tenant: &TenantId, event: &str) -> Item {
+pub(super) fn rule_count_key(tenant: &TenantId, event: &str) -> Item {
     key(tenant_pk(tenant), format!("RULECOUNT#{event}"))
 }
 
@@ -45,7 +39,7 @@ impl DynamoConfigStore {
         }
     }
 
-    async fn get(&self, operation: &'static str, key: Item) -> Result<Option<Item>, BackendError> {
+    pub(super) async fn get(&self, operation: &'static str, key: Item) -> Result<Option<Item>, BackendError> {
         let output = self
             .client
             .get_item()
@@ -59,7 +53,7 @@ impl DynamoConfigStore {
     }
 
     /// One page of the tenant's items whose sort key starts with `prefix`.
-    async fn query_prefix(
+    pub(super) async fn query_prefix(
         &self,
         operation: &'static str,
         tenant: &TenantId,
@@ -85,7 +79,7 @@ impl DynamoConfigStore {
         ))
     }
 
-    async fn delete(&self, operation: &'static str, key: Item) -> Result<bool, BackendError> {
+    pub(super) async fn delete(&self, operation: &'static str, key: Item) -> Result<bool, BackendError> {
         let output = self
             .client
             .delete_item()
@@ -126,125 +120,6 @@ impl ApiKeyStore for DynamoConfigStore {
             .await
             .map_err(|error| backend_error("DynamoDB", "PutItem(api key)", &error))?;
         Ok(())
-    }
-}
-
-// --------------------------------------------------------------------------------------- event types
-
-fn event_type_from(item: &Item) -> Result<EventType, BackendError> {
-    Ok(EventType {
-        name: item.str("name")?.to_owned(),
-        spec: EventTypeSpec {
-            description: item.opt_str("description").map(str::to_owned),
-            schema: item.json("schema")?,
-            category: item.opt_str("category").map(str::to_owned),
-            critical: item.flag("critical"),
-            max_age_seconds: item
-                .opt_int("max_age_seconds")
-                .and_then(|seconds| u64::try_from(seconds).ok()),
-        },
-        created_at: Timestamp::from_millis(item.int("created_at")?),
-        updated_at: Timestamp::from_millis(item.int("updated_at")?),
-    })
-}
-
-impl EventTypeStore for DynamoConfigStore {
-    async fn put_event_type(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        spec: &EventTypeSpec,
-        now: Timestamp,
-    ) -> Result<Saved, BackendError> {
-        // One update (not a put) keeps created_at, and its old values say atomically whether it created.
-        // Every attribute goes through a placeholder: `name` and `schema` are DynamoDB reserved words.
-        let optional = [
-            ("description", spec.description.clone()),
-            ("category", spec.category.clone()),
-            ("schema", spec.schema.as_ref().map(ToString::to_string)),
-        ];
-        let mut sets = vec![
-            "#name = :name".to_owned(),
-            "#critical = :critical".to_owned(),
-            "#updated_at = :now".to_owned(),
-            "#created_at = if_not_exists(#created_at, :now)".to_owned(),
-        ];
-        let mut removes = Vec::new();
-        match spec.max_age_seconds {
-            Some(_) => sets.push("max_age_seconds = :max_age".to_owned()),
-            None => removes.push("max_age_seconds".to_owned()),
-        }
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant), format!("ETYPE#{name}"))))
-            .set_expression_attribute_values(
-                spec.max_age_seconds
-                    .map(|seconds| HashMap::from([(":max_age".to_owned(), n(seconds))])),
-            )
-            .expression_attribute_values(":name", s(name))
-            .expression_attribute_values(":critical", AttributeValue::Bool(spec.critical))
-            .expression_attribute_values(":now", n(now.millis()))
-            .return_values(ReturnValue::AllOld);
-        for attribute in ["name", "critical", "updated_at", "created_at"] {
-            request = request.expression_attribute_names(format!("#{attribute}"), attribute);
-        }
-        for (attribute, value) in optional {
-            request = request.expression_attribute_names(format!("#{attribute}"), attribute);
-            match value {
-                Some(value) => {
-                    sets.push(format!("#{attribute} = :{attribute}"));
-                    request = request.expression_attribute_values(format!(":{attribute}"), s(value));
-                }
-                None => removes.push(format!("#{attribute}")),
-            }
-        }
-        let mut expression = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            expression = format!("{expression} REMOVE {}", removes.join(", "));
-        }
-        let output = request
-            .update_expression(expression)
-            .send()
-            .await
-            .map_err(|error| backend_error("DynamoDB", "UpdateItem(event type)", &error))?;
-        let existed = output
-            .attributes
-            .is_some_and(|old| old.contains_key("created_at"));
-        Ok(if existed { Saved::Replaced } else { Saved::Created })
-    }
-
-    async fn event_type(&self, tenant: &TenantId, name: &str) -> Result<Option<EventType>, BackendError> {
-        let item = self
-            .get(
-                "GetItem(event type)",
-                key(tenant_pk(tenant), format!("ETYPE#{name}")),
-            )
-            .await?;
-        item.as_ref().map(event_type_from).transpose()
-    }
-
-    async fn list_event_types(
-        &self,
-        tenant: &TenantId,
-        page: &PageRequest,
-    ) -> Result<Page<EventType>, BackendError> {
-        let (items, next) = self
-            .query_prefix("Query(event types)", tenant, "ETYPE#", page)
-            .await?;
-        Ok(Page {
-            items: items.iter().map(event_type_from).collect::<Result<_, _>>()?,
-            next,
-        })
-    }
-
-    async fn delete_event_type(&self, tenant: &TenantId, name: &str) -> Result<bool, BackendError> {
-        self.delete(
-            "DeleteItem(event type)",
-            key(tenant_pk(tenant), format!("ETYPE#{name}")),
-        )
-        .await
     }
 }
 
@@ -457,224 +332,5 @@ impl TemplateStore for DynamoConfigStore {
                 None => return Ok(existed),
             }
         }
-    }
-}
-
-// --------------------------------------------------------------------------------------------- rules
-
-fn rule_from(item: &Item) -> Result<Rule, BackendError> {
-    let channel = item.str("channel")?;
-    Ok(Rule {
-        id: item.str("id")?.to_owned(),
-        spec: RuleSpec {
-            event: item.str("event")?.to_owned(),
-            channel: channel
-                .parse()
-                .map_err(|_| corrupt("read", format!("rule channel {channel}")))?,
-            template: item.str("template")?.to_owned(),
-            condition: item.json("condition")?,
-            enabled: item.flag("enabled"),
-        },
-        created_at: Timestamp::from_millis(item.int("created_at")?),
-        updated_at: Timestamp::from_millis(item.int("updated_at")?),
-    })
-}
-
-fn rule_item(tenant: &TenantId, id: &str, spec: &RuleSpec, created_at: Timestamp, now: Timestamp) -> Item {
-    let mut item = key(tenant_pk(tenant), format!("RULE#{id}"));
-    item.insert(
-        "gsi1pk".into(),
-        s(format!("TENANT#{tenant}#EVENT#{}", spec.event)),
-    );
-    item.insert("gsi1sk".into(), s(format!("RULE#{id}")));
-    item.insert("id".into(), s(id));
-    item.insert("event".into(), s(&spec.event));
-    item.insert("channel".into(), s(spec.channel.as_str()));
-    item.insert("template".into(), s(&spec.template));
-    put_opt(
-        &mut item,
-        "condition",
-        spec.condition.as_ref().map(ToString::to_string),
-    );
-    item.insert("enabled".into(), AttributeValue::Bool(spec.enabled));
-    item.insert("created_at".into(), n(created_at.millis()));
-    item.insert("updated_at".into(), n(now.millis()));
-    item
-}
-
-impl DynamoConfigStore {
-    /// Moves an event type's rule count by `delta`; an increase is refused past the limit.
-    fn count_rules(
-        &self,
-        tenant: &TenantId,
-        event: &str,
-        delta: i64,
-    ) -> Result<TransactWriteItem, BackendError> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(rule_count_key(tenant, event)))
-            .update_expression("ADD #rules :delta")
-            .expression_attribute_names("#rules", "rules")
-            .expression_attribute_values(":delta", n(delta));
-        if delta > 0 {
-            update = update
-                .condition_expression("attribute_not_exists(#rules) OR #rules < :max")
-                .expression_attribute_values(":max", n(MAX_RULES_PER_EVENT_TYPE as u64));
-        }
-        Ok(TransactWriteItem::builder()
-            .update(built(update.build())?)
-            .build())
-    }
-}
-
-impl RuleStore for DynamoConfigStore {
-    async fn put_rule(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        spec: &RuleSpec,
-        now: Timestamp,
-    ) -> Result<Saved, WriteError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let old = self.rule(tenant, id).await?;
-            let created_at = old.as_ref().map_or(now, |old| old.created_at);
-            let item = rule_item(tenant, id, spec, created_at, now);
-            let (writes, count_index) = match &old {
-                None => (
-                    vec![
-                        put(&self.table, item, Some("attribute_not_exists(pk)"), &[])?,
-                        self.count_rules(tenant, &spec.event, 1)?,
-                    ],
-                    Some(1),
-                ),
-                Some(old) => {
-                    let same_event = old.spec.event == spec.event;
-                    let mut writes = vec![put(
-                        &self.table,
-                        item,
-                        Some("#event = :old_event"),
-                        &[(":old_event", s(&old.spec.event))],
-                    )?];
-                    if !same_event {
-                        writes.push(self.count_rules(tenant, &old.spec.event, -1)?);
-                        writes.push(self.count_rules(tenant, &spec.event, 1)?);
-                    }
-                    (writes, (!same_event).then_some(2))
-                }
-            };
-            match transact(&self.client, "TransactWriteItems(rule)", writes).await {
-                Ok(()) => {
-                    return Ok(if old.is_some() {
-                        Saved::Replaced
-                    } else {
-                        Saved::Created
-                    });
-                }
-                Err(Cancelled::Backend(error)) => return Err(error.into()),
-                Err(cancelled) if count_index.is_some_and(|index| cancelled.failed_at(index)) => {
-                    return Err(WriteError::Invalid(FieldError::new(
-                        "/event",
-                        format!(
-                            "event type {} already has {MAX_RULES_PER_EVENT_TYPE} rules",
-                            spec.event
-                        ),
-                    )));
-                }
-                Err(_) => {} // the rule changed under us: read it again
-            }
-        }
-        Err(WriteError::Conflict(format!(
-            "rule {id} is being changed by another request; retry"
-        )))
-    }
-
-    async fn rule(&self, tenant: &TenantId, id: &str) -> Result<Option<Rule>, BackendError> {
-        let item = self
-            .get("GetItem(rule)", key(tenant_pk(tenant), format!("RULE#{id}")))
-            .await?;
-        item.as_ref().map(rule_from).transpose()
-    }
-
-    async fn list_rules(
-        &self,
-        tenant: &TenantId,
-        event: Option<&str>,
-        page: &PageRequest,
-    ) -> Result<Page<Rule>, BackendError> {
-        let (items, next) = match event {
-            None => self.query_prefix("Query(rules)", tenant, "RULE#", page).await?,
-            Some(event) => {
-                let pk = tenant_pk(tenant);
-                let gsi1pk = format!("TENANT#{tenant}#EVENT#{event}");
-                let output = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(RULES_BY_EVENT_INDEX)
-                    .key_condition_expression("gsi1pk = :gsi1pk")
-                    .expression_attribute_values(":gsi1pk", s(&gsi1pk))
-                    .limit(i32::from(page.limit))
-                    .set_exclusive_start_key(start_key(
-                        &[("pk", &pk), ("gsi1pk", &gsi1pk)],
-                        "RULE#",
-                        page.after.as_deref(),
-                    ))
-                    .send()
-                    .await
-                    .map_err(|error| backend_error("DynamoDB", "Query(rules by event)", &error))?;
-                (
-                    output.items.unwrap_or_default(),
-                    page_token(output.last_evaluated_key.as_ref()),
-                )
-            }
-        };
-        Ok(Page {
-            items: items.iter().map(rule_from).collect::<Result<_, _>>()?,
-            next,
-        })
-    }
-
-    async fn rules_for_event(&self, tenant: &TenantId, event: &str) -> Result<Vec<Rule>, BackendError> {
-        let mut rules = Vec::new();
-        let mut page = PageRequest {
-            limit: 100,
-            after: None,
-        };
-        loop {
-            let listed = self.list_rules(tenant, Some(event), &page).await?;
-            rules.extend(listed.items);
-            match listed.next {
-                Some(next) => page.after = Some(next),
-                None => return Ok(rules),
-            }
-        }
-    }
-
-    async fn delete_rule(&self, tenant: &TenantId, id: &str) -> Result<bool, WriteError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let Some(old) = self.rule(tenant, id).await? else {
-                return Ok(false);
-            };
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(tenant_pk(tenant), format!("RULE#{id}"))))
-                .condition_expression("#event = :event")
-                .expression_attribute_names("#event", "event")
-                .expression_attribute_values(":event", s(&old.spec.event))
-                .build();
-            let delete = built(delete)?;
-            let writes = vec![
-                TransactWriteItem::builder().delete(delete).build(),
-                self.count_rules(tenant, &old.spec.event, -1)?,
-            ];
-            match transact(&self.client, "TransactWriteItems(delete rule)", writes).await {
-                Ok(()) => return Ok(true),
-                Err(Cancelled::Backend(error)) => return Err(error.into()),
-                Err(Cancelled::Reasons(..)) => {}
-            }
-        }
-        Err(WriteError::Conflict(format!(
-            "rule {id} is being changed by another request; retry"
-        )))
     }
 }

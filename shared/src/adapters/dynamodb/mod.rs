@@ -20,7 +20,9 @@
 mod activity_store;
 mod circuit;
 mod config_store;
+mod event_type_store;
 mod ledger;
+mod rule_store;
 #[cfg(test)]
 mod tests;
 mod unsettled;
