@@ -1,11 +1,13 @@
 //! The small traits Herald's logic needs from the outside world. Adapters implement them over AWS;
 //! the logic never names an SDK type.
 
+use crate::domain::address::CountryAllowList;
 use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::rule::{Rule, RuleSpec};
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
+use crate::domain::tenant::TenantSettings;
 use crate::domain::{Channel, EventId, FieldError, NotificationId, TenantId, Timestamp};
 use std::future::Future;
 use std::time::Duration;
@@ -66,6 +68,24 @@ pub trait ApiKeyStore: Send + Sync {
         &self,
         tenant: &TenantId,
         key_hash: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// What an operator sets per tenant (`herald tenant …`), in the config table. Each setting is written on
+/// its own, so setting one never overwrites another set at the same time.
+pub trait TenantSettingsStore: Send + Sync {
+    /// The tenant's settings; `None` when none was ever set.
+    fn tenant_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<TenantSettings>, BackendError>> + Send;
+
+    /// Sets the tenant's SMS countries, or with `None` gives it the deployment's again.
+    fn set_sms_allowed_countries(
+        &self,
+        tenant: &TenantId,
+        countries: Option<&CountryAllowList>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
@@ -281,11 +301,15 @@ pub trait NotificationQueue: Send + Sync {
 pub trait Sender: Send + Sync {
     fn channel(&self) -> Channel;
 
-    /// Why this channel will not send to `to` at all (an SMS country outside the allow-list), decided
-    /// before any provider call; `None` to send. The notification then fails with
-    /// `destination_not_allowed`.
-    fn refuse(&self, _to: &str) -> Option<String> {
-        None
+    /// Why this channel will not send to `to` for `tenant` at all (an SMS country outside the tenant's
+    /// allow-list), decided before any provider call; `None` to send. The notification then fails with
+    /// `destination_not_allowed`. `Err` when what decides it cannot be read now: the notification waits.
+    fn refuse(
+        &self,
+        _tenant: &TenantId,
+        _to: &str,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        async { Ok(None) }
     }
 
     /// Sends one rendered message to one address (an email address, an E.164 number, a webhook URL).

@@ -1,6 +1,7 @@
 //! The SMS Lambda: delivers the SMS queue's notifications through Amazon SNS, within its send rate.
 
 use herald::adapters::country_limited::CountryLimited;
+use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::adapters::load_aws_config;
 use herald::adapters::rate_limit::{Pacing, RateLimited};
 use herald::adapters::sns::SnsSender;
@@ -18,6 +19,8 @@ async fn main() -> Result<(), Error> {
     let aws = load_aws_config(&config.aws).await;
     let sns = aws_sdk_sns::Client::new(&provider_config(&aws, config.delivery.provider_timeout));
     let sender = RateLimited::new(SnsSender::new(sns, sms.sender_id), pacing);
+    let tenants = DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.tables.config);
     // The allow-list outside the rate: a number it refuses costs no permit.
-    serve(CountryLimited::new(sender, sms.allowed_countries), &aws, config).await
+    let sender = CountryLimited::new(sender, sms.allowed_countries, tenants);
+    serve(sender, &aws, config).await
 }

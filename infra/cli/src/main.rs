@@ -10,6 +10,8 @@ const USAGE: &str = "usage:
   herald local up                           run the whole stack locally (emulator, functions, API on :3000)
   herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, sweeper)
   herald tenant create TENANT [--key KEY]   create an API key for TENANT (a new random key if none is given)
+  herald tenant sms-countries TENANT [US,CA,… | * | --default]
+                                            show or set the countries TENANT's SMS may go to
   herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
                                             load the running local stack, then audit every notification
   herald dlq list|show|redrive|purge …      the dead-letter queues (herald dlq help for the options)
@@ -51,6 +53,7 @@ async fn run(args: &[&str]) -> Result<(), CliError> {
         ["local", "up"] => local::up::run().await?,
         ["invoke", rest @ ..] => local::invoke::run(rest).await?,
         ["tenant", "create", rest @ ..] => tenant::create(rest).await?,
+        ["tenant", "sms-countries", rest @ ..] => tenant::sms_countries(rest).await?,
         ["bench", rest @ ..] => bench::run(rest).await?,
         ["dlq", rest @ ..] => dlq::run(rest).await?,
         ["help" | "--help" | "-h"] | [] => println!("{USAGE}"),

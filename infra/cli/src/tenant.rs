@@ -1,18 +1,23 @@
-//! `herald tenant …`: API keys for tenants.
+//! `herald tenant …`: tenants' API keys and the settings an operator keeps for them.
 
 use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::adapters::load_aws_config;
 use herald::config::{AwsSettings, ConfigError, Env};
+use herald::domain::address::CountryAllowList;
 use herald::domain::validation::is_valid_name;
 use herald::domain::{TenantId, Timestamp};
 use herald::http::key_hash;
-use herald::ports::{ApiKeyStore, BackendError};
+use herald::ports::{ApiKeyStore, BackendError, TenantSettingsStore};
 
 /// Why `herald tenant …` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
     #[error("usage: herald tenant create TENANT [--key KEY]")]
     Usage,
+    #[error("usage: herald tenant sms-countries TENANT [US,CA,… | * | --default]")]
+    SmsCountriesUsage,
+    #[error("SMS countries: {0}")]
+    InvalidCountries(String),
     #[error("tenant {0:?} must match [a-z0-9_.-]{{1,64}}")]
     InvalidName(String),
     #[error("set HERALD_CONFIG_TABLE to the config table's name")]
@@ -30,17 +35,55 @@ pub async fn create(args: &[&str]) -> Result<(), TenantError> {
         [tenant, "--key", key] => (*tenant, (*key).to_owned()),
         _ => return Err(TenantError::Usage),
     };
-    if !is_valid_name(tenant) {
-        return Err(TenantError::InvalidName(tenant.to_owned()));
-    }
-    let env = Env::process();
-    let table = std::env::var("HERALD_CONFIG_TABLE").map_err(|_| TenantError::NoConfigTable)?;
-    let aws = load_aws_config(&AwsSettings::from_env(&env)?).await;
-    let store = DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
-    store
-        .put_api_key(&TenantId::new(tenant), &key_hash(&key), Timestamp::now())
+    let tenant = tenant_id(tenant)?;
+    config_store()
+        .await?
+        .put_api_key(&tenant, &key_hash(&key), Timestamp::now())
         .await?;
     println!("tenant {tenant}: API key {key}");
     println!("(only its hash is stored; keep the key safe)");
     Ok(())
+}
+
+/// `herald tenant sms-countries TENANT [LIST | --default]`: shows the countries the tenant's SMS may go
+/// to, sets its own list (`US,CA,GB` or `*`), or gives it the deployment's `SmsAllowedCountries` again.
+/// The SMS function reads a change within a minute.
+pub async fn sms_countries(args: &[&str]) -> Result<(), TenantError> {
+    let (tenant, change) = match args {
+        [tenant] => (*tenant, None),
+        [tenant, "--default"] => (*tenant, Some(None)),
+        [tenant, list] if !list.starts_with("--") => {
+            let countries = CountryAllowList::parse(list).map_err(TenantError::InvalidCountries)?;
+            (*tenant, Some(Some(countries)))
+        }
+        _ => return Err(TenantError::SmsCountriesUsage),
+    };
+    let tenant = tenant_id(tenant)?;
+    let store = config_store().await?;
+    if let Some(countries) = change {
+        store
+            .set_sms_allowed_countries(&tenant, countries.as_ref(), Timestamp::now())
+            .await?;
+    }
+    let settings = store.tenant_settings(&tenant).await?.unwrap_or_default();
+    match settings.sms_allowed_countries {
+        Some(countries) => println!("tenant {tenant}: SMS may go to {countries} (the tenant's own list)"),
+        None => println!("tenant {tenant}: SMS may go to the deployment's SmsAllowedCountries"),
+    }
+    Ok(())
+}
+
+fn tenant_id(name: &str) -> Result<TenantId, TenantError> {
+    if !is_valid_name(name) {
+        return Err(TenantError::InvalidName(name.to_owned()));
+    }
+    Ok(TenantId::new(name))
+}
+
+/// The config table named by `HERALD_CONFIG_TABLE`, through the usual AWS environment.
+async fn config_store() -> Result<DynamoConfigStore, TenantError> {
+    let env = Env::process();
+    let table = std::env::var("HERALD_CONFIG_TABLE").map_err(|_| TenantError::NoConfigTable)?;
+    let aws = load_aws_config(&AwsSettings::from_env(&env)?).await;
+    Ok(DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&aws), table))
 }

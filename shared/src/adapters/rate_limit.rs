@@ -9,9 +9,9 @@
 //! whichever process holds it, and their sum keeps to the rate in every second (see [`Pacing::shared`]).
 
 use crate::config::SendRateSettings;
-use crate::domain::Channel;
 use crate::domain::delivery::{RenderedMessage, SendError, SendReceipt};
-use crate::ports::Sender;
+use crate::domain::{Channel, TenantId};
+use crate::ports::{BackendError, Sender};
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Mutex, PoisonError};
@@ -237,8 +237,8 @@ impl<S: Sender> Sender for RateLimited<S> {
         self.inner.channel()
     }
 
-    fn refuse(&self, to: &str) -> Option<String> {
-        self.inner.refuse(to)
+    async fn refuse(&self, tenant: &TenantId, to: &str) -> Result<Option<String>, BackendError> {
+        self.inner.refuse(tenant, to).await
     }
 
     async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {

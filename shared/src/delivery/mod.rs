@@ -304,10 +304,16 @@ where
         let Some(to) = notification.to.as_deref() else {
             return Err(failed(reason::NO_ADDRESS, "no address to send to"));
         };
-        if let Some(why) = self.sender.refuse(to) {
-            return Err(failed(reason::DESTINATION_NOT_ALLOWED, &why));
+        match self.sender.refuse(&notification.tenant, to).await {
+            Ok(None) => Ok((to, rendered)),
+            Ok(Some(why)) => Err(failed(reason::DESTINATION_NOT_ALLOWED, &why)),
+            Err(error) => {
+                tracing::error!(%error, "could not read whether the destination is allowed");
+                Err(self
+                    .policy(deadline)
+                    .after_own_failure(&error.to_string(), notification.failures))
+            }
         }
-        Ok((to, rendered))
     }
 
     fn policy(&self, deadline: Timestamp) -> Policy<'_> {

@@ -96,6 +96,18 @@ impl CountryAllowList {
     }
 }
 
+impl std::fmt::Display for CountryAllowList {
+    /// As [`CountryAllowList::parse`] reads it: `*`, or the codes in order, comma-separated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("*"),
+            Self::Only(countries) => {
+                f.write_str(&countries.iter().map(String::as_str).collect::<Vec<_>>().join(","))
+            }
+        }
+    }
+}
+
 /// Where Slack webhooks may point. Production allows `https://` to the allow-listed hosts only; the local
 /// stack also allows loopback so its capture sink can stand in for Slack.
 #[derive(Debug, Clone)]
@@ -338,6 +350,11 @@ mod tests {
             Ok(())
         );
         assert!(CountryAllowList::parse("XX").is_err());
+        for written in ["*", "CA,US", "GB"] {
+            let parsed = CountryAllowList::parse(written).unwrap();
+            assert_eq!(parsed.to_string(), written);
+            assert_eq!(CountryAllowList::parse(&parsed.to_string()).unwrap(), parsed);
+        }
         assert!(CountryAllowList::parse(" , ").is_err());
     }
 

@@ -12,6 +12,7 @@ pub mod problem;
 pub mod retry;
 pub mod rule;
 pub mod template;
+pub mod tenant;
 pub mod time;
 pub mod validation;
 

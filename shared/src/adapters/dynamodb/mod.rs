@@ -10,6 +10,7 @@
 //! | config | template version | `TENANT#<t>` | `TPLV#<name>#<locale>#<version, 10 digits>` |
 //! | config | rule | `TENANT#<t>` | `RULE#<id>` (GSI `by_event`: `TENANT#<t>#EVENT#<event>`, `RULE#<id>`) |
 //! | config | rules per event type | `TENANT#<t>` | `RULECOUNT#<event>` |
+//! | config | tenant settings | `TENANT#<t>` | `SETTINGS` |
 //! | activity | idempotency record | `T#<t>#IDEM#<key>` | `IDEM` |
 //! | activity | event | `T#<t>#EVT#<id>` | `EVENT` |
 //! | activity | notification | `T#<t>#NTF#<id>` | `NTF` (GSI `unsettled`: `U#<0-3>`, `due_at`, while owed a delivery) |
@@ -23,6 +24,7 @@ mod config_store;
 mod event_type_store;
 mod ledger;
 mod rule_store;
+mod tenant_settings;
 #[cfg(test)]
 mod tests;
 mod unsettled;

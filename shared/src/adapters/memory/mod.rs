@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod rules;
 pub mod sender;
 pub mod templates;
+pub mod tenants;
 mod unsettled;
 pub use unsettled::MemoryQueueDepth;
 

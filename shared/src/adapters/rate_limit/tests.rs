@@ -37,8 +37,8 @@ impl Sender for Recorder {
         Channel::Slack
     }
 
-    fn refuse(&self, to: &str) -> Option<String> {
-        to.starts_with("refused").then(|| format!("{to} is not allowed"))
+    async fn refuse(&self, _tenant: &TenantId, to: &str) -> Result<Option<String>, BackendError> {
+        Ok(to.starts_with("refused").then(|| format!("{to} is not allowed")))
     }
 
     async fn send(&self, to: &str, _message: &RenderedMessage) -> Result<SendReceipt, SendError> {
@@ -270,15 +270,16 @@ async fn a_send_whose_timer_woke_late_does_not_leave_within_an_interval_of_the_n
     assert_eq!(after_start, [Duration::ZERO, third_left, third_left + interval]);
 }
 
-#[test]
-fn what_the_inner_sender_refuses_is_refused_before_any_permit() {
+#[tokio::test]
+async fn what_the_inner_sender_refuses_is_refused_before_any_permit() {
     let limited = RateLimited::new(Recorder::default(), Some(pacing(1, 1)));
+    let tenant = TenantId::new("acme");
 
     assert_eq!(
-        limited.refuse("refused-1").as_deref(),
+        limited.refuse(&tenant, "refused-1").await.unwrap().as_deref(),
         Some("refused-1 is not allowed")
     );
-    assert_eq!(limited.refuse("hook-a"), None);
+    assert_eq!(limited.refuse(&tenant, "hook-a").await.unwrap(), None);
     assert_eq!(limited.channel(), Channel::Slack);
 }
 
