@@ -9,15 +9,17 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   herald local up                           run the whole stack locally (emulator, functions, API on :3000)
   herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, sweeper)
-  herald tenant create TENANT [--key KEY]   create an API key for TENANT (a new random key if none is given)
-  herald tenant sms-countries TENANT [US,CA,… | * | --default]
+  herald tenant create TENANT [--key KEY] [--local]
+                                            create an API key for TENANT (a new random key if none is given)
+  herald tenant sms-countries TENANT [US,CA,… | * | --default] [--local]
                                             show or set the countries TENANT's SMS may go to
   herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
                                             load the running local stack, then audit every notification
   herald dlq list|show|redrive|purge …      the dead-letter queues (herald dlq help for the options)
 
 The AWS account, region and endpoint come from the usual AWS environment (AWS_PROFILE, AWS_REGION,
-AWS_ENDPOINT_URL for the local emulator); the config table from HERALD_CONFIG_TABLE.";
+AWS_ENDPOINT_URL for the local emulator); the config table from HERALD_CONFIG_TABLE. --local: the stack
+`herald local up` runs.";
 
 /// Why a command failed: each command's own error, printed as `herald: <error>`.
 #[derive(Debug, thiserror::Error)]

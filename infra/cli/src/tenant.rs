@@ -1,5 +1,8 @@
 //! `herald tenant …`: tenants' API keys and the settings an operator keeps for them.
 
+use crate::local::LocalError;
+use crate::local::emulator;
+use crate::local::up::{Ports, local_template};
 use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::adapters::load_aws_config;
 use herald::config::{AwsSettings, ConfigError, Env};
@@ -12,31 +15,35 @@ use herald::ports::{ApiKeyStore, BackendError, TenantSettingsStore};
 /// Why `herald tenant …` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
-    #[error("usage: herald tenant create TENANT [--key KEY]")]
+    #[error("usage: herald tenant create TENANT [--key KEY] [--local]")]
     Usage,
-    #[error("usage: herald tenant sms-countries TENANT [US,CA,… | * | --default]")]
+    #[error("usage: herald tenant sms-countries TENANT [US,CA,… | * | --default] [--local]")]
     SmsCountriesUsage,
     #[error("SMS countries: {0}")]
     InvalidCountries(String),
     #[error("tenant {0:?} must match [a-z0-9_.-]{{1,64}}")]
     InvalidName(String),
-    #[error("set HERALD_CONFIG_TABLE to the config table's name")]
+    #[error("set HERALD_CONFIG_TABLE to the config table's name, or pass --local for the local stack's")]
     NoConfigTable,
+    #[error(transparent)]
+    Local(#[from] LocalError),
     #[error(transparent)]
     Settings(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] BackendError),
 }
 
-/// `herald tenant create TENANT [--key KEY]`: stores the key's hash; the key itself is printed once.
+/// `herald tenant create TENANT [--key KEY] [--local]`: stores the key's hash; the key itself is printed
+/// once.
 pub async fn create(args: &[&str]) -> Result<(), TenantError> {
-    let (tenant, key) = match args {
+    let (args, local) = local_flag(args);
+    let (tenant, key) = match args.as_slice() {
         [tenant] => (*tenant, format!("hk_{}", uuid::Uuid::new_v4().simple())),
         [tenant, "--key", key] => (*tenant, (*key).to_owned()),
         _ => return Err(TenantError::Usage),
     };
     let tenant = tenant_id(tenant)?;
-    config_store()
+    config_store(local)
         .await?
         .put_api_key(&tenant, &key_hash(&key), Timestamp::now())
         .await?;
@@ -45,11 +52,12 @@ pub async fn create(args: &[&str]) -> Result<(), TenantError> {
     Ok(())
 }
 
-/// `herald tenant sms-countries TENANT [LIST | --default]`: shows the countries the tenant's SMS may go
-/// to, sets its own list (`US,CA,GB` or `*`), or gives it the deployment's `SmsAllowedCountries` again.
-/// The SMS function reads a change within a minute.
+/// `herald tenant sms-countries TENANT [LIST | --default] [--local]`: shows the countries the tenant's SMS
+/// may go to, sets its own list (`US,CA,GB` or `*`), or gives it the deployment's `SmsAllowedCountries`
+/// again. The SMS function reads a change within a minute.
 pub async fn sms_countries(args: &[&str]) -> Result<(), TenantError> {
-    let (tenant, change) = match args {
+    let (args, local) = local_flag(args);
+    let (tenant, change) = match args.as_slice() {
         [tenant] => (*tenant, None),
         [tenant, "--default"] => (*tenant, Some(None)),
         [tenant, list] if !list.starts_with("--") => {
@@ -59,7 +67,7 @@ pub async fn sms_countries(args: &[&str]) -> Result<(), TenantError> {
         _ => return Err(TenantError::SmsCountriesUsage),
     };
     let tenant = tenant_id(tenant)?;
-    let store = config_store().await?;
+    let store = config_store(local).await?;
     if let Some(countries) = change {
         store
             .set_sms_allowed_countries(&tenant, countries.as_ref(), Timestamp::now())
@@ -73,6 +81,13 @@ pub async fn sms_countries(args: &[&str]) -> Result<(), TenantError> {
     Ok(())
 }
 
+/// The arguments without `--local`, and whether it was given.
+fn local_flag<'a>(args: &[&'a str]) -> (Vec<&'a str>, bool) {
+    let rest: Vec<&str> = args.iter().copied().filter(|arg| *arg != "--local").collect();
+    let local = rest.len() < args.len();
+    (rest, local)
+}
+
 fn tenant_id(name: &str) -> Result<TenantId, TenantError> {
     if !is_valid_name(name) {
         return Err(TenantError::InvalidName(name.to_owned()));
@@ -80,8 +95,20 @@ fn tenant_id(name: &str) -> Result<TenantId, TenantError> {
     Ok(TenantId::new(name))
 }
 
-/// The config table named by `HERALD_CONFIG_TABLE`, through the usual AWS environment.
-async fn config_store() -> Result<DynamoConfigStore, TenantError> {
+/// The config table of the stack `herald local up` runs (`local`), or the one `HERALD_CONFIG_TABLE` names
+/// through the usual AWS environment.
+async fn config_store(local: bool) -> Result<DynamoConfigStore, TenantError> {
+    if local {
+        let aws = emulator::sdk_config(Ports::from_env()?.emulator).await;
+        let root = emulator::project_root().map_err(LocalError::from)?;
+        let table = local_template(&root)?
+            .tables()
+            .into_iter()
+            .find(|table| table.logical_id == "ConfigTable")
+            .map(|table| table.name)
+            .ok_or(TenantError::NoConfigTable)?;
+        return Ok(DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+    }
     let env = Env::process();
     let table = std::env::var("HERALD_CONFIG_TABLE").map_err(|_| TenantError::NoConfigTable)?;
     let aws = load_aws_config(&AwsSettings::from_env(&env)?).await;
