@@ -41,6 +41,7 @@ pub fn acceptance(tenant: &str, idempotency_key: Option<&str>, channels: &[Chann
                 next_attempt_at: None,
                 failures: 0,
                 deliver_by: None,
+                correlation_id: Some("req-1".into()),
             }
         })
         .collect();

@@ -31,10 +31,14 @@ async fn an_accepted_event_lands_exactly_its_items_and_one_message_per_channel()
     let ingest = stack.ingest();
 
     let answer = stack
-        .call_ingest(&ingest, &post(&stack, &order_created(444)))
+        .call_ingest(
+            &ingest,
+            &post(&stack, &order_created(444)).header("X-Correlation-Id", "checkout-444"),
+        )
         .await;
 
     assert_eq!(answer.status, 202, "{answer:?}");
+    assert_eq!(answer.header("x-correlation-id"), Some("checkout-444"));
     let event_id = answer.body["event_id"].as_str().unwrap().to_owned();
     assert!(event_id.starts_with("evt_"));
     assert_eq!(
@@ -75,7 +79,8 @@ async fn an_accepted_event_lands_exactly_its_items_and_one_message_per_channel()
         assert_eq!(envelopes.len(), 1, "{channel}");
         let envelope = &envelopes[0];
         assert_eq!((envelope.v, &envelope.tenant), (1, &stack.tenant));
-        assert_eq!(envelope.correlation_id, event_id);
+        // The caller's correlation id rides on the message, so every delivery log line carries it.
+        assert_eq!(envelope.correlation_id, "checkout-444");
         let listed = notifications
             .iter()
             .find(|n| n["channel"] == channel.as_str())
@@ -95,6 +100,21 @@ async fn an_accepted_event_lands_exactly_its_items_and_one_message_per_channel()
     assert_eq!(read.body["payload"], json!({"order_id": 444, "total": 99.99}));
     assert_eq!(read.body["recipient"]["locale"], "en-GB");
     assert_eq!(ids_of(&read.body), ids_of(&answer.body));
+    assert!(
+        read.header("x-correlation-id")
+            .is_some_and(|id| id != "checkout-444")
+    );
+    let notification_id = notifications[0]["id"].as_str().unwrap();
+    let notification = stack
+        .call_ingest(
+            &ingest,
+            &ApiRequest::get(&format!("/v1/notifications/{notification_id}")).key(&stack.api_key),
+        )
+        .await;
+    assert_eq!(
+        notification.body["correlation_id"], "checkout-444",
+        "{notification:?}"
+    );
 }
 
 #[tokio::test]
@@ -262,13 +282,16 @@ async fn when_sqs_fails_after_the_write_the_answer_is_202_and_a_replay_finishes_
         "the replay answers what the first request answered"
     );
     assert_eq!(retried.header("idempotent-replayed"), Some("true"));
-    let event_id = retried.body["event_id"].as_str().unwrap();
     let ids = ids_of(&retried.body);
     for channel in Channel::ALL {
         let envelopes = stack.drain(channel).await;
         assert_eq!(envelopes.len(), 1, "{channel}");
         assert!(ids.contains(envelopes[0].notification_id.as_str()));
-        assert_eq!(envelopes[0].correlation_id, event_id);
+        // The accepting request's correlation id, which the notification keeps, not the replay's.
+        assert_eq!(
+            Some(envelopes[0].correlation_id.as_str()),
+            accepted.header("x-correlation-id")
+        );
     }
     let done = stack
         .activity_items()

@@ -14,6 +14,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const API_KEY: &str = "herald-dev-key";
+/// The first scenario's `X-Correlation-Id`, looked for in the logs at the end.
+const CORRELATION_ID: &str = "e2e-trace-444";
 /// The first start builds the function binaries; a cold build of the AWS SDKs takes minutes.
 const START_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -106,13 +108,31 @@ impl RunningStack {
     }
 
     async fn send_event(&self, event: &Value) -> reqwest::Response {
-        reqwest::Client::new()
+        self.send_event_correlated(event, None).await
+    }
+
+    async fn send_event_correlated(&self, event: &Value, correlation_id: Option<&str>) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
             .post(format!("{}/v1/events", self.front))
             .bearer_auth(API_KEY)
-            .json(event)
-            .send()
-            .await
-            .unwrap()
+            .json(event);
+        if let Some(id) = correlation_id {
+            request = request.header("X-Correlation-Id", id);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Every line the functions logged, as JSON, with the function's name (`email`, not `email-2`).
+    fn function_log_lines(&self) -> Vec<(String, Value)> {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        log.lines()
+            .filter_map(|line| {
+                let (prefix, rest) = line.strip_prefix('[')?.split_once("] ")?;
+                let json: Value = serde_json::from_str(rest.strip_prefix('{').map(|_| rest)?).ok()?;
+                let function = prefix.split('-').next().unwrap_or(prefix).to_owned();
+                Some((function, json))
+            })
+            .collect()
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -322,14 +342,21 @@ async fn a_tenants_own_sms_countries_are_honoured(stack: &RunningStack) {
 
 async fn all_three_channels_are_sent(stack: &RunningStack) {
     let response = stack
-        .send_event(&order_event(
-            stack,
-            "B001",
-            "ada@example.com",
-            "+15555550101",
-            "e2e-all-channels",
-        ))
+        .send_event_correlated(
+            &order_event(
+                stack,
+                "B001",
+                "ada@example.com",
+                "+15555550101",
+                "e2e-all-channels",
+            ),
+            Some(CORRELATION_ID),
+        )
         .await;
+    assert_eq!(
+        response.headers()["x-correlation-id"].to_str().unwrap(),
+        CORRELATION_ID
+    );
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let accepted: Value = response.json().await.unwrap();
@@ -581,6 +608,77 @@ async fn a_small_load_passes_the_benchmark_audit(stack: &RunningStack) {
     assert!(window.as_array().unwrap().len() as u64 <= info["window"].as_u64().unwrap());
 }
 
+/// The logs of the whole run, read as an operator reads them: JSON lines with the message at the top; the
+/// first scenario's correlation id on its ingest line and on a line of each channel's delivery; and not one
+/// full address, webhook path or API key of the run anywhere.
+fn the_logs_trace_requests_and_keep_recipients_secret(stack: &RunningStack) {
+    let lines = stack.function_log_lines();
+    assert!(lines.len() > 100, "{} function lines", lines.len());
+    for (function, line) in &lines {
+        assert!(line["message"].is_string(), "[{function}] {line}");
+        assert!(line.get("fields").is_none(), "[{function}] {line}");
+    }
+    for function in ["ingest", "email", "sms", "slack"] {
+        let traced = lines
+            .iter()
+            .any(|(name, line)| name == function && line["span"]["correlation_id"] == CORRELATION_ID);
+        assert!(traced, "no {function} line carries the correlation id");
+    }
+
+    let log = std::fs::read_to_string(&stack.log).unwrap();
+    let functions_only: String = log
+        .lines()
+        .filter(|line| line.starts_with('[') && line.contains("] {"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let leaks = leaked_secrets(&functions_only);
+    assert!(leaks.is_empty(), "logged in full: {leaks:?}");
+}
+
+/// Full email addresses, phone numbers (8 or more digits after `+`), Slack webhook paths and the API key
+/// in `text`; masked forms (`a***@example.com`, `+1555*****01`, `http://host/***`) are not leaks.
+fn leaked_secrets(text: &str) -> Vec<String> {
+    let mut leaks = Vec::new();
+    let bytes = text.as_bytes();
+    for (at, _) in text.match_indices('@') {
+        let local_ends_masked = at > 0 && bytes[at - 1] == b'*';
+        let local_is_address = at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'.');
+        if local_is_address && !local_ends_masked {
+            let start = text[..at]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || "._%+-".contains(c)))
+                .map_or(0, |i| i + 1);
+            let end = text[at..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || ".-@".contains(c)))
+                .map_or(text.len(), |i| at + i);
+            leaks.push(text[start..end].to_owned());
+        }
+    }
+    for (plus, _) in text.match_indices('+') {
+        let digits = text[plus + 1..].chars().take_while(char::is_ascii_digit).count();
+        if digits >= 8 {
+            leaks.push(text[plus..plus + 1 + digits].to_owned());
+        }
+    }
+    for secret in ["/services/T000/", API_KEY] {
+        if let Some(at) = text.find(secret) {
+            leaks.push(text[at..(at + 60).min(text.len())].to_owned());
+        }
+    }
+    leaks
+}
+
+#[test]
+fn the_leak_check_finds_full_addresses_and_passes_masked_ones() {
+    let masked = r#"{"to":"a***@example.com","phone":"+1555*****01","url":"http://127.0.0.1/***","at":"2026-12-01T06:00:00+00:00"}"#;
+    assert_eq!(leaked_secrets(masked), Vec::<String>::new());
+    let full =
+        r#"{"to":"ada@example.com","phone":"+15555550101","error":"for url (http://h/services/T000/B1/X)"}"#;
+    assert_eq!(
+        leaked_secrets(full),
+        ["ada@example.com", "+15555550101", "/services/T000/B1/X)\"}"]
+    );
+}
+
 async fn sigterm_stops_everything(mut stack: RunningStack) {
     let status = stack.terminate().await;
     assert!(status.success(), "exit status {status}\n{}", stack.log_tail());
@@ -601,5 +699,6 @@ async fn local_stack_delivers_replays_retries_redrives_holds_a_small_load_and_st
     a_failing_slack_is_retried_until_it_recovers(&stack).await;
     a_dead_lettered_slack_is_redriven_once_by_herald_dlq(&stack).await;
     a_small_load_passes_the_benchmark_audit(&stack).await;
+    the_logs_trace_requests_and_keep_recipients_secret(&stack);
     sigterm_stops_everything(stack).await;
 }

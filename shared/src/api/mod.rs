@@ -7,9 +7,9 @@ use crate::domain::template::{TemplateContent, Usage};
 use crate::domain::validation::is_valid_name;
 use crate::domain::{FieldError, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{
-    Authenticator, Cursor, HttpResponse, MAX_BODY_BYTES, backend_failure, empty_response, json_body,
-    json_response, method_not_allowed, not_found_route, page_request, path_segments, problem_response,
-    query_parameter,
+    Authenticator, Cursor, HttpResponse, MAX_BODY_BYTES, backend_failure, correlation, empty_response,
+    json_body, json_response, method_not_allowed, not_found_route, page_request, path_segments,
+    problem_response, query_parameter,
 };
 use crate::ports::{
     ApiKeyStore, BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, WriteError,
@@ -17,6 +17,7 @@ use crate::ports::{
 use lambda_http::Request;
 use lambda_http::http::Method;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 /// Pages of rules read to find the event types a template serves (100 rules a page).
 const MAX_RULE_PAGES: usize = 20;
@@ -87,8 +88,12 @@ where
 
     /// The Lambda handler: every outcome, problems included, is an HTTP answer.
     pub async fn handle(&self, request: Request) -> Result<HttpResponse, lambda_http::Error> {
-        let outcome = self.route(&request).await;
-        Ok(outcome.unwrap_or_else(|problem| problem_response(&problem, &self.settings.problem_type_base)))
+        let correlation_id = correlation::correlation_id(&request);
+        let span = correlation::request_span(&request, &correlation_id);
+        let outcome = self.route(&request).instrument(span).await;
+        let response =
+            outcome.unwrap_or_else(|problem| problem_response(&problem, &self.settings.problem_type_base));
+        Ok(correlation::answer_with(response, &correlation_id))
     }
 
     async fn route(&self, request: &Request) -> Result<HttpResponse, Problem> {

@@ -125,6 +125,9 @@ pub struct Notification {
     pub failures: u32,
     /// Past this, it is `expired` rather than sent: its event type's maximum age, when it has one.
     pub deliver_by: Option<Timestamp>,
+    /// The accepting request's `X-Correlation-Id`, logged on every line of its delivery; none on
+    /// notifications accepted before it was kept (their event id stands in).
+    pub correlation_id: Option<String>,
 }
 
 impl Notification {
@@ -167,6 +170,7 @@ impl Notification {
             "provider_message_id": self.provider_message_id,
             "next_attempt_at": self.next_attempt_at.map(Timestamp::to_rfc3339),
             "deliver_by": self.deliver_by.map(Timestamp::to_rfc3339),
+            "correlation_id": self.correlation_id,
         })
     }
 }
@@ -213,7 +217,10 @@ impl Envelope {
             ..Self::new(
                 notification.tenant.clone(),
                 notification.id.clone(),
-                notification.event_id.to_string(),
+                notification
+                    .correlation_id
+                    .clone()
+                    .unwrap_or_else(|| notification.event_id.to_string()),
             )
             .on(notification.channel)
         }

@@ -44,6 +44,7 @@ impl<K: ApiKeyStore> Authenticator<K> {
             .ok_or_else(|| Problem::new(ProblemCode::Unauthorized, "send Authorization: Bearer <api key>"))?;
         let hash = key_hash(key);
         if let Some(tenant) = self.cached(&hash) {
+            super::correlation::record_tenant(tenant.as_str());
             return Ok(tenant);
         }
         match self.keys.tenant_for_key(&hash).await {
@@ -51,6 +52,7 @@ impl<K: ApiKeyStore> Authenticator<K> {
                 if let Ok(mut cache) = self.cache.lock() {
                     cache.insert(hash, (tenant.clone(), Instant::now()));
                 }
+                super::correlation::record_tenant(tenant.as_str());
                 Ok(tenant)
             }
             Ok(None) => Err(Problem::new(

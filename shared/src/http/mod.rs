@@ -2,6 +2,7 @@
 //! JSON and problem responses, list paging.
 
 mod auth;
+pub mod correlation;
 mod paging;
 
 pub use auth::{Authenticator, key_hash};

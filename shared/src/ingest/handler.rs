@@ -4,8 +4,8 @@ use super::{Accepted, Ingest};
 use crate::domain::validation::Violations;
 use crate::domain::{EventId, FieldError, NotificationId, Problem, ProblemCode, TenantId};
 use crate::http::{
-    HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, backend_failure, json_body, json_response,
-    method_not_allowed, not_found_route, path_segments, problem_response,
+    HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, backend_failure, correlation, json_body,
+    json_response, method_not_allowed, not_found_route, path_segments, problem_response,
 };
 use crate::ports::{
     ActivityStore, ApiKeyStore, DeliveryLedger, EventTypeStore, NotificationQueue, RuleStore, TemplateStore,
@@ -13,6 +13,7 @@ use crate::ports::{
 use lambda_http::Request;
 use lambda_http::http::{HeaderValue, Method, header};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 /// A batch holds at most this many events.
 pub const MAX_BATCH_EVENTS: usize = 100;
@@ -28,26 +29,34 @@ where
 {
     /// The Lambda handler: every outcome, problems included, is an HTTP answer.
     pub async fn handle(&self, request: Request) -> Result<HttpResponse, lambda_http::Error> {
-        let outcome = match (request.method(), path_segments(&request).as_slice()) {
-            (&Method::POST, ["v1", "events"]) => self.post_event(&request).await,
-            (&Method::POST, ["v1", "events", "batch"]) => self.post_batch(&request).await,
-            (&Method::GET, ["v1", "events", id]) => self.get_event(&request, id).await,
-            (&Method::GET, ["v1", "notifications", id]) => self.get_notification(&request, id).await,
-            (_, ["v1", "events"] | ["v1", "events", "batch" | _]) => Err(method_not_allowed(&request)),
-            _ => Err(not_found_route(&request)),
-        };
-        Ok(outcome.unwrap_or_else(|problem| problem_response(&problem, &self.settings.problem_type_base)))
+        let correlation_id = correlation::correlation_id(&request);
+        let span = correlation::request_span(&request, &correlation_id);
+        let outcome = self.route(&request, &correlation_id).instrument(span).await;
+        let response =
+            outcome.unwrap_or_else(|problem| problem_response(&problem, &self.settings.problem_type_base));
+        Ok(correlation::answer_with(response, &correlation_id))
     }
 
-    async fn post_event(&self, request: &Request) -> Result<HttpResponse, Problem> {
+    async fn route(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
+        match (request.method(), path_segments(request).as_slice()) {
+            (&Method::POST, ["v1", "events"]) => self.post_event(request, correlation_id).await,
+            (&Method::POST, ["v1", "events", "batch"]) => self.post_batch(request, correlation_id).await,
+            (&Method::GET, ["v1", "events", id]) => self.get_event(request, id).await,
+            (&Method::GET, ["v1", "notifications", id]) => self.get_notification(request, id).await,
+            (_, ["v1", "events"] | ["v1", "events", "batch" | _]) => Err(method_not_allowed(request)),
+            _ => Err(not_found_route(request)),
+        }
+    }
+
+    async fn post_event(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
         let tenant = self.auth.authenticate(request).await?;
         let body = json_body(request, MAX_BODY_BYTES)?;
         let header_key = idempotency_header(request)?;
-        let accepted = self.accept(&tenant, &body, "", header_key).await?;
+        let accepted = self.accept(&tenant, &body, header_key, correlation_id).await?;
         Ok(accepted_response(accepted))
     }
 
-    async fn post_batch(&self, request: &Request) -> Result<HttpResponse, Problem> {
+    async fn post_batch(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
         let tenant = self.auth.authenticate(request).await?;
         let body = json_body(request, MAX_BATCH_BODY_BYTES)?;
         if idempotency_header(request)?.is_some() {
@@ -60,14 +69,19 @@ where
         let mut results = Vec::with_capacity(events.len());
         for chunk in events.chunks(BATCH_CONCURRENCY) {
             results.extend(
-                futures::future::join_all(chunk.iter().map(|event| self.batch_item(&tenant, event))).await,
+                futures::future::join_all(
+                    chunk
+                        .iter()
+                        .map(|event| self.batch_item(&tenant, event, correlation_id)),
+                )
+                .await,
             );
         }
         Ok(json_response(207, &json!({"results": results})))
     }
 
     /// One event of a batch, answered exactly as a single POST would be.
-    async fn batch_item(&self, tenant: &TenantId, event: &Value) -> Value {
+    async fn batch_item(&self, tenant: &TenantId, event: &Value, correlation_id: &str) -> Value {
         // An event in a batch is held to a single POST's size: a larger one would exceed DynamoDB's 400 KB
         // item, a refusal no retry can change. Measured compact, as it would be stored.
         let size = serde_json::to_vec(event).map_or(0, |bytes| bytes.len());
@@ -80,7 +94,7 @@ where
             );
             return json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)});
         }
-        match self.accept(tenant, event, "", None).await {
+        match self.accept(tenant, event, None, correlation_id).await {
             Ok(Accepted::New { body, .. }) => json!({"status": 202, "body": body}),
             Ok(Accepted::Replayed { body, .. }) => json!({"status": 200, "body": body}),
             Err(problem) => {

@@ -59,15 +59,16 @@ where
         self.outbox.activity()
     }
 
-    /// Accepts one event body (`pointer` locates it inside a batch, `""` otherwise).
+    /// Accepts one event body; its notifications carry `correlation_id` (the request's) to every log line
+    /// of their delivery.
     pub async fn accept(
         &self,
         tenant: &TenantId,
         body: &Value,
-        pointer: &str,
         header_key: Option<&str>,
+        correlation_id: &str,
     ) -> Result<Accepted, Problem> {
-        let mut submission = EventSubmission::parse_at(body, pointer, &self.settings.webhook_policy)
+        let mut submission = EventSubmission::parse_at(body, "", &self.settings.webhook_policy)
             .map_err(Problem::validation)?;
         submission
             .settle_idempotency_key(header_key)
@@ -87,8 +88,7 @@ where
                 )
             })?;
         if let Some(validator) = &compiled.validator {
-            let violations =
-                payload_violations(validator, &submission.payload, &format!("{pointer}/payload"));
+            let violations = payload_violations(validator, &submission.payload, "/payload");
             if !violations.is_empty() {
                 return Err(Problem::validation(violations));
             }
@@ -96,7 +96,13 @@ where
 
         let now = Timestamp::now();
         let event_id = EventId::generate(now);
-        let notifications = resolve_notifications(tenant, &submission, &compiled, &event_id, now);
+        let accepted = Accepting {
+            tenant,
+            event_id: &event_id,
+            correlation_id,
+            now,
+        };
+        let notifications = resolve_notifications(&accepted, &submission, &compiled);
         let body = json!({
             "event_id": event_id,
             "event": submission.event,
@@ -127,7 +133,18 @@ where
             },
             notifications,
         };
+        self.record(tenant, acceptance, body, &fingerprint).await
+    }
 
+    /// Records the acceptance and fans it out, or finds the request it replays.
+    async fn record(
+        &self,
+        tenant: &TenantId,
+        acceptance: Acceptance,
+        body: Value,
+        fingerprint: &str,
+    ) -> Result<Accepted, Problem> {
+        let event_id = acceptance.event.id.clone();
         match self
             .activity()
             .record_acceptance(&acceptance, FANOUT_LEASE)
@@ -135,6 +152,13 @@ where
             .map_err(|error| backend_failure(&error))?
         {
             Recorded::New => {
+                // The line that ties the request's correlation id to the event and its notifications.
+                tracing::info!(
+                    %event_id,
+                    event = %acceptance.event.event,
+                    notification_ids = ?acceptance.event.notification_ids,
+                    "event accepted"
+                );
                 // From here on the event is Herald's: the client gets its 202 whatever the fan-out does.
                 if acceptance.event.fanout_pending
                     && let Err(error) = self
@@ -147,6 +171,7 @@ where
                 Ok(Accepted::New { event_id, body })
             }
             Recorded::Existing(record) if record.fingerprint == fingerprint => {
+                tracing::info!(event_id = %record.event_id, "replayed: the idempotency key was seen with this request");
                 self.finish_on_replay(tenant, &record.event_id).await;
                 Ok(Accepted::Replayed {
                     event_id: record.event_id,
@@ -185,14 +210,26 @@ where
     }
 }
 
+/// What every notification of one accepted event shares.
+struct Accepting<'a> {
+    tenant: &'a TenantId,
+    event_id: &'a EventId,
+    correlation_id: &'a str,
+    now: Timestamp,
+}
+
 /// One notification per rule that applies and whose channel the submission allows.
 fn resolve_notifications(
-    tenant: &TenantId,
+    accepting: &Accepting<'_>,
     submission: &EventSubmission,
     compiled: &CompiledEventType,
-    event_id: &EventId,
-    now: Timestamp,
 ) -> Vec<Notification> {
+    let Accepting {
+        tenant,
+        event_id,
+        correlation_id,
+        now,
+    } = *accepting;
     let recipient = serde_json::to_value(&submission.recipient).unwrap_or_default();
     compiled
         .rules
@@ -263,6 +300,7 @@ fn resolve_notifications(
                     .spec
                     .max_age_seconds
                     .map(|seconds| now.plus_seconds(i64::try_from(seconds).unwrap_or(i64::MAX))),
+                correlation_id: Some(correlation_id.to_owned()),
             }
         })
         .collect()

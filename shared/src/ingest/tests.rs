@@ -249,9 +249,10 @@ async fn audit(
                 "{channel}: {context}"
             );
             assert_eq!(envelope.channel, Some(channel));
+            // The request's correlation id, as answered, rides on every message it causes.
             assert_eq!(
-                (&envelope.tenant, envelope.correlation_id.as_str()),
-                (&acme(), event_id.to_string().as_str())
+                (&envelope.tenant, Some(envelope.correlation_id.as_str())),
+                (&acme(), accepted.header("x-correlation-id"))
             );
         }
     }

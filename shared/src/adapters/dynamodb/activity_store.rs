@@ -132,6 +132,11 @@ fn notification_item(notification: &Notification, expires_at: Timestamp) -> Item
         item.insert("template_version".into(), n(pinned.version));
     }
     put_opt(&mut item, "user_id", notification.user_id.as_deref());
+    put_opt(
+        &mut item,
+        "correlation_id",
+        notification.correlation_id.as_deref(),
+    );
     item.insert("created_at".into(), n(notification.created_at.millis()));
     item.insert("updated_at".into(), n(notification.updated_at.millis()));
     if let Some(deliver_by) = notification.deliver_by {
@@ -193,6 +198,7 @@ pub(super) fn notification_from(item: &Item) -> Result<Notification, BackendErro
             u32::try_from(failures).map_err(|_| corrupt("read", "failures"))
         })?,
         deliver_by: item.opt_int("deliver_by").map(Timestamp::from_millis),
+        correlation_id: item.opt_str("correlation_id").map(str::to_owned),
     })
 }
 
