@@ -35,7 +35,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Env(lookup)
     }
 
-    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+    pub(crate) fn required(&self, name: &'static str) -> Result<String, ConfigError> {
         (self.0)(name).ok_or(ConfigError::Missing(name))
     }
 

@@ -4,14 +4,15 @@ use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::adapters::load_aws_config;
 use herald::api::Api;
 use herald::config::{ApiConfig, Env};
+use herald::telemetry::{Function, flushing};
 use lambda_http::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::telemetry::init(Function::Api)?;
     let config = ApiConfig::from_env(&Env::process())?;
     let aws = load_aws_config(&config.aws).await;
     let store = DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.tables.config);
     let api = Api::new(store.clone(), store, config.http);
-    lambda_http::run(service_fn(|request| api.handle(request))).await
+    lambda_http::run(flushing(service_fn(|request| api.handle(request)))).await
 }

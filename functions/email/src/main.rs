@@ -5,11 +5,12 @@ use herald::adapters::rate_limit::{Pacing, RateLimited};
 use herald::adapters::ses::{SesSender, account_send_rate_or_fallback};
 use herald::config::{DeliveryConfig, EmailSettings, Env, SendRateSettings};
 use herald::delivery::{provider_config, serve};
+use herald::telemetry::Function;
 use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::telemetry::init(Function::Email)?;
     let env = Env::process();
     let config = DeliveryConfig::from_env(&env)?;
     let email = EmailSettings::from_env(&env)?;

@@ -5,11 +5,12 @@ use herald::adapters::load_aws_config;
 use herald::adapters::sqs::SqsNotificationQueue;
 use herald::config::{Env, IngestConfig};
 use herald::ingest::Ingest;
+use herald::telemetry::{Function, flushing};
 use lambda_http::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::telemetry::init(Function::Ingest)?;
     let config = IngestConfig::from_env(&Env::process())?;
     let aws = load_aws_config(&config.aws).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
@@ -21,5 +22,5 @@ async fn main() -> Result<(), Error> {
         SqsNotificationQueue::new(aws_sdk_sqs::Client::new(&aws), config.queues),
         config.http,
     );
-    lambda_http::run(service_fn(|request| ingest.handle(request))).await
+    lambda_http::run(flushing(service_fn(|request| ingest.handle(request)))).await
 }

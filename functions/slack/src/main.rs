@@ -6,11 +6,12 @@ use herald::adapters::rate_limit::{Pacing, RateLimited};
 use herald::adapters::slack::SlackSender;
 use herald::config::{DeliveryConfig, Env, SendRateSettings, SlackSettings};
 use herald::delivery::serve;
+use herald::telemetry::Function;
 use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::telemetry::init(Function::Slack)?;
     let env = Env::process();
     let config = DeliveryConfig::from_env(&env)?;
     let slack = SlackSettings::from_env(&env)?;

@@ -7,11 +7,12 @@ use herald::adapters::rate_limit::{Pacing, RateLimited};
 use herald::adapters::sns::SnsSender;
 use herald::config::{DeliveryConfig, Env, SendRateSettings, SmsSettings};
 use herald::delivery::{provider_config, serve};
+use herald::telemetry::Function;
 use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::telemetry::init(Function::Sms)?;
     let env = Env::process();
     let config = DeliveryConfig::from_env(&env)?;
     let sms = SmsSettings::from_env(&env)?;

@@ -8,11 +8,12 @@ use herald::config::{Env, SweeperConfig};
 use herald::outbox::Outbox;
 use herald::reconcile::Reconciler;
 use herald::sweeper::Sweeper;
+use herald::telemetry::{Function, flushing};
 use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::telemetry::init(Function::Sweeper)?;
     let config = SweeperConfig::from_env(&Env::process())?;
     let aws = load_aws_config(&config.aws).await;
     let activity = DynamoActivityStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.tables.activity);
@@ -27,5 +28,5 @@ async fn main() -> Result<(), Error> {
             config.reconcile,
         ),
     };
-    lambda_runtime::run(service_fn(|event| sweeper.handle_schedule(event))).await
+    lambda_runtime::run(flushing(service_fn(|event| sweeper.handle_schedule(event)))).await
 }

@@ -88,6 +88,23 @@ pub mod reason {
     pub const MAX_AGE_EXCEEDED: &str = "max_age_exceeded";
     /// The provider asked for fewer calls (`retrying`, using up no step of the schedule).
     pub const THROTTLED: &str = "throttled";
+
+    /// Every code: the values of the metrics' `Reason` dimension (telemetry::catalogue).
+    pub const ALL: [&str; 13] = [
+        NO_ADDRESS,
+        TEMPLATE_NOT_FOUND,
+        RENDER_ERROR,
+        REJECTED_BY_PROVIDER,
+        DESTINATION_NOT_ALLOWED,
+        PROVIDER_ERROR,
+        PROVIDER_TIMEOUT,
+        CONFIGURATION_ERROR,
+        RETRIES_EXHAUSTED,
+        STALLED,
+        EVENT_EXPIRED,
+        MAX_AGE_EXCEEDED,
+        THROTTLED,
+    ];
 }
 
 /// Where a notification's template comes from: pinned at acceptance, so later edits never change what

@@ -23,6 +23,24 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
+    /// Every code: the values of the `Reason` dimension of refused events (telemetry::catalogue).
+    pub const ALL: [Self; 14] = [
+        Self::MalformedJson,
+        Self::UnsupportedMediaType,
+        Self::PayloadTooLarge,
+        Self::ValidationFailed,
+        Self::UnknownEventType,
+        Self::IdempotencyKeyReused,
+        Self::Unauthorized,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::InvalidCursor,
+        Self::RateLimited,
+        Self::Conflict,
+        Self::InternalError,
+        Self::ServiceUnavailable,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::MalformedJson => "malformed_json",

@@ -1,4 +1,4 @@
-//! Logging set-up shared by every function.
+//! The logs' subscriber.
 //!
 //! With the function's `LoggingConfig.LogFormat` set to `JSON` (the template sets it), each line is one JSON
 //! object whose `message` and event fields are at the top level, with the current span's fields (`tenant`,
