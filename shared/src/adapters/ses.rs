@@ -5,6 +5,7 @@ use crate::domain::Channel;
 use crate::domain::address::check_email;
 use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
 use crate::ports::{BackendError, Sender};
+use crate::telemetry::record::provider_call;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, SendQuota};
 use std::num::NonZeroU32;
@@ -86,14 +87,14 @@ impl Sender for SesSender {
     async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
         check_email(to).map_err(|why| SendError::new(FailureKind::Recipient, "invalid_address", why))?;
         let content = email_content(message)?;
-        let output = self
+        let request = self
             .client
             .send_email()
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(to).build())
             .content(content)
-            .set_configuration_set_name(self.configuration_set.clone())
-            .send()
+            .set_configuration_set_name(self.configuration_set.clone());
+        let output = provider_call(Channel::Email, request.send())
             .await
             .map_err(|error| send_error(&error, classify))?;
         Ok(SendReceipt {

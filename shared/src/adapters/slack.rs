@@ -4,6 +4,7 @@ use crate::domain::Channel;
 use crate::domain::address::WebhookPolicy;
 use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
 use crate::ports::Sender;
+use crate::telemetry::record::provider_call;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Map, Value};
@@ -140,11 +141,11 @@ impl Sender for SlackSender {
                 "a Slack message needs a text",
             ));
         };
-        let response = self
+        let request = self
             .client
             .post(url)
-            .json(&payload(text, message.blocks.as_ref()))
-            .send()
+            .json(&payload(text, message.blocks.as_ref()));
+        let response = provider_call(Channel::Slack, request.send())
             .await
             .map_err(transport_error)?;
         let status = response.status();
@@ -225,6 +226,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
+        let metrics = crate::telemetry::record::testing::record();
 
         let receipt = sender(Duration::from_secs(5))
             .send(&format!("{}{HOOK}", server.uri()), &message())
@@ -238,6 +240,11 @@ mod tests {
             }
         );
         server.verify().await;
+        assert_eq!(
+            metrics.total("ProviderLatency", &[("Channel", "slack")]),
+            1,
+            "the webhook call was timed"
+        );
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use crate::domain::Channel;
 use crate::domain::address::check_phone;
 use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
 use crate::ports::Sender;
+use crate::telemetry::record::provider_call;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 
@@ -80,8 +81,7 @@ impl Sender for SnsSender {
         if let Some(sender_id) = self.sender_id.as_deref() {
             request = request.message_attributes(SENDER_ID, string_attribute(sender_id)?);
         }
-        let output = request
-            .send()
+        let output = provider_call(Channel::Sms, request.send())
             .await
             .map_err(|error| send_error(&error, classify))?;
         Ok(SendReceipt {

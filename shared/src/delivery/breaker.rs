@@ -4,9 +4,11 @@
 //! closes it, its failure opens it again. Its state is cached for a moment per process, and an
 //! unreachable store lets sends through: the breaker saves provider calls, it never stops delivery.
 
-use crate::domain::Timestamp;
 use crate::domain::circuit::CircuitState;
+use crate::domain::{Channel, Timestamp};
 use crate::ports::CircuitStore;
+use crate::telemetry::catalogue::BreakerState;
+use crate::telemetry::record;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -43,16 +45,20 @@ pub enum Verdict {
     Down,
 }
 
+/// The circuits of one channel's providers (its state changes are counted by channel: a Slack host is no
+/// metric dimension).
 #[derive(Debug)]
 pub struct Breaker {
     settings: BreakerSettings,
+    channel: Channel,
     cache: Mutex<HashMap<String, (CircuitState, Instant)>>,
 }
 
 impl Breaker {
-    pub fn new(settings: BreakerSettings) -> Self {
+    pub fn new(settings: BreakerSettings, channel: Channel) -> Self {
         Self {
             settings,
+            channel,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -78,6 +84,7 @@ impl Breaker {
         {
             Ok(true) => {
                 tracing::info!(circuit = key, "half-open: this delivery probes the provider");
+                record::breaker_state_change(self.channel, BreakerState::HalfOpen);
                 self.remember(
                     key,
                     CircuitState {
@@ -108,9 +115,11 @@ impl Breaker {
         now: Timestamp,
     ) {
         let open_until = now.plus(self.settings.cooldown);
+        let mut changed_to = None;
         let written = match (verdict, admission) {
             (Verdict::Down, Admission::Probe) => {
                 tracing::warn!(circuit = key, "the probe failed: open again");
+                changed_to = Some(BreakerState::Open);
                 store.reopen(key, open_until).await.map(|()| CircuitState {
                     open_until: Some(open_until),
                     ..self.cached(key).unwrap_or_default()
@@ -127,25 +136,37 @@ impl Breaker {
                             failures = state.failures,
                             "open: deliveries wait for the provider"
                         );
+                        changed_to = Some(BreakerState::Open);
                     }
                 }
                 state
             }
             (Verdict::Up, Admission::Probe) => {
                 tracing::info!(circuit = key, "the probe succeeded: closed");
+                changed_to = Some(BreakerState::Closed);
                 store.close(key).await.map(|()| CircuitState::default())
             }
             // Closing costs a write; only a troubled circuit needs one (the state is cached, so a busy
             // healthy provider costs a read every `cache_for`, not one per send).
             (Verdict::Up, _) => {
-                if !self.state(store, key).await.is_troubled() {
+                let state = self.state(store, key).await;
+                if !state.is_troubled() {
                     return;
+                }
+                // Only failures counted, never open: setting the count back changes no state.
+                if state.open_until.is_some() {
+                    changed_to = Some(BreakerState::Closed);
                 }
                 store.close(key).await.map(|()| CircuitState::default())
             }
         };
         match written {
-            Ok(state) => self.remember(key, state),
+            Ok(state) => {
+                if let Some(changed_to) = changed_to {
+                    record::breaker_state_change(self.channel, changed_to);
+                }
+                self.remember(key, state);
+            }
             Err(error) => {
                 tracing::warn!(circuit = key, %error, "could not record the provider's state");
                 self.forget(key);
@@ -198,14 +219,18 @@ mod tests {
 
     use super::*;
     use crate::adapters::memory::{Fault, MemoryActivityStore};
+    use crate::telemetry::record::testing::record;
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerSettings {
-            threshold: 3,
-            cooldown: Duration::from_secs(30),
-            cache_for: Duration::ZERO,
-            probe_lease: Duration::from_secs(15),
-        })
+        Breaker::new(
+            BreakerSettings {
+                threshold: 3,
+                cooldown: Duration::from_secs(30),
+                cache_for: Duration::ZERO,
+                probe_lease: Duration::from_secs(15),
+            },
+            Channel::Email,
+        )
     }
 
     fn at(seconds: i64) -> Timestamp {
@@ -269,11 +294,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_success_between_failures_starts_the_count_again() {
+        let metrics = record();
         let (breaker, store) = (breaker(), MemoryActivityStore::default());
-        let caching = Breaker::new(BreakerSettings {
-            cache_for: Duration::from_secs(60),
-            ..breaker.settings()
-        });
+        let caching = Breaker::new(
+            BreakerSettings {
+                cache_for: Duration::from_secs(60),
+                ..breaker.settings()
+            },
+            Channel::Email,
+        );
         for verdict in [
             Verdict::Down,
             Verdict::Down,
@@ -287,6 +316,11 @@ mod tests {
         }
         assert_eq!(store.circuit("ses").await.unwrap().failures, 2);
         assert_eq!(breaker.admit(&store, "ses", at(0)).await, Admission::Send);
+        assert!(
+            metrics.emitted().is_empty(),
+            "never opened, so never closed: {:?}",
+            metrics.emitted()
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use crate::domain::delivery::FailureKind;
 use crate::domain::notification::NotificationStatus;
 use crate::domain::retry::RetrySchedule;
 use crate::ports::CircuitStore;
+use crate::telemetry::record::testing::{Recorded, record as record_metrics};
 use std::time::{Duration, Instant};
 
 const COOLDOWN: Duration = Duration::from_secs(1);
@@ -43,6 +44,7 @@ async fn run_for(delivery: &MemoryDelivery, duration: Duration) {
 
 #[tokio::test]
 async fn an_outage_is_waited_out_with_a_probe_per_cooldown_and_everything_is_sent_once_after() {
+    let metrics = record_metrics();
     let delivery = outage_ready();
     let notifications = accept(&delivery, 10, Channel::Email).await;
     delivery.sender.then(Script::Fail(FailureKind::Transient), 10_000);
@@ -84,10 +86,24 @@ async fn an_outage_is_waited_out_with_a_probe_per_cooldown_and_everything_is_sen
             1
         );
     }
+    // Opened once, then each failed probe opened it again; the last probe closed it.
+    let probes = changes(&metrics, "half_open");
+    assert!(probes >= 2, "{probes} probes");
+    assert_eq!(
+        changes(&metrics, "open"),
+        probes,
+        "every probe but the last failed"
+    );
+    assert_eq!(changes(&metrics, "closed"), 1);
+}
+
+fn changes(metrics: &Recorded, state: &str) -> u64 {
+    metrics.total("BreakerStateChanges", &[("Channel", "email"), ("State", state)])
 }
 
 #[tokio::test]
 async fn a_probe_held_back_by_the_send_rate_leaves_the_circuit_open() {
+    let metrics = record_metrics();
     let delivery = outage_ready();
     let notifications = accept(&delivery, 1, Channel::Email).await;
     // Open, and past its cool-down: the next delivery probes.
@@ -106,4 +122,6 @@ async fn a_probe_held_back_by_the_send_rate_leaves_the_circuit_open() {
         circuit.open_until.is_some(),
         "not closed by a send the provider never saw: {circuit:?}"
     );
+    assert_eq!(changes(&metrics, "half_open"), 1);
+    assert_eq!(changes(&metrics, "closed"), 0);
 }

@@ -66,11 +66,11 @@ where
 {
     pub fn new(sender: S, ledger: L, templates: T, queue: Q, settings: DeliverySettings) -> Self {
         Self {
+            breaker: Breaker::new(settings.breaker, sender.channel()),
             sender,
             ledger,
             templates,
             queue,
-            breaker: Breaker::new(settings.breaker),
             settings,
             template_cache: Mutex::new(HashMap::new()),
         }
@@ -465,7 +465,8 @@ pub async fn serve<S: Sender>(
         ),
         config.delivery,
     );
-    lambda_runtime::run(lambda_runtime::service_fn(|event| delivery.handle(event))).await
+    let handler = lambda_runtime::service_fn(|event| delivery.handle(event));
+    lambda_runtime::run(crate::telemetry::flushing(handler)).await
 }
 
 /// The AWS configuration for a provider client (SES, SNS): the SDK's own retries are off, because a

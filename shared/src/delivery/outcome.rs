@@ -9,6 +9,8 @@ use crate::domain::notification::{Notification, NotificationStatus};
 use crate::ports::{
     ActivityStore, ChannelQueue, CircuitStore, DeliveryLedger, Sender, Settlement, TemplateStore,
 };
+use crate::telemetry::catalogue::NotificationOutcome;
+use crate::telemetry::record;
 use aws_lambda_events::event::sqs::SqsMessage;
 use std::time::{Duration, Instant};
 
@@ -170,6 +172,10 @@ where
             }
         }
         tracing::info!(outcome = %outcome, attempt, duration_ms = record.duration_ms, recorded = ?recorded, "delivery attempt");
+        // A lost claim's outcome is the later delivery's to count, unless this one sent it: that happened.
+        if recorded != Recorded::Lost || outcome == AttemptOutcome::Sent {
+            count_outcome(notification, outcome, settlement.reason.as_deref());
+        }
         recorded
     }
 
@@ -180,5 +186,25 @@ where
         if let Err(error) = self.queue.delay(receipt, delay).await {
             tracing::warn!(%error, "could not delay the retry; it comes back after the queue's visibility timeout");
         }
+    }
+}
+
+fn count_outcome(notification: &Notification, outcome: AttemptOutcome, reason: Option<&str>) {
+    let counted = match outcome {
+        AttemptOutcome::Sent => NotificationOutcome::Sent,
+        AttemptOutcome::Retrying | AttemptOutcome::Ambiguous => NotificationOutcome::Retried,
+        AttemptOutcome::Failed => NotificationOutcome::Failed,
+        AttemptOutcome::DeadLettered => NotificationOutcome::DeadLettered,
+        AttemptOutcome::Expired => NotificationOutcome::Expired,
+    };
+    record::notification(notification.channel, counted, reason);
+    if outcome == AttemptOutcome::Sent {
+        let since_received = Timestamp::now()
+            .millis()
+            .saturating_sub(notification.created_at.millis());
+        record::end_to_end_latency(
+            notification.channel,
+            Duration::from_millis(u64::try_from(since_received).unwrap_or(0)),
+        );
     }
 }

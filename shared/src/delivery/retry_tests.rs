@@ -12,6 +12,7 @@ use crate::domain::delivery::{AttemptOutcome, FailureKind};
 use crate::domain::notification::{NotificationStatus, reason};
 use crate::domain::retry::RetrySchedule;
 use crate::domain::{Channel, Timestamp};
+use crate::telemetry::record::testing::record as record_metrics;
 use std::time::Duration;
 
 fn with_schedule(schedule: &str) -> MemoryDelivery {
@@ -51,6 +52,7 @@ fn expired_unsent() -> Expect {
 
 #[tokio::test]
 async fn a_used_up_schedule_goes_to_the_dlq_and_a_redrive_gets_the_whole_schedule_again() {
+    let metrics = record_metrics();
     let delivery = with_schedule("1s,2s,3s");
     let notifications = accept(&delivery, 1, Channel::Email).await;
     delivery.sender.then(Script::Fail(FailureKind::Transient), 4);
@@ -97,6 +99,28 @@ async fn a_used_up_schedule_goes_to_the_dlq_and_a_redrive_gets_the_whole_schedul
         ..Expect::sent_once()
     };
     audit(&delivery, &[(&notifications[0], expect)]).await;
+
+    let email = |outcome| [("Channel", "email"), ("Outcome", outcome)];
+    assert_eq!(metrics.total("Notifications", &email("retried")), 4);
+    assert_eq!(metrics.total("Notifications", &email("dead_lettered")), 1);
+    assert_eq!(metrics.total("Notifications", &email("sent")), 1);
+    let failed = |outcome, reason| [("Channel", "email"), ("Outcome", outcome), ("Reason", reason)];
+    assert_eq!(
+        metrics.total("NotificationFailures", &failed("retried", reason::PROVIDER_ERROR)),
+        4
+    );
+    assert_eq!(
+        metrics.total(
+            "NotificationFailures",
+            &failed("dead_lettered", reason::RETRIES_EXHAUSTED)
+        ),
+        1
+    );
+    assert_eq!(
+        metrics.total("EndToEndLatency", &[("Channel", "email")]),
+        1,
+        "one value, when it was sent"
+    );
 }
 
 #[tokio::test]
@@ -139,6 +163,7 @@ async fn throttling_is_retried_after_retry_after_and_never_dead_letters() {
 
 #[tokio::test]
 async fn a_notification_past_its_max_age_expires_unsent() {
+    let metrics = record_metrics();
     let delivery = delivery(settings(LEASE));
     let notifications = accept(&delivery, 1, Channel::Email).await;
     let mut late = stored_notification(&delivery, &notifications[0]).await;
@@ -151,6 +176,13 @@ async fn a_notification_past_its_max_age_expires_unsent() {
             .is_empty()
     );
     audit(&delivery, &[(&notifications[0], expired_unsent())]).await;
+    let expired = [
+        ("Channel", "email"),
+        ("Outcome", "expired"),
+        ("Reason", reason::MAX_AGE_EXCEEDED),
+    ];
+    assert_eq!(metrics.total("NotificationFailures", &expired), 1);
+    assert_eq!(metrics.total("EndToEndLatency", &[("Channel", "email")]), 0);
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@ use crate::http::{
 use crate::ports::{
     ActivityStore, ApiKeyStore, DeliveryLedger, EventTypeStore, NotificationQueue, RuleStore, TemplateStore,
 };
+use crate::telemetry::catalogue::EventOutcome;
+use crate::telemetry::record;
 use lambda_http::Request;
 use lambda_http::http::{HeaderValue, Method, header};
 use serde_json::{Value, json};
@@ -49,14 +51,28 @@ where
     }
 
     async fn post_event(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
+        let accepted = self.submit_event(request, correlation_id).await;
+        count_event(&accepted);
+        accepted.map(accepted_response)
+    }
+
+    async fn submit_event(&self, request: &Request, correlation_id: &str) -> Result<Accepted, Problem> {
         let tenant = self.auth.authenticate(request).await?;
         let body = json_body(request, MAX_BODY_BYTES)?;
         let header_key = idempotency_header(request)?;
-        let accepted = self.accept(&tenant, &body, header_key, correlation_id).await?;
-        Ok(accepted_response(accepted))
+        self.accept(&tenant, &body, header_key, correlation_id).await
     }
 
+    /// A batch refused whole (its key, its body) counts as one refused event: how many it held is unknown.
     async fn post_batch(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
+        let answered = self.submit_batch(request, correlation_id).await;
+        if let Err(problem) = &answered {
+            record::event_refused(problem.code);
+        }
+        answered
+    }
+
+    async fn submit_batch(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
         let tenant = self.auth.authenticate(request).await?;
         let body = json_body(request, MAX_BATCH_BODY_BYTES)?;
         if idempotency_header(request)?.is_some() {
@@ -92,9 +108,12 @@ where
                     "this event is {size} bytes; an event, alone or in a batch, is at most {MAX_BODY_BYTES}"
                 ),
             );
+            record::event_refused(problem.code);
             return json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)});
         }
-        match self.accept(tenant, event, None, correlation_id).await {
+        let accepted = self.accept(tenant, event, None, correlation_id).await;
+        count_event(&accepted);
+        match accepted {
             Ok(Accepted::New { body, .. }) => json!({"status": 202, "body": body}),
             Ok(Accepted::Replayed { body, .. }) => json!({"status": 200, "body": body}),
             Err(problem) => {
@@ -145,6 +164,14 @@ where
             .map(crate::domain::delivery::Attempt::to_json)
             .collect();
         Ok(json_response(200, &body))
+    }
+}
+
+fn count_event(accepted: &Result<Accepted, Problem>) {
+    match accepted {
+        Ok(Accepted::New { .. }) => record::event(EventOutcome::Accepted),
+        Ok(Accepted::Replayed { .. }) => record::event(EventOutcome::Replayed),
+        Err(problem) => record::event_refused(problem.code),
     }
 }
 

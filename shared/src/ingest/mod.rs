@@ -16,6 +16,8 @@ use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
     ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore,
 };
+use crate::telemetry::catalogue::NotificationOutcome;
+use crate::telemetry::record;
 use serde_json::{Value, json};
 
 /// Idempotency keys are remembered this long (the contract promises at least 24 h).
@@ -159,6 +161,7 @@ where
                     notification_ids = ?acceptance.event.notification_ids,
                     "event accepted"
                 );
+                count_settled_at_acceptance(&acceptance.notifications);
                 // From here on the event is Herald's: the client gets its 202 whatever the fan-out does.
                 if acceptance.event.fanout_pending
                     && let Err(error) = self
@@ -207,6 +210,19 @@ where
                 tracing::warn!(%event_id, %error, "could not finish the fan-out on replay; the sweeper finishes it");
             }
         }
+    }
+}
+
+/// Notifications that ended as they were accepted (no address, no template) are counted here; the others
+/// when their delivery settles them.
+fn count_settled_at_acceptance(notifications: &[Notification]) {
+    for notification in notifications {
+        let outcome = match notification.status {
+            NotificationStatus::Failed => NotificationOutcome::Failed,
+            NotificationStatus::Skipped => NotificationOutcome::Skipped,
+            _ => continue,
+        };
+        record::notification(notification.channel, outcome, notification.reason.as_deref());
     }
 }
 

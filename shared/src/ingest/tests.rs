@@ -18,6 +18,7 @@ use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
 use crate::http::key_hash;
 use crate::outbox::{FANOUT_LEASE, Finish, SweepReport};
 use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, RuleStore, TemplateStore};
+use crate::telemetry::record::testing::record as record_metrics;
 use lambda_http::Request;
 use lambda_http::http::HeaderMap;
 use serde_json::{Value, json};
@@ -473,6 +474,7 @@ async fn a_retry_while_the_first_request_holds_the_lease_is_the_replay_and_does_
 
 #[tokio::test]
 async fn the_same_key_with_another_request_is_409_and_keys_that_disagree_are_422() {
+    let metrics = record_metrics();
     let ingest = ingest().await;
     let first = call(&ingest, post(&order(6), Some("k"))).await;
     let mut changed = order(6);
@@ -496,6 +498,23 @@ async fn the_same_key_with_another_request_is_409_and_keys_that_disagree_are_422
     );
     // The first event, its record and its messages are untouched; neither refusal recorded anything.
     audit(&ingest, &first, Some("k"), &each(1)).await;
+    let replay = call(&ingest, post(&order(6), Some("k"))).await;
+    assert_eq!(replay.status, 200);
+
+    for (outcome, events) in [("accepted", 1), ("replayed", 1), ("refused", 2)] {
+        assert_eq!(
+            metrics.total("Events", &[("Outcome", outcome)]),
+            events,
+            "{outcome}"
+        );
+    }
+    for reason in ["idempotency_key_reused", "validation_failed"] {
+        assert_eq!(
+            metrics.total("EventsRefused", &[("Reason", reason)]),
+            1,
+            "{reason}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::{Channel, EventId, TenantId, Timestamp};
 use crate::ports::{ActivityStore, BackendError, NotificationQueue};
+use crate::telemetry::record;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -149,6 +150,7 @@ impl<A: ActivityStore, Q: NotificationQueue> Outbox<A, Q> {
             match self.finish_abandoned(tenant, event_id, now).await {
                 Ok(Finish::FannedOut) => {
                     tracing::info!(%tenant, %event_id, "recovered a fan-out left unfinished");
+                    record::fanout_recovered();
                     report.recovered += 1;
                 }
                 Ok(Finish::NotOurs | Finish::NothingPending) => {}

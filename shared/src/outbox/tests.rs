@@ -8,6 +8,7 @@ use crate::adapters::memory::{Fault, MemoryActivityStore, MemoryQueue};
 use crate::domain::event::Acceptance;
 use crate::domain::{Channel, Timestamp};
 use crate::ports::{ActivityStore, Recorded};
+use crate::telemetry::record::testing::record as record_metrics;
 use crate::test_fixtures::acceptance;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -149,6 +150,7 @@ async fn a_failed_queue_releases_the_lease_and_the_sweeper_finishes_the_fan_out(
 
 #[tokio::test]
 async fn a_request_that_died_after_its_commit_is_fanned_out_by_the_sweeper_once_its_lease_runs_out() {
+    let metrics = record_metrics();
     let outbox = outbox();
     let accepted = acceptance("acme", None, &ALL);
     record(&outbox, &accepted).await; // and then the process died: no fan-out, lease held
@@ -174,6 +176,7 @@ async fn a_request_that_died_after_its_commit_is_fanned_out_by_the_sweeper_once_
         .await
         .unwrap();
     assert_eq!(again, SweepReport::default(), "finished events leave the index");
+    assert_eq!(metrics.total("FanoutsRecovered", &[]), 1);
 }
 
 #[tokio::test]

@@ -22,9 +22,11 @@
 //! loop claims before it sends, so the redriven copy of a sent notification is acknowledged unsent.
 
 use crate::config::ReconcileSettings;
-use crate::domain::notification::{Envelope, Notification, NotificationStatus};
+use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
 use crate::domain::{Channel, Timestamp};
 use crate::ports::{ActivityStore, BackendError, NotificationQueue, QueueDepth, UnsettledNotifications};
+use crate::telemetry::catalogue::NotificationOutcome;
+use crate::telemetry::record;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -229,6 +231,11 @@ where
             .dead_letter_stalled(notification, now, &detail)
             .await?;
         if marked {
+            record::notification(
+                notification.channel,
+                NotificationOutcome::DeadLettered,
+                Some(reason::STALLED),
+            );
             tracing::warn!(
                 tenant = %notification.tenant,
                 notification_id = %notification.id,

@@ -9,6 +9,7 @@ use crate::config::ReconcileSettings;
 use crate::domain::notification::{Notification, NotificationStatus, reason};
 use crate::domain::{Channel, Timestamp};
 use crate::ports::{ActivityStore, UnsettledNotifications};
+use crate::telemetry::record::testing::record as record_metrics;
 use crate::test_fixtures::acceptance;
 use std::time::Duration;
 
@@ -122,6 +123,7 @@ fn the_verdict_follows_the_windows() {
 
 #[tokio::test]
 async fn a_stalled_notification_gets_a_dlq_message_and_is_dead_lettered() {
+    let metrics = record_metrics();
     let reconciler = reconciler();
     let now = Timestamp::now();
     // Claimed on its last receive, then the process died: `sending`, and its message went to the DLQ.
@@ -156,6 +158,12 @@ async fn a_stalled_notification_gets_a_dlq_message_and_is_dead_lettered() {
         "dead-lettered once, then out of the index"
     );
     assert_eq!(reconciler.dead_letters.enqueued(Channel::Email).len(), 1);
+    let stalled = [
+        ("Channel", "email"),
+        ("Outcome", "dead_lettered"),
+        ("Reason", reason::STALLED),
+    ];
+    assert_eq!(metrics.total("NotificationFailures", &stalled), 1);
 }
 
 #[tokio::test]
