@@ -123,7 +123,8 @@ impl RunningStack {
     }
 
     /// Every line the functions logged, as JSON, with the function's name (`email`, not `email-2`).
-    fn function_log_lines(&self) -> Vec<(String, Value)> {
+    /// Every JSON line a function printed, with the function's name.
+    fn function_json_lines(&self) -> Vec<(String, Value)> {
         let log = std::fs::read_to_string(&self.log).unwrap();
         log.lines()
             .filter_map(|line| {
@@ -133,6 +134,20 @@ impl RunningStack {
                 Some((function, json))
             })
             .collect()
+    }
+
+    /// The functions' log lines: their JSON lines but the metrics.
+    fn function_log_lines(&self) -> Vec<(String, Value)> {
+        let mut lines = self.function_json_lines();
+        lines.retain(|(_, line)| line.get("_aws").is_none());
+        lines
+    }
+
+    /// The metrics each function wrote: its CloudWatch Embedded Metric Format documents (`_aws`).
+    fn function_metrics(&self) -> Vec<(String, Value)> {
+        let mut lines = self.function_json_lines();
+        lines.retain(|(_, line)| line.get("_aws").is_some());
+        lines
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -558,6 +573,105 @@ async fn a_dead_lettered_slack_is_redriven_once_by_herald_dlq(stack: &RunningSta
     );
 }
 
+/// What `function` counted of `metric` with these dimension values, over every document it wrote (a
+/// histogram counts its values).
+fn metric_total(
+    documents: &[(String, Value)],
+    function: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+) -> u64 {
+    documents
+        .iter()
+        .filter(|(by, document)| {
+            by == function && dimensions.iter().all(|(name, value)| document[*name] == *value)
+        })
+        .map(|(_, document)| match &document[metric] {
+            Value::Array(values) => values.len() as u64,
+            value => value.as_u64().unwrap_or(0),
+        })
+        .sum()
+}
+
+/// A function, a metric, and its dimension values.
+type Wanted<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
+/// Issue 10's metrics, read from the functions' own output as `herald local up` prints it: every
+/// document in the stack's namespace with the catalogue's dimensions, and what the scenarios before did
+/// counted where it happened.
+async fn the_functions_write_their_metrics_as_emf(stack: &RunningStack) {
+    let wanted: [Wanted; 9] = [
+        ("ingest", "Events", vec![("Outcome", "accepted")]),
+        ("ingest", "Events", vec![("Outcome", "replayed")]),
+        (
+            "email",
+            "Notifications",
+            vec![("Channel", "email"), ("Outcome", "sent")],
+        ),
+        (
+            "sms",
+            "Notifications",
+            vec![("Channel", "sms"), ("Outcome", "sent")],
+        ),
+        (
+            "slack",
+            "Notifications",
+            vec![("Channel", "slack"), ("Outcome", "dead_lettered")],
+        ),
+        (
+            "slack",
+            "NotificationFailures",
+            vec![
+                ("Channel", "slack"),
+                ("Outcome", "retried"),
+                ("Reason", "provider_error"),
+            ],
+        ),
+        ("slack", "ProviderLatency", vec![("Channel", "slack")]),
+        ("email", "EndToEndLatency", vec![("Channel", "email")]),
+        ("ingest", "ColdStarts", vec![("Function", "ingest")]),
+    ];
+    // The lines reach the log through `herald local up`'s own output: give them a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let documents = loop {
+        let documents = stack.function_metrics();
+        let missing: Vec<_> = wanted
+            .iter()
+            .filter(|(function, metric, dimensions)| {
+                metric_total(&documents, function, metric, dimensions) == 0
+            })
+            .collect();
+        if missing.is_empty() {
+            break documents;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not in the functions' output: {missing:?}\n{}",
+            stack.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for (function, document) in &documents {
+        let mismatch = herald::telemetry::catalogue::emf_mismatch(document, "Herald/herald-local");
+        assert!(mismatch.is_none(), "[{function}] {mismatch:?}");
+    }
+    for function in ["email", "sms", "slack"] {
+        let channel = [("Channel", function)];
+        assert!(
+            metric_total(&documents, function, "ProviderLatency", &channel) > 0,
+            "{function}"
+        );
+        assert!(
+            metric_total(&documents, function, "EndToEndLatency", &channel) > 0,
+            "{function}"
+        );
+        assert!(
+            metric_total(&documents, function, "ColdStarts", &[("Function", function)]) > 0,
+            "{function}"
+        );
+    }
+}
+
 /// CI's load check: the benchmark, run as a person runs it beside the stack, ends with its audit of every
 /// notification of the run. Its exit status is the audit's verdict.
 async fn a_small_load_passes_the_benchmark_audit(stack: &RunningStack) {
@@ -691,13 +805,15 @@ async fn sigterm_stops_everything(mut stack: RunningStack) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn local_stack_delivers_replays_retries_redrives_holds_a_small_load_and_stops_on_sigterm() {
+async fn local_stack_delivers_replays_retries_redrives_reports_metrics_holds_a_small_load_and_stops_on_sigterm()
+ {
     let stack = RunningStack::start().await;
     a_tenants_own_sms_countries_are_honoured(&stack).await;
     all_three_channels_are_sent(&stack).await;
     a_duplicate_is_replayed(&stack).await;
     a_failing_slack_is_retried_until_it_recovers(&stack).await;
     a_dead_lettered_slack_is_redriven_once_by_herald_dlq(&stack).await;
+    the_functions_write_their_metrics_as_emf(&stack).await;
     a_small_load_passes_the_benchmark_audit(&stack).await;
     the_logs_trace_requests_and_keep_recipients_secret(&stack);
     sigterm_stops_everything(stack).await;

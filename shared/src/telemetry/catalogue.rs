@@ -6,7 +6,7 @@
 //! (`tests/tests/template.rs`), and the emitters in [`super::record`] build their labels from it only.
 //!
 //! Dimensions are few and their values closed sets: a channel, an outcome, a reason code, a circuit state,
-//! a function. Never a tenant, a recipient, an id or a Slack host (decision 19).
+//! a function. Never a tenant, a recipient, an id or a Slack host (decision 21).
 
 use crate::domain::notification::reason;
 use crate::domain::{Channel, ProblemCode};
