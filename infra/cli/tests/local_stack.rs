@@ -738,6 +738,18 @@ fn the_logs_trace_requests_and_keep_recipients_secret(stack: &RunningStack) {
             .any(|(name, line)| name == function && line["span"]["correlation_id"] == CORRELATION_ID);
         assert!(traced, "no {function} line carries the correlation id");
     }
+    // A delivery's lines also carry its event's id once it is claimed: the saved trace-by-id query's way from
+    // an event id to every attempt.
+    for function in ["email", "sms", "slack"] {
+        let with_event = lines.iter().any(|(name, line)| {
+            name == function
+                && line["message"] == "delivery attempt"
+                && line["span"]["event_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("evt_"))
+        });
+        assert!(with_event, "no {function} delivery attempt carries its event id");
+    }
 
     let log = std::fs::read_to_string(&stack.log).unwrap();
     let functions_only: String = log

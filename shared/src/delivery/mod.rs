@@ -138,6 +138,8 @@ where
             notification_id = %envelope.notification_id,
             correlation_id = %envelope.correlation_id,
             channel = %self.sender.channel(),
+            // Known once claimed: the trace-by-id query finds an event's deliveries by it.
+            event_id = tracing::field::Empty,
         );
         self.deliver_envelope(message, &envelope).instrument(span).await
     }
@@ -180,7 +182,10 @@ where
             Ok(Claim::Claimed {
                 notification,
                 attempt,
-            }) => (notification, attempt),
+            }) => {
+                tracing::Span::current().record("event_id", tracing::field::display(&notification.event_id));
+                (notification, attempt)
+            }
             Ok(Claim::Settled(status)) => {
                 tracing::info!(%status, "already settled; nothing to send");
                 return Verdict::Done;

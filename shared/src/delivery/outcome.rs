@@ -171,7 +171,16 @@ where
                 Err(error) => tracing::error!(%error, outcome = %outcome, "could not record the outcome"),
             }
         }
-        tracing::info!(outcome = %outcome, attempt, duration_ms = record.duration_ms, recorded = ?recorded, "delivery attempt");
+        // Logs Insights reads this line (template.yaml's saved queries): failures by reason, slowest deliveries.
+        tracing::info!(
+            outcome = %outcome,
+            reason = settlement.reason.as_deref().unwrap_or(""),
+            attempt,
+            duration_ms = record.duration_ms,
+            since_accepted_ms = millis_since(notification.created_at),
+            recorded = ?recorded,
+            "delivery attempt"
+        );
         // A lost claim's outcome is the later delivery's to count, unless this one sent it: that happened.
         if recorded != Recorded::Lost || outcome == AttemptOutcome::Sent {
             count_outcome(notification, outcome, settlement.reason.as_deref());
@@ -199,12 +208,12 @@ fn count_outcome(notification: &Notification, outcome: AttemptOutcome, reason: O
     };
     record::notification(notification.channel, counted, reason);
     if outcome == AttemptOutcome::Sent {
-        let since_received = Timestamp::now()
-            .millis()
-            .saturating_sub(notification.created_at.millis());
-        record::end_to_end_latency(
-            notification.channel,
-            Duration::from_millis(u64::try_from(since_received).unwrap_or(0)),
-        );
+        let since_accepted = Duration::from_millis(millis_since(notification.created_at));
+        record::end_to_end_latency(notification.channel, since_accepted);
     }
+}
+
+/// How long ago `then` was (its event's arrival, for a notification's `created_at`), in milliseconds.
+fn millis_since(then: Timestamp) -> u64 {
+    u64::try_from(Timestamp::now().millis().saturating_sub(then.millis())).unwrap_or(0)
 }
