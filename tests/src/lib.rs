@@ -13,6 +13,7 @@ pub mod fault_proxy;
 pub mod poller;
 pub mod recovery;
 pub mod table_fixture;
+pub mod template_file;
 
 use base64::Engine;
 use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};

@@ -3,31 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use herald_integration_tests::template_file::{reference, resources, template};
 use serde_norway::Value;
-
-fn template() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The resources of one type, by logical id.
-fn resources<'t>(template: &'t Value, kind: &str) -> Vec<(&'t str, &'t Value)> {
-    template["Resources"]
-        .as_mapping()
-        .unwrap()
-        .iter()
-        .filter(|(_, resource)| resource["Type"].as_str() == Some(kind))
-        .map(|(id, resource)| (id.as_str().unwrap(), resource))
-        .collect()
-}
-
-/// A value or the logical id a `!Ref` / `!GetAtt X.Arn` names.
-fn reference(value: &Value) -> String {
-    match value {
-        Value::Tagged(tagged) => tagged.value.as_str().unwrap().trim_end_matches(".Arn").to_owned(),
-        other => other.as_str().map_or_else(|| format!("{other:?}"), str::to_owned),
-    }
-}
 
 /// A number, or the default of the parameter a `!Ref` names.
 fn number(template: &Value, value: &Value) -> u64 {

@@ -340,6 +340,7 @@ mod tests {
         assert_eq!(environment["HERALD_EMAIL_FROM"], "notifications@example.com");
         assert_eq!(environment["HERALD_RETENTION_DAYS"], "30");
         assert_eq!(environment["HERALD_SLACK_ALLOWED_HOSTS"], "hooks.slack.com");
+        assert_eq!(environment["HERALD_METRICS_NAMESPACE"], format!("Herald/{STACK}"));
         assert!(
             !environment.contains_key("HERALD_SES_CONFIGURATION_SET"),
             "AWS::NoValue drops it"

@@ -11,10 +11,12 @@ pub(super) const TABLE: &str = "AWS::DynamoDB::Table";
 pub(super) const QUEUE: &str = "AWS::SQS::Queue";
 pub(super) const FUNCTION: &str = "AWS::Serverless::Function";
 
-/// Resource types with nothing to create or run locally (the local stack routes HTTP itself). Any type
-/// neither here nor above fails the load.
-const SKIPPED_TYPES: [&str; 10] = [
+/// Resource types with nothing to create or run locally (the local stack routes HTTP itself; the
+/// operations resources watch CloudWatch, which the emulator does not feed: locally the metrics are in the
+/// log). Any type neither here nor above fails the load.
+const SKIPPED_TYPES: [&str; 13] = [
     "AWS::Logs::LogGroup",
+    "AWS::Logs::QueryDefinition",
     "AWS::Serverless::HttpApi",
     "AWS::Serverless::Api",
     "AWS::IAM::Role",
@@ -23,6 +25,8 @@ const SKIPPED_TYPES: [&str; 10] = [
     "AWS::Lambda::Permission",
     "AWS::CloudWatch::Alarm",
     "AWS::CloudWatch::Dashboard",
+    "AWS::SNS::Topic",
+    "AWS::SNS::Subscription",
     "AWS::SQS::QueuePolicy",
 ];
 
@@ -482,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_resource_types_and_properties_fail_but_log_groups_and_apis_are_skipped() {
+    fn unknown_resource_types_and_properties_fail_but_log_groups_apis_and_operations_resources_are_skipped() {
         let bucket = "Resources:\n  Files: { Type: AWS::S3::Bucket }\n";
         assert!(matches!(
             parse(bucket, &[]),
@@ -497,6 +501,11 @@ mod tests {
 Resources:
   Api: { Type: AWS::Serverless::HttpApi, Properties: { StageName: !Join ['', [a]] } }
   Logs: { Type: AWS::Logs::LogGroup, Properties: { LogGroupName: !Sub '/aws/${AWS::StackName}' } }
+  Query: { Type: AWS::Logs::QueryDefinition, Properties: { Name: q, QueryString: 'fields @message' } }
+  Alarms: { Type: AWS::SNS::Topic }
+  Mail: { Type: AWS::SNS::Subscription, Properties: { TopicArn: !Ref Alarms, Protocol: email } }
+  Errors: { Type: AWS::CloudWatch::Alarm, Properties: { AlarmActions: [!Ref Alarms] } }
+  Board: { Type: AWS::CloudWatch::Dashboard, Properties: { DashboardBody: !Sub '{}' } }
 ";
         let template = parse(skipped, &[]).unwrap();
         assert!(
