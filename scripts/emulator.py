@@ -33,8 +33,9 @@
    The services Herald uses are loaded before the first request: moto loaded each on its first request,
    under that same lock, and the first SMS of a busy start waited seconds, past its attempt timeout.
 
-7. Requests are counted per service and operation, with the CPU time each took, at GET
-   /moto-api/herald/requests, so `herald bench` can say what a notification costs the emulator and where.
+7. Requests are counted per service and operation, with the CPU time each took (and, for DynamoDB, the items
+   each touched: capacity is billed per item), at GET /moto-api/herald/requests, so `herald bench` can say
+   what a notification costs the emulator and where, and estimate what it would cost on AWS.
 
 8. An expression is parsed once, not on every request. moto tokenised and parsed an UpdateExpression twice per
    update (once to check its placeholders, once to apply it) and lexed every ConditionExpression anew: a
@@ -419,10 +420,32 @@ _requests = collections.Counter()
 _cpu_seconds = collections.Counter()
 
 
+# Items per DynamoDB request, for the benchmark's cost estimate (capacity units are billed per item): a
+# transaction or batch holds several, every other item operation one.
+_items = collections.Counter()
+_MULTI_ITEM_OPERATIONS = {"TransactWriteItems", "TransactGetItems", "BatchWriteItem", "BatchGetItem"}
+
+
+def _items_in(action, body):
+    if action not in _MULTI_ITEM_OPERATIONS:
+        return 1
+    try:
+        request = json.loads(body) if isinstance(body, (str, bytes)) else body
+        if action.startswith("Transact"):
+            return len(request.get("TransactItems", []))
+        tables = request.get("RequestItems", {}).values()
+        return sum(len(table) if isinstance(table, list) else len(table.get("Keys", [])) for table in tables)
+    except (ValueError, AttributeError, TypeError):
+        return 1
+
+
 def _counted(call_action):
     def counted_call_action(self):
-        operation = f"{self.service_name}.{self._get_action()}"
+        action = self._get_action()
+        operation = f"{self.service_name}.{action}"
         _requests[operation] += 1
+        if self.service_name == "dynamodb":
+            _items[operation] += _items_in(action, self.body)
         started = time.thread_time()
         try:
             return call_action(self)
@@ -442,6 +465,7 @@ def _request_counts(request, full_url, headers):
         "all": sum(counts.values()),
         "dynamodb": sum(n for operation, n in counts.items() if operation.startswith("dynamodb.")),
         "by_operation": counts,
+        "items_by_operation": dict(_items),
         "cpu_seconds_by_operation": {operation: round(seconds, 3) for operation, seconds in _cpu_seconds.items()},
         "process_cpu_seconds": round(time.process_time(), 3),
     }

@@ -260,6 +260,37 @@ class SlowOnPurpose(unittest.TestCase):
             self.assertEqual(slept, [3.5])
 
 
+class RequestsCounted(unittest.TestCase):
+    """/moto-api/herald/requests: requests per operation, and for DynamoDB the items each touched."""
+
+    def test_a_transaction_counts_its_items_and_a_put_one(self):
+        with mock_aws():
+            client = werkzeug.test.Client(DomainDispatcherApplication(create_backend_app))
+            request = ItemsAnsweredAsStored.request
+            schema = {
+                "TableName": "counted",
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            self.assertEqual(request(self, client, "CreateTable", schema).status_code, 200)
+            before = json.loads(emulator._request_counts(None, None, None)[2])
+            put = {"TableName": "counted", "Item": {"pk": {"S": "one"}}}
+            self.assertEqual(request(self, client, "PutItem", put).status_code, 200)
+            three = [{"Put": {"TableName": "counted", "Item": {"pk": {"S": f"t{n}"}}}} for n in range(3)]
+            answer = request(self, client, "TransactWriteItems", {"TransactItems": three})
+            self.assertEqual(answer.status_code, 200, answer.data)
+            after = json.loads(emulator._request_counts(None, None, None)[2])
+
+        def grew(field, operation):
+            return after[field].get(operation, 0) - before[field].get(operation, 0)
+
+        self.assertEqual(grew("by_operation", "dynamodb.PutItem"), 1)
+        self.assertEqual(grew("items_by_operation", "dynamodb.PutItem"), 1)
+        self.assertEqual(grew("by_operation", "dynamodb.TransactWriteItems"), 1)
+        self.assertEqual(grew("items_by_operation", "dynamodb.TransactWriteItems"), 3)
+
+
 class StartUp(unittest.TestCase):
     def test_refuses_a_moto_whose_patched_internals_changed(self):
         with tempfile.TemporaryDirectory() as directory:

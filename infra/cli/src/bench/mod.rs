@@ -3,6 +3,7 @@
 //! can be compared with each other rather than with a machine nobody else has.
 
 mod audit;
+mod cost;
 mod load;
 mod probe;
 mod report;

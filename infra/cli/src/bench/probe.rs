@@ -28,6 +28,8 @@ pub struct RequestCount {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OperationCost {
     pub requests: u64,
+    /// Items the requests touched (DynamoDB bills capacity per item); the requests for other services.
+    pub items: u64,
     pub cpu_seconds: f64,
 }
 
@@ -42,6 +44,7 @@ impl RequestCount {
                 let before = earlier.by_operation.get(operation).copied().unwrap_or_default();
                 let cost = OperationCost {
                     requests: now.requests.saturating_sub(before.requests),
+                    items: now.items.saturating_sub(before.items),
                     cpu_seconds: (now.cpu_seconds - before.cpu_seconds).max(0.0),
                 };
                 (operation.clone(), cost)
@@ -59,12 +62,15 @@ impl RequestCount {
     /// From the emulator's `/moto-api/herald/requests` answer.
     fn from_counters(counters: &Value) -> Option<Self> {
         let cpu = &counters["cpu_seconds_by_operation"];
+        let items = &counters["items_by_operation"];
         let by_operation = counters["by_operation"]
             .as_object()?
             .iter()
             .map(|(operation, requests)| {
+                let requests = requests.as_u64().unwrap_or(0);
                 let cost = OperationCost {
-                    requests: requests.as_u64().unwrap_or(0),
+                    requests,
+                    items: items[operation].as_u64().unwrap_or(requests),
                     cpu_seconds: cpu[operation].as_f64().unwrap_or(0.0),
                 };
                 (operation.clone(), cost)

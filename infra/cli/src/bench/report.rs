@@ -3,6 +3,7 @@
 // Counts here are requests and notifications of one run, far below 2^52: exact as f64.
 #![allow(clippy::cast_precision_loss)]
 
+use super::cost::PerEvent;
 use super::load::Outcome;
 use super::probe::{OperationCost, RequestCount};
 use std::collections::BTreeMap;
@@ -162,6 +163,7 @@ impl Report<'_> {
                     100.0 * requests.all as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
                 )?;
                 cpu_costs(f, requests, notifications)?;
+                self.aws_cost(f, requests)?;
             }
             _ => writeln!(
                 f,
@@ -176,6 +178,37 @@ impl Report<'_> {
         )?;
 
         self.audit(f)
+    }
+
+    /// The run's AWS requests per event and what they would cost, beside the design's floor.
+    fn aws_cost(&self, f: &mut fmt::Formatter<'_>, requests: &RequestCount) -> fmt::Result {
+        let o = self.outcome;
+        let events = o.posted.len();
+        let http_requests: usize = o.posted.iter().map(|p| p.statuses.len()).sum();
+        let measured = PerEvent::measured(requests, events, http_requests);
+        let floor = PerEvent::floor(3);
+        let per_event = |count: u64| count as f64 / events.max(1) as f64;
+        writeln!(
+            f,
+            "  AWS requests per event: {:.2} DynamoDB ({:.1} write units, {:.1} read units), {:.2} SQS, {:.2} HTTP \
+             (the design's minimum: {:.1} write units, {:.1} read units, {:.2} SQS, 1 HTTP)",
+            per_event(requests.dynamodb),
+            measured.write_units,
+            measured.read_units,
+            measured.sqs_requests,
+            measured.api_requests,
+            floor.write_units,
+            floor.read_units,
+            floor.sqs_requests
+        )?;
+        writeln!(
+            f,
+            "  cost per million events × 3 channels at list prices (DynamoDB, SQS, API Gateway; Lambda and \
+             provider fees apart): ${:.2}, the floor ${:.2} ({:.2}×)",
+            measured.dollars_per_million(),
+            floor.dollars_per_million(),
+            measured.dollars_per_million() / floor.dollars_per_million()
+        )
     }
 
     fn audit(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
