@@ -15,6 +15,10 @@ const USAGE: &str = "usage:
                                             show or set the countries TENANT's SMS may go to
   herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
                                             load the running local stack, then audit every notification
+  herald bench functions [--runs N] [--no-build]
+                                            each function's release binary against a hello-world Lambda:
+                                            init, first invocation, peak RSS, size (builds them unless
+                                            --no-build)
   herald dlq list|show|redrive|purge …      the dead-letter queues (herald dlq help for the options)
 
 The AWS account, region and endpoint come from the usual AWS environment (AWS_PROFILE, AWS_REGION,

@@ -1,9 +1,11 @@
 //! `herald bench load`: a load benchmark against a running local stack, ending with an audit of every
 //! notification of the run. It measures the stack and the emulator under it in the same run, so the figures
-//! can be compared with each other rather than with a machine nobody else has.
+//! can be compared with each other rather than with a machine nobody else has. `herald bench functions`:
+//! each function's release binary on its own, against a hello-world Lambda (see [`functions`]).
 
 mod audit;
 mod cost;
+pub mod functions;
 mod load;
 mod probe;
 mod report;
@@ -12,10 +14,13 @@ use crate::local::LocalError;
 use crate::local::up::Ports;
 use std::time::Duration;
 
+const USAGE: &str = "usage: herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
+       herald bench functions [--runs N] [--no-build]";
+
 /// Why a benchmark could not run, or why its audit failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("{0}\n\nusage: herald bench load [--events N] [--concurrency C] [--timeout SECONDS]")]
+    #[error("{0}\n\n{USAGE}")]
     Usage(String),
     #[error(transparent)]
     Local(#[from] LocalError),
@@ -68,6 +73,7 @@ impl LoadOptions {
 pub async fn run(args: &[&str]) -> Result<(), BenchError> {
     let options = match args {
         ["load", rest @ ..] => LoadOptions::parse(rest)?,
+        ["functions", rest @ ..] => return functions::run(functions::FunctionsOptions::parse(rest)?).await,
         _ => return Err(BenchError::Usage("unknown bench".into())),
     };
     let ports = Ports::from_env()?;

@@ -234,6 +234,39 @@ fn start_triggers(
 /// Builds the template's function binaries (debug) and returns where they are.
 pub async fn build_functions(root: &Path, template: &StackTemplate) -> Result<PathBuf, LocalError> {
     say("building the function binaries (cargo build)");
+    let mut cargo = cargo_command();
+    // The whole workspace with its tests, not `-p` each function: cargo resolves dependency features per
+    // build, and the tests' dev-dependencies (aws-smithy-mocks turns on the SDKs' `test-util`) would
+    // otherwise give the AWS SDKs two builds, one for `cargo test` and one for the local stack (about
+    // eight minutes each on two cores). This way `cargo test` and `herald local up` share one.
+    cargo.args(["build", "--quiet", "--workspace", "--all-targets"]);
+    let status = cargo
+        .current_dir(root)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(LocalError::CargoNotRun)?;
+    if !status.success() {
+        return Err(LocalError::BuildFailed);
+    }
+    let binaries = target_dir(root).join("debug");
+    if let Some(missing) = template
+        .functions()
+        .into_iter()
+        .find(|function| !binaries.join(&function.binary).is_file())
+    {
+        return Err(LocalError::NoSuchBinary(missing.binary));
+    }
+    Ok(binaries)
+}
+
+/// Where cargo puts what it builds in the checkout at `root`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from)
+}
+
+/// `cargo`, without the variables cargo sets for herald itself when it runs it.
+pub fn cargo_command() -> tokio::process::Command {
     let mut cargo = tokio::process::Command::new("cargo");
     // `cargo run` and `cargo test` set these for herald itself; a build script that watches one (ring
     // watches CARGO_MANIFEST_DIR) would rebuild half the dependency tree on every other start.
@@ -253,30 +286,7 @@ pub async fn build_functions(root: &Path, template: &StackTemplate) -> Result<Pa
             cargo.env_remove(name);
         }
     }
-    // The whole workspace with its tests, not `-p` each function: cargo resolves dependency features per
-    // build, and the tests' dev-dependencies (aws-smithy-mocks turns on the SDKs' `test-util`) would
-    // otherwise give the AWS SDKs two builds, one for `cargo test` and one for the local stack (about
-    // eight minutes each on two cores). This way `cargo test` and `herald local up` share one.
-    cargo.args(["build", "--quiet", "--workspace", "--all-targets"]);
-    let status = cargo
-        .current_dir(root)
-        .kill_on_drop(true)
-        .status()
-        .await
-        .map_err(LocalError::CargoNotRun)?;
-    if !status.success() {
-        return Err(LocalError::BuildFailed);
-    }
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    let binaries = target.join("debug");
-    if let Some(missing) = template
-        .functions()
-        .into_iter()
-        .find(|function| !binaries.join(&function.binary).is_file())
-    {
-        return Err(LocalError::NoSuchBinary(missing.binary));
-    }
-    Ok(binaries)
+    cargo
 }
 
 /// Starts a host per function of the template, in the template's order, with its environment resolved

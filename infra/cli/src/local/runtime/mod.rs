@@ -45,6 +45,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use api::serve;
+pub use supervise::lambda_environment;
 use supervise::supervise;
 
 /// The account in the ARNs handed to functions (the one `sam local` uses too).

@@ -65,24 +65,12 @@ impl Inner {
                 }
             }
         }
+        let log_stream = format!("local/{}/{}", slot.index, uuid::Uuid::new_v4().simple());
         command
             .env("TZ", ":UTC")
             .envs(&config.environment)
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", slot.port))
-            .env("AWS_LAMBDA_FUNCTION_NAME", &config.name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", config.memory_mb.to_string())
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
-            .env(
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", config.name),
-            )
-            .env(
-                "AWS_LAMBDA_LOG_STREAM_NAME",
-                format!("local/{}/{}", slot.index, uuid::Uuid::new_v4().simple()),
-            )
-            .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand");
+            .envs(lambda_environment(&config.name, config.memory_mb, &log_stream));
         if let Some(region) = &self.region {
             command
                 .env("AWS_REGION", region)
@@ -95,6 +83,20 @@ impl Inner {
             .kill_on_drop(true)
             .spawn()
     }
+}
+
+/// The variables Lambda itself sets for a function's process, besides `AWS_LAMBDA_RUNTIME_API`.
+pub fn lambda_environment(name: &str, memory_mb: u64, log_stream: &str) -> [(&'static str, String); 8] {
+    [
+        ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_owned()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_owned()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+    ]
 }
 
 /// Why a process's watch ended.

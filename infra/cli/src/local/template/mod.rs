@@ -194,6 +194,22 @@ impl StackTemplate {
         self.functions.clone()
     }
 
+    /// What [`provision`](Self::provision) would answer, without creating anything: each table by its name,
+    /// each queue at `{queue_endpoint}/{account}/{name}` (for runs that must not reach a real stack).
+    pub fn unprovisioned(&self, queue_endpoint: &str) -> Provisioned {
+        let mut provisioned = Provisioned::default();
+        for table in self.tables() {
+            provisioned.table_names.insert(table.logical_id, table.name);
+        }
+        for queue in self.queues() {
+            let url = format!("{queue_endpoint}/{ACCOUNT_ID}/{}", queue.name);
+            let arn = format!("arn:aws:sqs:us-east-1:{ACCOUNT_ID}:{}", queue.name);
+            provisioned.queue_urls.insert(queue.logical_id.clone(), url);
+            provisioned.queue_arns.insert(queue.logical_id, arn);
+        }
+        provisioned
+    }
+
     /// The function's environment variables, every intrinsic resolved against `provisioned`: a `Ref` of
     /// a queue is its URL, of a table its name; `Fn::GetAtt Queue.Arn` the queue's ARN; a variable that
     /// comes to `AWS::NoValue` is left out.

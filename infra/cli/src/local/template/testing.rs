@@ -29,15 +29,5 @@ pub(super) fn function(template: &StackTemplate, binary: &str) -> FunctionSpec {
 
 /// What the emulator would answer, with URLs and ARNs unlike the predicted ones.
 pub(super) fn fake_provisioned(template: &StackTemplate) -> Provisioned {
-    let mut provisioned = Provisioned::default();
-    for table in template.tables() {
-        provisioned.table_names.insert(table.logical_id, table.name);
-    }
-    for queue in template.queues() {
-        let url = format!("http://localhost:5000/123456789012/{}", queue.name);
-        let arn = format!("arn:aws:sqs:us-east-1:123456789012:{}", queue.name);
-        provisioned.queue_urls.insert(queue.logical_id.clone(), url);
-        provisioned.queue_arns.insert(queue.logical_id, arn);
-    }
-    provisioned
+    template.unprovisioned("http://localhost:5000")
 }
