@@ -45,13 +45,32 @@ pub enum Verdict {
     Down,
 }
 
+/// How long one delivery's read of a stale circuit keeps the others on the stale state, at most (a read
+/// that never returns must not freeze the state).
+const REFRESH_PATIENCE: Duration = Duration::from_secs(3);
+
+/// A circuit's state as this process last read it.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    state: CircuitState,
+    read_at: Instant,
+    /// When a delivery set out to read it again; meanwhile the others use this state.
+    refreshing_since: Option<Instant>,
+}
+
+/// What the cache says to do for one delivery.
+enum Lookup {
+    Use(CircuitState),
+    Read,
+}
+
 /// The circuits of one channel's providers (its state changes are counted by channel: a Slack host is no
 /// metric dimension).
 #[derive(Debug)]
 pub struct Breaker {
     settings: BreakerSettings,
     channel: Channel,
-    cache: Mutex<HashMap<String, (CircuitState, Instant)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl Breaker {
@@ -175,7 +194,7 @@ impl Breaker {
     }
 
     async fn state<C: CircuitStore>(&self, store: &C, key: &str) -> CircuitState {
-        if let Some(state) = self.cached(key) {
+        if let Lookup::Use(state) = self.lookup(key) {
             return state;
         }
         match store.circuit(key).await {
@@ -185,20 +204,49 @@ impl Breaker {
             }
             Err(error) => {
                 tracing::warn!(circuit = key, %error, "circuit store unreachable; taking it as closed");
+                self.forget(key);
                 CircuitState::default()
             }
         }
     }
 
+    /// The cached state while it is fresh; once it is stale, one delivery reads it again and the others go
+    /// on with the stale state meanwhile, so a batch that finds it stale makes one read, not one each.
+    /// Without a cache (`cache_for` zero) every delivery reads.
+    fn lookup(&self, key: &str) -> Lookup {
+        let Ok(mut cache) = self.cache.lock() else {
+            return Lookup::Read;
+        };
+        let Some(cached) = cache.get_mut(key) else {
+            return Lookup::Read;
+        };
+        if cached.read_at.elapsed() < self.settings.cache_for {
+            return Lookup::Use(cached.state);
+        }
+        let refreshing = cached
+            .refreshing_since
+            .is_some_and(|since| since.elapsed() < REFRESH_PATIENCE);
+        if refreshing && !self.settings.cache_for.is_zero() {
+            return Lookup::Use(cached.state);
+        }
+        cached.refreshing_since = Some(Instant::now());
+        Lookup::Read
+    }
+
     fn cached(&self, key: &str) -> Option<CircuitState> {
         let cache = self.cache.lock().ok()?;
-        let (state, read_at) = cache.get(key)?;
-        (read_at.elapsed() < self.settings.cache_for).then_some(*state)
+        let cached = cache.get(key)?;
+        (cached.read_at.elapsed() < self.settings.cache_for).then_some(cached.state)
     }
 
     fn remember(&self, key: &str, state: CircuitState) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(key.to_owned(), (state, Instant::now()));
+            let cached = Cached {
+                state,
+                read_at: Instant::now(),
+                refreshing_since: None,
+            };
+            cache.insert(key.to_owned(), cached);
         }
     }
 

@@ -125,3 +125,92 @@ async fn a_probe_held_back_by_the_send_rate_leaves_the_circuit_open() {
     assert_eq!(changes(&metrics, "half_open"), 1);
     assert_eq!(changes(&metrics, "closed"), 0);
 }
+
+/// The circuits of a memory store, each read counted and slow, as a loaded DynamoDB answers.
+#[derive(Default)]
+struct CountedReads {
+    store: crate::adapters::memory::MemoryActivityStore,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl CircuitStore for CountedReads {
+    async fn circuit(
+        &self,
+        key: &str,
+    ) -> Result<crate::domain::circuit::CircuitState, crate::ports::BackendError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.store.circuit(key).await
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        threshold: u32,
+        open_until: crate::domain::Timestamp,
+    ) -> Result<crate::domain::circuit::CircuitState, crate::ports::BackendError> {
+        self.store.record_failure(key, threshold, open_until).await
+    }
+
+    async fn close(&self, key: &str) -> Result<(), crate::ports::BackendError> {
+        self.store.close(key).await
+    }
+
+    async fn take_probe(
+        &self,
+        key: &str,
+        now: crate::domain::Timestamp,
+        probe_until: crate::domain::Timestamp,
+    ) -> Result<bool, crate::ports::BackendError> {
+        self.store.take_probe(key, now, probe_until).await
+    }
+
+    async fn reopen(
+        &self,
+        key: &str,
+        open_until: crate::domain::Timestamp,
+    ) -> Result<(), crate::ports::BackendError> {
+        self.store.reopen(key, open_until).await
+    }
+}
+
+/// Ten deliveries of a batch that find the cached state stale make one read between them, not ten: the
+/// others go on with the stale state while it is read (found by the load benchmark's request count).
+#[tokio::test]
+async fn a_batch_that_finds_the_circuit_stale_reads_it_once() {
+    let breaker = super::Breaker::new(
+        super::breaker::BreakerSettings {
+            threshold: 5,
+            cooldown: COOLDOWN,
+            cache_for: Duration::from_millis(100),
+            probe_lease: LEASE,
+        },
+        Channel::Slack,
+    );
+    let store = CountedReads::default();
+    let admit_ten = || {
+        futures::future::join_all(
+            (0..10).map(|_| breaker.admit(&store, "slack:hooks.slack.com", crate::domain::Timestamp::now())),
+        )
+    };
+    let reads = || store.reads.load(std::sync::atomic::Ordering::SeqCst);
+
+    let first = admit_ten().await;
+    assert!(
+        first
+            .iter()
+            .all(|admission| *admission == super::breaker::Admission::Send)
+    );
+    let cold = reads();
+    assert!(cold <= 10, "{cold}");
+    admit_ten().await;
+    assert_eq!(reads(), cold, "fresh: from the cache");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let stale = admit_ten().await;
+    assert!(
+        stale
+            .iter()
+            .all(|admission| *admission == super::breaker::Admission::Send)
+    );
+    assert_eq!(reads(), cold + 1, "stale: one read for the batch");
+}
