@@ -438,10 +438,10 @@ async fn a_failing_slack_is_retried_until_it_recovers(stack: &RunningStack) {
     );
 }
 
-/// `herald dlq`, run as a person runs it against the local stack.
-async fn herald_dlq(stack: &RunningStack, args: &[&str]) -> String {
+/// `herald COMMAND ARGS --local`, run as a person runs it against the local stack: its standard output.
+async fn herald_local(stack: &RunningStack, command: &str, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("dlq")
+        .arg(command)
         .args(args)
         .arg("--local")
         .current_dir(project_root())
@@ -452,10 +452,14 @@ async fn herald_dlq(stack: &RunningStack, args: &[&str]) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "herald dlq {args:?} failed\n{stdout}\n{}",
+        "herald {command} {args:?} failed\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+async fn herald_dlq(stack: &RunningStack, args: &[&str]) -> String {
+    herald_local(stack, "dlq", args).await
 }
 
 /// The README's DLQ walk-through: Slack down past the retries → `dead_lettered`; fixed; `herald dlq

@@ -1,27 +1,10 @@
 //! `herald tenant … --local` against the running stack, as an operator runs it.
 
-use super::{RunningStack, notification_on, order_event, project_root, sms_to};
+use super::{RunningStack, herald_local, notification_on, order_event, sms_to};
 use serde_json::Value;
-use tokio::process::Command;
 
-/// `herald tenant`, run as an operator runs it against the local stack.
 async fn herald_tenant(stack: &RunningStack, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("tenant")
-        .args(args)
-        .arg("--local")
-        .current_dir(project_root())
-        .env("HERALD_EMULATOR_PORT", stack.ports[1].to_string())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "herald tenant {args:?} failed\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    herald_local(stack, "tenant", args).await
 }
 
 /// The local stack allows SMS to the US and Canada; the operator lets the tenant `local` text Great
