@@ -99,7 +99,7 @@ fn tenant_id(name: &str) -> Result<TenantId, TenantError> {
 /// through the usual AWS environment.
 async fn config_store(local: bool) -> Result<DynamoConfigStore, TenantError> {
     if local {
-        let aws = emulator::sdk_config(Ports::from_env()?.emulator).await;
+        let aws = emulator::sdk_config(&Ports::from_env()?.endpoints()).await;
         let root = emulator::project_root().map_err(LocalError::from)?;
         let table = local_template(&root)?
             .tables()

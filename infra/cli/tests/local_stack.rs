@@ -34,7 +34,7 @@ struct RunningStack {
     front: String,
     emulator: String,
     sink: String,
-    ports: [u16; 3],
+    ports: [u16; 4],
     log: PathBuf,
     _state: tempfile::TempDir,
 }
@@ -57,7 +57,7 @@ fn project_root() -> PathBuf {
 
 impl RunningStack {
     async fn start() -> Self {
-        let ports = [free_port(), free_port(), free_port()];
+        let ports = [free_port(), free_port(), free_port(), free_port()];
         let state = tempfile::tempdir().unwrap();
         let log = state.path().join("herald.log");
         let mut process = Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -65,6 +65,7 @@ impl RunningStack {
             .current_dir(project_root())
             .env("HERALD_PORT", ports[0].to_string())
             .env("HERALD_EMULATOR_PORT", ports[1].to_string())
+            .env("HERALD_DYNAMODB_PORT", ports[3].to_string())
             .env("HERALD_SLACK_SINK_PORT", ports[2].to_string())
             .env("HERALD_STATE_DIR", state.path())
             // The fewest deliveries the template allows before the DLQ, so dead-lettering takes seconds.
@@ -446,6 +447,7 @@ async fn herald_local(stack: &RunningStack, command: &str, args: &[&str]) -> Str
         .arg("--local")
         .current_dir(project_root())
         .env("HERALD_EMULATOR_PORT", stack.ports[1].to_string())
+        .env("HERALD_DYNAMODB_PORT", stack.ports[3].to_string())
         .output()
         .await
         .unwrap();
@@ -552,6 +554,7 @@ async fn a_small_load_passes_the_benchmark_audit(stack: &RunningStack) {
         .current_dir(project_root())
         .env("HERALD_PORT", stack.ports[0].to_string())
         .env("HERALD_EMULATOR_PORT", stack.ports[1].to_string())
+        .env("HERALD_DYNAMODB_PORT", stack.ports[3].to_string())
         .env("HERALD_SLACK_SINK_PORT", stack.ports[2].to_string())
         .output()
         .await

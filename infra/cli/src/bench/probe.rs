@@ -21,8 +21,10 @@ pub struct RequestCount {
     pub dynamodb: u64,
     /// Per operation (`dynamodb.UpdateItem`): requests, and CPU seconds inside moto's handler.
     pub by_operation: BTreeMap<String, OperationCost>,
-    /// The emulator process's CPU seconds, HTTP serving included.
+    /// The emulator processes' CPU seconds, HTTP serving included.
     pub process_cpu_seconds: f64,
+    /// Of which DynamoDB's process (the local stack gives DynamoDB one of its own).
+    pub dynamodb_process_cpu_seconds: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -56,7 +58,26 @@ impl RequestCount {
             dynamodb: self.dynamodb.saturating_sub(earlier.dynamodb),
             by_operation,
             process_cpu_seconds: (self.process_cpu_seconds - earlier.process_cpu_seconds).max(0.0),
+            dynamodb_process_cpu_seconds: (self.dynamodb_process_cpu_seconds
+                - earlier.dynamodb_process_cpu_seconds)
+                .max(0.0),
         }
+    }
+
+    /// Two processes' counts as one (their operations are disjoint unless they are one process).
+    #[must_use]
+    fn plus(mut self, other: &Self) -> Self {
+        for (operation, cost) in &other.by_operation {
+            let mine = self.by_operation.entry(operation.clone()).or_default();
+            mine.requests += cost.requests;
+            mine.items += cost.items;
+            mine.cpu_seconds += cost.cpu_seconds;
+        }
+        self.all += other.all;
+        self.dynamodb += other.dynamodb;
+        self.process_cpu_seconds += other.process_cpu_seconds;
+        self.dynamodb_process_cpu_seconds += other.dynamodb_process_cpu_seconds;
+        self
     }
 
     /// From the emulator's `/moto-api/herald/requests` answer.
@@ -81,6 +102,7 @@ impl RequestCount {
             dynamodb: counters["dynamodb"].as_u64()?,
             by_operation,
             process_cpu_seconds: counters["process_cpu_seconds"].as_f64().unwrap_or(0.0),
+            dynamodb_process_cpu_seconds: 0.0,
         })
     }
 }
@@ -98,7 +120,8 @@ pub struct Stack {
     sqs: aws_sdk_sqs::Client,
     /// The URLs of the queues the channel functions consume.
     channel_queues: Vec<String>,
-    emulator_port: u16,
+    /// DynamoDB's emulator process first, then the other services' (one port when they are one process).
+    emulator_ports: Vec<u16>,
 }
 
 impl Stack {
@@ -113,7 +136,8 @@ impl Stack {
                 detail: error.to_string(),
             })?;
         let api = format!("http://127.0.0.1:{}", ports.front);
-        let emulator = emulator::endpoint(ports.emulator);
+        let endpoints = ports.endpoints();
+        let emulator = endpoints.aws.clone();
         let sink = format!("http://127.0.0.1:{}", ports.sink);
         get_json(&http, &format!("{api}/v1/health")).await?;
         let sink_info = get_json(&http, &format!("{sink}/")).await?;
@@ -125,7 +149,7 @@ impl Stack {
                     url: sink.clone(),
                     detail: "the Slack sink did not say where its record is".into(),
                 })?;
-        let aws = emulator::sdk_config(ports.emulator).await;
+        let aws = emulator::sdk_config(&endpoints).await;
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let channel_queues = channel_queue_urls(&sqs).await?;
         Ok(Self {
@@ -137,7 +161,7 @@ impl Stack {
             dynamodb: aws_sdk_dynamodb::Client::new(&aws),
             sqs,
             channel_queues,
-            emulator_port: ports.emulator,
+            emulator_ports: vec![ports.dynamodb, ports.emulator],
         })
     }
 
@@ -170,27 +194,28 @@ impl Stack {
         Ok(total)
     }
 
-    /// The emulator process's resident memory, in bytes, when it can be found (Linux: through `/proc`).
+    /// The emulator processes' resident memory together, in bytes, when it can be found (Linux: through
+    /// `/proc`).
     pub fn emulator_memory(&self) -> Option<u64> {
-        let pid = listening_pid(self.emulator_port)?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
+        self.emulator_ports.iter().map(|&port| process_memory(port)).sum()
     }
 
-    /// Requests the emulator has served so far, all and DynamoDB's, when its launcher counts them.
+    /// Requests the emulator processes have served so far, all and DynamoDB's, when their launcher counts
+    /// them.
     pub async fn emulator_requests(&self) -> Option<RequestCount> {
-        let counters = get_json(&self.http, &format!("{}/moto-api/herald/requests", self.emulator))
-            .await
-            .ok()?;
-        RequestCount::from_counters(&counters)
+        let mut total: Option<RequestCount> = None;
+        for (index, port) in self.emulator_ports.iter().enumerate() {
+            let url = format!("{}/moto-api/herald/requests", emulator::endpoint(*port));
+            let mut counts = RequestCount::from_counters(&get_json(&self.http, &url).await.ok()?)?;
+            if index == 0 {
+                counts.dynamodb_process_cpu_seconds = counts.process_cpu_seconds;
+            }
+            total = Some(match total {
+                None => counts,
+                Some(sum) => sum.plus(&counts),
+            });
+        }
+        total
     }
 
     /// Conditional puts per second the emulator serves on a table of its own at `concurrency`: the
@@ -287,6 +312,21 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, BenchE
     response.json().await.map_err(|e| not_there(e.to_string()))
 }
 
+/// The resident memory of the process listening on `port`, in bytes.
+fn process_memory(port: u16) -> Option<u64> {
+    let pid = listening_pid(port)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// The process listening on 127.0.0.1:`port`, found through `/proc` (the socket's inode, then the process
 /// holding it). `None` off Linux, or when this user may not see it.
 fn listening_pid(port: u16) -> Option<u32> {
@@ -312,4 +352,42 @@ fn listening_pid(port: u16) -> Option<u32> {
             });
         holds.then_some(pid)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counted(operation: &str, requests: u64, cpu_seconds: f64) -> RequestCount {
+        let cost = OperationCost {
+            requests,
+            items: requests,
+            cpu_seconds,
+        };
+        RequestCount {
+            all: requests,
+            dynamodb: if operation.starts_with("dynamodb.") {
+                requests
+            } else {
+                0
+            },
+            by_operation: BTreeMap::from([(operation.to_owned(), cost)]),
+            process_cpu_seconds: cpu_seconds * 2.0,
+            dynamodb_process_cpu_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn two_processes_add_up_as_one() {
+        let mut dynamodb = counted("dynamodb.UpdateItem", 10, 0.5);
+        dynamodb.dynamodb_process_cpu_seconds = dynamodb.process_cpu_seconds;
+        let mut both = dynamodb.plus(&counted("sqs.SendMessageBatch", 4, 0.25));
+        both = both.plus(&counted("dynamodb.UpdateItem", 1, 0.5));
+        assert_eq!(both.all, 15);
+        assert_eq!(both.dynamodb, 11);
+        assert_eq!(both.by_operation["dynamodb.UpdateItem"].requests, 11);
+        assert_eq!(both.by_operation["sqs.SendMessageBatch"].requests, 4);
+        assert!((both.process_cpu_seconds - 2.5).abs() < 1e-9);
+        assert!((both.dynamodb_process_cpu_seconds - 1.0).abs() < 1e-9);
+    }
 }

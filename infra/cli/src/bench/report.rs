@@ -58,6 +58,14 @@ fn cpu_costs(f: &mut fmt::Formatter<'_>, requests: &RequestCount, notifications:
         1000.0 * requests.process_cpu_seconds / notifications as f64,
         1000.0 * in_operations / notifications as f64
     )?;
+    if requests.dynamodb_process_cpu_seconds > 0.0 {
+        writeln!(
+            f,
+            "    of which DynamoDB's process: {:.1} s, {:.1} ms per notification",
+            requests.dynamodb_process_cpu_seconds,
+            1000.0 * requests.dynamodb_process_cpu_seconds / notifications as f64,
+        )?;
+    }
     let mut costliest: Vec<(&String, &OperationCost)> = requests.by_operation.iter().collect();
     costliest.sort_by(|a, b| b.1.cpu_seconds.total_cmp(&a.1.cpu_seconds));
     for (operation, cost) in costliest.into_iter().take(6) {
@@ -157,10 +165,11 @@ impl Report<'_> {
                     per_notification(requests.all),
                     per_notification(requests.dynamodb)
                 )?;
+                // The raw puts measure DynamoDB's process, so its capacity is what they are a share of.
                 writeln!(
                     f,
-                    "  share of the emulator's capacity used (requests/s ÷ raw puts/s): {:.0} %",
-                    100.0 * requests.all as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
+                    "  share of DynamoDB's capacity used (DynamoDB requests/s ÷ raw puts/s): {:.0} %",
+                    100.0 * requests.dynamodb as f64 / after.as_secs_f64().max(1e-9) / o.raw_put_rate_before
                 )?;
                 cpu_costs(f, requests, notifications)?;
                 self.aws_cost(f, requests)?;

@@ -135,7 +135,7 @@ impl Target {
     async fn new(options: &Options) -> Result<Self, DlqError> {
         if options.local {
             let ports = Ports::from_env()?;
-            let aws = emulator::sdk_config(ports.emulator).await;
+            let aws = emulator::sdk_config(&ports.endpoints()).await;
             let root = emulator::project_root().map_err(LocalError::from)?;
             let activity_table = local_template(&root)?
                 .tables()

@@ -1,6 +1,7 @@
 //! The AWS emulator (moto server) the local stack runs on: installed by `scripts/emulator.sh` into
 //! `.emulator/`, started on loopback through `scripts/emulator.py` (which keeps DynamoDB requests atomic, as
-//! AWS does), reached with dummy credentials.
+//! AWS does), reached with dummy credentials. The local stack runs two of them: DynamoDB in one process,
+//! every other service in another (decision 25).
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::io;
@@ -112,6 +113,54 @@ pub fn endpoint(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// Where the local AWS answers. A moto process serves one request at a time on one core (Python's lock),
+/// and DynamoDB takes most of its time under load, so the local stack gives DynamoDB a process of its own:
+/// with SQS, SES and SNS beside it, each process has a core. As on AWS, each service is its own endpoint;
+/// the SDKs reach DynamoDB's through `AWS_ENDPOINT_URL_DYNAMODB`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// SQS, SES, SNS and moto's own API (`/moto-api/data.json`: what was sent).
+    pub aws: String,
+    pub dynamodb: String,
+}
+
+impl Endpoints {
+    /// Every service in one process (a private emulator, as `herald local invoke` and the tests start).
+    pub fn single(port: u16) -> Self {
+        Self {
+            aws: endpoint(port),
+            dynamodb: endpoint(port),
+        }
+    }
+
+    pub fn split(aws_port: u16, dynamodb_port: u16) -> Self {
+        Self {
+            aws: endpoint(aws_port),
+            dynamodb: endpoint(dynamodb_port),
+        }
+    }
+}
+
+/// The endpoint each service's client takes, for SDK configurations built in this process: DynamoDB's for
+/// DynamoDB, the other emulator's for the rest. (An endpoint set on the shared configuration itself would
+/// win over any per-service one, whatever the service.)
+#[derive(Debug)]
+struct ServiceEndpoints(Endpoints);
+
+impl aws_types::service_config::LoadServiceConfig for ServiceEndpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        if key.env() != "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        let endpoint = if key.service_id() == "DynamoDB" {
+            &self.0.dynamodb
+        } else {
+            &self.0.aws
+        };
+        Some(endpoint.clone())
+    }
+}
+
 /// Whether an emulator already answers on `port`.
 pub async fn is_running(port: u16) -> bool {
     reqwest::get(format!("{}/moto-api/", endpoint(port)))
@@ -120,9 +169,10 @@ pub async fn is_running(port: u16) -> bool {
 }
 
 /// The environment a process needs to reach the emulator.
-pub fn environment(port: u16) -> Vec<(String, String)> {
+pub fn environment(endpoints: &Endpoints) -> Vec<(String, String)> {
     [
-        ("AWS_ENDPOINT_URL", endpoint(port)),
+        ("AWS_ENDPOINT_URL", endpoints.aws.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.clone()),
         ("AWS_REGION", REGION.to_owned()),
         ("AWS_DEFAULT_REGION", REGION.to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
@@ -134,13 +184,58 @@ pub fn environment(port: u16) -> Vec<(String, String)> {
     .collect()
 }
 
-/// An SDK configuration for the emulator, whatever this process's own AWS environment says.
-pub async fn sdk_config(port: u16) -> SdkConfig {
+/// An SDK configuration for the emulator, whatever this process's own AWS environment says (its
+/// `AWS_ENDPOINT_URL_*` included).
+pub async fn sdk_config(endpoints: &Endpoints) -> SdkConfig {
     let credentials = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "herald-local");
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint(port))
         .region(Region::new(REGION))
         .credentials_provider(credentials)
         .load()
         .await
+        .into_builder()
+        .service_config(ServiceEndpoints(endpoints.clone()))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
+
+    fn endpoint_for(endpoints: &Endpoints, service_id: &str, env: &str) -> Option<String> {
+        let key = ServiceConfigKey::builder()
+            .service_id(service_id)
+            .env(env)
+            .profile("endpoint_url")
+            .build()
+            .unwrap();
+        ServiceEndpoints(endpoints.clone()).load_config(key)
+    }
+
+    #[test]
+    fn dynamodb_goes_to_its_own_process_and_every_other_service_to_the_other() {
+        let endpoints = Endpoints::split(4566, 4567);
+        assert_eq!(
+            endpoint_for(&endpoints, "DynamoDB", "AWS_ENDPOINT_URL").as_deref(),
+            Some("http://127.0.0.1:4567")
+        );
+        for service in ["SQS", "SESv2", "SNS"] {
+            assert_eq!(
+                endpoint_for(&endpoints, service, "AWS_ENDPOINT_URL").as_deref(),
+                Some("http://127.0.0.1:4566"),
+                "{service}"
+            );
+        }
+        // Only endpoints are ours to answer: every other setting is left to the defaults.
+        assert_eq!(endpoint_for(&endpoints, "DynamoDB", "AWS_MAX_ATTEMPTS"), None);
+    }
+
+    #[test]
+    fn functions_get_both_endpoints() {
+        let environment: std::collections::HashMap<_, _> =
+            environment(&Endpoints::split(4566, 4567)).into_iter().collect();
+        assert_eq!(environment["AWS_ENDPOINT_URL"], "http://127.0.0.1:4566");
+        assert_eq!(environment["AWS_ENDPOINT_URL_DYNAMODB"], "http://127.0.0.1:4567");
+    }
 }

@@ -27,19 +27,21 @@ pub async fn run(args: &[&str]) -> Result<(), LocalError> {
         })?;
     let root = emulator::project_root()?;
     let ports = Ports::from_env()?;
-    let (port, _private_emulator) = if emulator::is_running(ports.emulator).await {
-        (ports.emulator, None)
-    } else {
-        let port = free_port().await?;
-        let moto = emulator::ensure(&root).await?;
-        eprintln!(
-            "herald: no local stack on port {}; starting a private AWS emulator",
-            ports.emulator
-        );
-        let log = std::env::temp_dir().join(format!("herald-invoke-emulator-{port}.log"));
-        (port, Some(emulator::start(&moto, port, &log).await?))
-    };
-    let aws = emulator::sdk_config(port).await;
+    let (endpoints, _private_emulator) =
+        if emulator::is_running(ports.emulator).await && emulator::is_running(ports.dynamodb).await {
+            (ports.endpoints(), None)
+        } else {
+            let port = free_port().await?;
+            let moto = emulator::ensure(&root).await?;
+            eprintln!(
+                "herald: no local stack on port {}; starting a private AWS emulator",
+                ports.emulator
+            );
+            let log = std::env::temp_dir().join(format!("herald-invoke-emulator-{port}.log"));
+            let private = emulator::start(&moto, port, &log).await?;
+            (emulator::Endpoints::single(port), Some(private))
+        };
+    let aws = emulator::sdk_config(&endpoints).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     // The local stack's parameters (and `HERALD_PARAMETERS`), so the invocation runs as it would there.
     let template = local_template(&root)?;
@@ -62,7 +64,7 @@ pub async fn run(args: &[&str]) -> Result<(), LocalError> {
         });
     }
     let binaries = build_functions(&root, &template).await?;
-    let hosts = start_functions(&template, &provisioned, &binaries, port, 1).await?;
+    let hosts = start_functions(&template, &provisioned, &binaries, &endpoints, 1).await?;
     let host = template
         .functions()
         .iter()

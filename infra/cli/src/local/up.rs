@@ -26,11 +26,15 @@ pub const SENDER: &str = "notifications@herald.local";
 /// requests; four keep sixteen concurrent clients from queueing in front of two.
 const PROCESSES: usize = 4;
 
-/// Ports, from `HERALD_PORT`, `HERALD_EMULATOR_PORT` and `HERALD_SLACK_SINK_PORT`.
+/// Ports, from `HERALD_PORT`, `HERALD_EMULATOR_PORT`, `HERALD_DYNAMODB_PORT` (by default the emulator's
+/// plus one) and `HERALD_SLACK_SINK_PORT`.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub front: u16,
+    /// The emulator of SQS, SES and SNS.
     pub emulator: u16,
+    /// The emulator of DynamoDB, a process of its own.
+    pub dynamodb: u16,
     pub sink: u16,
 }
 
@@ -44,11 +48,17 @@ impl Ports {
                 Err(_) => Ok(default),
             }
         };
+        let emulator = port("HERALD_EMULATOR_PORT", 4566)?;
         Ok(Self {
             front: port("HERALD_PORT", 3000)?,
-            emulator: port("HERALD_EMULATOR_PORT", 4566)?,
+            emulator,
+            dynamodb: port("HERALD_DYNAMODB_PORT", emulator.saturating_add(1))?,
             sink: port("HERALD_SLACK_SINK_PORT", 3001)?,
         })
+    }
+
+    pub fn endpoints(&self) -> emulator::Endpoints {
+        emulator::Endpoints::split(self.emulator, self.dynamodb)
     }
 }
 
@@ -67,7 +77,7 @@ async fn bind(port: u16, variable: &'static str) -> Result<TcpListener, LocalErr
 pub struct LocalStack {
     pub sink: SlackSink,
     hosts: Vec<FunctionHost>,
-    emulator: tokio::process::Child,
+    emulators: [tokio::process::Child; 2],
 }
 
 impl LocalStack {
@@ -77,7 +87,9 @@ impl LocalStack {
         for host in &self.hosts {
             host.stop().await;
         }
-        let _ = self.emulator.kill().await;
+        for emulator in &mut self.emulators {
+            let _ = emulator.kill().await;
+        }
     }
 }
 
@@ -85,9 +97,9 @@ impl LocalStack {
 pub fn local_template(root: &Path) -> Result<StackTemplate, LocalError> {
     let mut parameters = BTreeMap::from([
         ("SenderAddress".to_owned(), SENDER.to_owned()),
-        // Two pollers per channel queue, the template's minimum: the emulator is one Python process a
-        // hundred times slower than AWS, and more concurrent deliveries only queue inside it until calls
-        // pass their attempt timeout (seen as SMS sent twice under load); throughput is the same.
+        // Two pollers per channel queue, the template's minimum: the emulator's DynamoDB is one Python
+        // process a hundred times slower than AWS, and more concurrent deliveries only queue inside it until
+        // calls pass their attempt timeout (seen as SMS sent twice under load); throughput is the same.
         ("DeliveryConcurrency".to_owned(), "2".to_owned()),
         // The emulator has no SES account to read a MaxSendRate from (no GetAccount) and no quota: without
         // a rate the email function would fall back to one email a second. This is far above what the
@@ -122,14 +134,21 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
     let front_listener = bind(ports.front, "HERALD_PORT").await?;
     let sink_listener = bind(ports.sink, "HERALD_SLACK_SINK_PORT").await?;
     drop(bind(ports.emulator, "HERALD_EMULATOR_PORT").await?);
+    drop(bind(ports.dynamodb, "HERALD_DYNAMODB_PORT").await?);
 
     let moto = emulator::ensure(&root).await?;
+    let endpoints = ports.endpoints();
     say(&format!(
-        "starting the AWS emulator on {}",
-        emulator::endpoint(ports.emulator)
+        "starting the AWS emulator on {} (SQS, SES, SNS) and {} (DynamoDB)",
+        endpoints.aws, endpoints.dynamodb
     ));
-    let emulator_process = emulator::start(&moto, ports.emulator, &state.join("emulator.log")).await?;
-    let aws = emulator::sdk_config(ports.emulator).await;
+    let (others_log, dynamodb_log) = (state.join("emulator.log"), state.join("emulator-dynamodb.log"));
+    let (others, dynamodb_process) = tokio::join!(
+        emulator::start(&moto, ports.emulator, &others_log),
+        emulator::start(&moto, ports.dynamodb, &dynamodb_log),
+    );
+    let emulators = [others?, dynamodb_process?];
+    let aws = emulator::sdk_config(&endpoints).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
@@ -162,7 +181,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
 
     let sink = SlackSink::start(sink_listener, state.join("slack.jsonl")).map_err(LocalError::Sink)?;
     let binaries = build_functions(&root, &template).await?;
-    let hosts = start_functions(&template, &provisioned, &binaries, ports.emulator, PROCESSES).await?;
+    let hosts = start_functions(&template, &provisioned, &binaries, &endpoints, PROCESSES).await?;
 
     let routes = start_triggers(&template, &provisioned, &hosts, &sqs)?;
     front::serve(front_listener, routes);
@@ -170,7 +189,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
     Ok(LocalStack {
         sink,
         hosts,
-        emulator: emulator_process,
+        emulators,
     })
 }
 
@@ -295,13 +314,13 @@ pub async fn start_functions(
     template: &StackTemplate,
     provisioned: &Provisioned,
     binaries: &Path,
-    emulator_port: u16,
+    endpoints: &emulator::Endpoints,
     processes: usize,
 ) -> Result<Vec<FunctionHost>, LocalError> {
     let mut hosts = Vec::new();
     for spec in template.functions() {
         let mut environment = template.environment(&spec, provisioned)?;
-        environment.extend(emulator::environment(emulator_port));
+        environment.extend(emulator::environment(endpoints));
         // Only the local stack lets Slack webhooks point at loopback, where its sink listens.
         environment.insert("HERALD_ALLOW_LOOPBACK_WEBHOOKS".into(), "true".into());
         environment.insert("HERALD_CONFIG_CACHE_SECONDS".into(), "2".into());
@@ -363,6 +382,7 @@ pub async fn run() -> Result<(), LocalError> {
         "\nHerald is running locally.\n\
          \n  API:          {front}   (API key: {key}, tenant {tenant})\
          \n  AWS emulator: {emulator}   sent email and SMS: curl -s {emulator}/moto-api/data.json\
+         \n                (DynamoDB: {dynamodb})\
          \n  Slack sink:   {sink}   captured messages: curl -s {sink}/messages  (also {capture})\
          \n  Logs:         each function's JSON logs below, prefixed with its name\
          \n\nSend the demo event:\n\
@@ -372,6 +392,7 @@ pub async fn run() -> Result<(), LocalError> {
         key = seed::API_KEY,
         tenant = seed::TENANT,
         emulator = emulator::endpoint(ports.emulator),
+        dynamodb = emulator::endpoint(ports.dynamodb),
         sink = stack.sink.url,
         webhook = stack.sink.webhook_url(),
         capture = stack.sink.log_file.display(),

@@ -161,7 +161,7 @@ fn subjects(root: &Path, template: &StackTemplate, binaries: &Path) -> Result<Ve
         .map_err(|error| setup("finding a closed port", error))?
         .port();
     let provisioned = template.unprovisioned(&emulator::endpoint(closed));
-    let dummy_aws = emulator::environment(closed);
+    let dummy_aws = emulator::environment(&emulator::Endpoints::single(closed));
     let mut subjects = Vec::new();
     for spec in template.functions() {
         let mut environment = template
