@@ -216,6 +216,13 @@ pub trait ActivityStore: Send + Sync {
         id: &EventId,
     ) -> impl Future<Output = Result<Option<StoredEvent>, BackendError>> + Send;
 
+    /// The events of `keys` that exist and have not expired, in one request where the store allows (a
+    /// delivery reads its whole batch's at once); duplicates in `keys` are read once.
+    fn events(
+        &self,
+        keys: &[(TenantId, EventId)],
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, BackendError>> + Send;
+
     fn notifications(
         &self,
         tenant: &TenantId,

@@ -27,6 +27,23 @@ impl Stack {
 
     /// As [`Self::delivery`], delivering at most `concurrency` messages of a batch at once.
     pub fn delivery_with_concurrency<S: Sender>(&self, sender: S, concurrency: usize) -> TestDelivery<S> {
+        self.delivery_over(
+            sender,
+            self.dynamodb.clone(),
+            concurrency,
+            Duration::from_secs(60),
+        )
+    }
+
+    /// As [`Self::delivery`], reaching DynamoDB through `dynamodb` (a fault proxy's client, say), holding
+    /// each claim for `lease`.
+    pub fn delivery_over<S: Sender>(
+        &self,
+        sender: S,
+        dynamodb: aws_sdk_dynamodb::Client,
+        concurrency: usize,
+        lease: Duration,
+    ) -> TestDelivery<S> {
         let queue_url = self.queues.get(sender.channel()).expect("queue").to_owned();
         let dead_letter_url = self
             .dead_letter_queues
@@ -39,14 +56,14 @@ impl Stack {
             schedule: RetrySchedule::parse(RETRY_SCHEDULE).expect("the tests' schedule"),
             default_max_age: Duration::from_secs(86_400),
             concurrency,
-            lease: Duration::from_secs(60),
+            lease,
             retention: Duration::from_secs(86_400),
             provider_timeout: PROVIDER_TIMEOUT,
             breaker: BREAKER,
         };
         Delivery::new(
             sender,
-            self.activity_store(),
+            DynamoActivityStore::new(dynamodb, &self.tables.activity),
             self.config_store(),
             SqsChannelQueue::new(self.sqs.clone(), queue_url, dead_letter_url),
             settings,

@@ -507,3 +507,48 @@ async fn a_batch_of_ten_is_delivered_concurrently() {
         println!("a batch of 10, {latency:?} provider latency, concurrency {concurrency}: {elapsed:?}");
     }
 }
+
+#[tokio::test]
+async fn a_batch_reads_its_events_in_one_request_and_each_renders_its_own() {
+    let slack = slack_that_accepts().await;
+    let (stack, mut event) = seeded_stack(&slack).await;
+    event["channels"] = json!(["slack"]);
+    for order in 0..10 {
+        event["payload"]["order_id"] = json!(order);
+        accept(&stack, &event).await;
+    }
+    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
+    let delivery = stack.delivery_over(
+        stack.slack_sender(),
+        proxy.dynamodb_client(Duration::from_secs(3)).await,
+        10,
+        Duration::from_secs(60),
+    );
+
+    let outcome = stack.poll(Channel::Slack, 10, |e| delivery.handle(e)).await;
+
+    assert_eq!((outcome.received, outcome.failed.len()), (10, 0), "{outcome:?}");
+    // Events are the only items under `#EVT#` keys a delivery reads.
+    let event_reads = proxy.requests("#EVT#");
+    assert_eq!(event_reads.len(), 1, "{event_reads:#?}");
+    assert!(
+        event_reads[0].contains("RequestItems"),
+        "a BatchGetItem: {}",
+        event_reads[0]
+    );
+    let bodies: Vec<String> = slack
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| String::from_utf8_lossy(&request.body).into_owned())
+        .collect();
+    for order in 0..10 {
+        let rendered = format!("New order {order}\"");
+        assert_eq!(
+            bodies.iter().filter(|body| body.contains(&rendered)).count(),
+            1,
+            "each message rendered from its own event: {bodies:#?}"
+        );
+    }
+}

@@ -4,49 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::similar_names)] // test code: a panic is a failed test
 
-use herald::adapters::dynamodb::DynamoActivityStore;
-use herald::adapters::sqs::SqsChannelQueue;
-use herald::config::DeliverySettings;
-use herald::delivery::Delivery;
-use herald::domain::retry::RetrySchedule;
 use herald::domain::{Channel, NotificationId, Timestamp};
 use herald::ports::{Claim, DeliveryLedger, Sender};
-use herald_integration_tests::channels::{PROVIDER_TIMEOUT, TestDelivery};
+use herald_integration_tests::Stack;
+use herald_integration_tests::channels::TestDelivery;
 use herald_integration_tests::delivery_fixture::{
     accept, notification, notification_id, outcomes, seeded_stack, slack_that_accepts,
 };
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
-use herald_integration_tests::{BREAKER, RETRY_SCHEDULE, Stack};
 use serde_json::json;
 use std::time::Duration;
 use wiremock::MockServer;
 
 /// A claim's lease in these tests: short, so a dead holder's lease runs out within the test.
 const LEASE: Duration = Duration::from_secs(1);
-
-/// The delivery loop as the channel function runs it, over `dynamodb` and with [`LEASE`].
-fn delivery_over<S: Sender>(stack: &Stack, sender: S, dynamodb: aws_sdk_dynamodb::Client) -> TestDelivery<S> {
-    let channel = sender.channel();
-    let queue_url = stack.queues.get(channel).unwrap().to_owned();
-    let dead_letter_url = stack.dead_letter_queues.get(channel).unwrap().to_owned();
-    Delivery::new(
-        sender,
-        DynamoActivityStore::new(dynamodb, &stack.tables.activity),
-        stack.config_store(),
-        SqsChannelQueue::new(stack.sqs.clone(), queue_url.clone(), dead_letter_url.clone()),
-        DeliverySettings {
-            queue_url,
-            dead_letter_queue_url: dead_letter_url,
-            schedule: RetrySchedule::parse(RETRY_SCHEDULE).unwrap(),
-            default_max_age: Duration::from_secs(86_400),
-            concurrency: 10,
-            lease: LEASE,
-            retention: Duration::from_secs(86_400),
-            provider_timeout: PROVIDER_TIMEOUT,
-            breaker: BREAKER,
-        },
-    )
-}
 
 /// A Slack-only event accepted on a fresh stack whose webhook accepts everything.
 async fn one_slack_notification() -> (MockServer, Stack, String) {
@@ -84,7 +55,7 @@ async fn a_function_that_dies_between_its_claim_and_its_send_is_taken_over_after
         .await
         .unwrap();
     assert!(matches!(held, Claim::Claimed { attempt: 1, .. }), "{held:?}");
-    let delivery = delivery_over(&stack, stack.slack_sender(), stack.dynamodb.clone());
+    let delivery = stack.delivery_over(stack.slack_sender(), stack.dynamodb.clone(), 10, LEASE);
 
     // Its message comes back (its visibility timeout ended) while the lease still holds: it waits.
     let early = stack.poll(Channel::Slack, 1, |e| delivery.handle(e)).await;
@@ -108,10 +79,11 @@ async fn a_send_whose_record_is_lost_is_dead_lettered_by_the_reconciler_and_send
  {
     let (slack, stack, id) = one_slack_notification().await;
     let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
-    let delivery = delivery_over(
-        &stack,
+    let delivery = stack.delivery_over(
         stack.slack_sender(),
         proxy.dynamodb_client(Duration::from_secs(3)).await,
+        10,
+        LEASE,
     );
     // Every settle request fails: the loop's three rounds, each with the SDK's retries.
     for _ in 0..12 {
@@ -145,7 +117,7 @@ async fn a_send_whose_record_is_lost_is_dead_lettered_by_the_reconciler_and_send
 
     // A person redrives it anyway: the documented duplicate, and no more.
     assert_eq!(stack.redrive(Channel::Slack).await, 1);
-    let redelivery = delivery_over(&stack, stack.slack_sender(), stack.dynamodb.clone());
+    let redelivery = stack.delivery_over(stack.slack_sender(), stack.dynamodb.clone(), 10, LEASE);
     deliver(&stack, &redelivery, 1).await;
     let sent = notification(&stack, &id).await;
     assert_eq!(sent["status"], "sent", "{sent:#}");

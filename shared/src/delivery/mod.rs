@@ -15,6 +15,7 @@ use crate::ports::{
     ActivityStore, ChannelQueue, CircuitStore, Claim, DeliveryLedger, Sender, Settlement, TemplateStore,
 };
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use batch_events::BatchEvents;
 use breaker::{Admission, Breaker, Verdict as ProviderVerdict};
 use lambda_runtime::LambdaEvent;
 use plan::{Next, Policy, final_settlement};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+mod batch_events;
 pub mod breaker;
 mod outcome;
 mod plan;
@@ -83,6 +85,13 @@ where
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let permits = &Semaphore::new(self.settings.concurrency);
         let deadline = event.context.deadline;
+        let envelopes: Vec<Envelope> = event
+            .payload
+            .records
+            .iter()
+            .filter_map(|message| parse_envelope(message).ok())
+            .collect();
+        let events = &BatchEvents::read(&self.ledger, &envelopes).await;
         let verdicts = futures::future::join_all(event.payload.records.iter().map(|message| async move {
             let _permit = permits.acquire().await;
             if !self.time_for_one_more(deadline) {
@@ -94,7 +103,7 @@ where
                 self.delay(message, Duration::ZERO).await;
                 return (message, Verdict::Retry);
             }
-            (message, self.deliver(message).await)
+            (message, self.deliver(message, events).await)
         }))
         .await;
         let mut response = SqsBatchResponse::default();
@@ -121,7 +130,7 @@ where
         left >= self.settings.provider_timeout + RECORD_RESERVE
     }
 
-    async fn deliver(&self, message: &SqsMessage) -> Verdict {
+    async fn deliver(&self, message: &SqsMessage, events: &BatchEvents) -> Verdict {
         let message_id = message.message_id.as_deref().unwrap_or("unknown");
         let envelope = match parse_envelope(message) {
             Ok(envelope) => envelope,
@@ -141,10 +150,17 @@ where
             // Known once claimed: the trace-by-id query finds an event's deliveries by it.
             event_id = tracing::field::Empty,
         );
-        self.deliver_envelope(message, &envelope).instrument(span).await
+        self.deliver_envelope(message, &envelope, events)
+            .instrument(span)
+            .await
     }
 
-    async fn deliver_envelope(&self, message: &SqsMessage, envelope: &Envelope) -> Verdict {
+    async fn deliver_envelope(
+        &self,
+        message: &SqsMessage,
+        envelope: &Envelope,
+        events: &BatchEvents,
+    ) -> Verdict {
         if let Some(channel) = envelope
             .channel
             .filter(|channel| *channel != self.sender.channel())
@@ -217,7 +233,7 @@ where
             key: &provider,
             admission,
         };
-        self.attempt(message, &notification, attempt, call).await
+        self.attempt(message, &notification, attempt, call, events).await
     }
 
     /// Renders, sends and settles one claimed notification.
@@ -227,10 +243,11 @@ where
         notification: &Notification,
         attempt: u32,
         call: ProviderCall<'_>,
+        events: &BatchEvents,
     ) -> Verdict {
         let started = Instant::now();
         let deadline = plan::deadline(notification, self.settings.default_max_age);
-        let (to, rendered) = match self.ready_to_send(notification, deadline).await {
+        let (to, rendered) = match self.ready_to_send(notification, deadline, events).await {
             Ok(ready) => ready,
             Err(next) => {
                 return self
@@ -284,6 +301,7 @@ where
         &self,
         notification: &'n Notification,
         deadline: Timestamp,
+        events: &BatchEvents,
     ) -> Result<(&'n str, RenderedMessage), Next> {
         let failed = |code: &str, detail: &str| {
             Next::Final(final_settlement(NotificationStatus::Failed, code, detail))
@@ -293,7 +311,7 @@ where
             tracing::warn!(%detail, "too late to send");
             return Err(Next::Final(plan::expired(&detail)));
         }
-        let rendered = match self.render(notification).await {
+        let rendered = match self.render(notification, events).await {
             Ok(rendered) => rendered,
             Err(Rendering::Unavailable(error)) => {
                 tracing::error!(%error, "could not load what the notification renders from");
@@ -331,24 +349,34 @@ where
         }
     }
 
-    async fn render(&self, notification: &Notification) -> Result<RenderedMessage, Rendering> {
+    async fn render(
+        &self,
+        notification: &Notification,
+        events: &BatchEvents,
+    ) -> Result<RenderedMessage, Rendering> {
         let Some(pinned) = &notification.pinned else {
             return Err(Rendering::Failed(
                 reason::TEMPLATE_NOT_FOUND,
                 "no template version was pinned".into(),
             ));
         };
-        let event = self
-            .ledger
-            .event(&notification.tenant, &notification.event_id)
-            .await
-            .map_err(|error| Rendering::Unavailable(error.to_string()))?
-            .ok_or_else(|| {
-                Rendering::Failed(
-                    reason::EVENT_EXPIRED,
-                    format!("event {} is gone", notification.event_id),
-                )
-            })?;
+        let read_alone;
+        let event = if let Some(event) = events.get(&notification.tenant, &notification.event_id) {
+            event
+        } else {
+            read_alone = self
+                .ledger
+                .event(&notification.tenant, &notification.event_id)
+                .await
+                .map_err(|error| Rendering::Unavailable(error.to_string()))?
+                .ok_or_else(|| {
+                    Rendering::Failed(
+                        reason::EVENT_EXPIRED,
+                        format!("event {} is gone", notification.event_id),
+                    )
+                })?;
+            &read_alone
+        };
         let template = self
             .template(&notification.tenant, &pinned.name, &pinned.locale, pinned.version)
             .await?;
@@ -493,6 +521,8 @@ pub fn provider_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_co
         .build()
 }
 
+#[cfg(test)]
+mod batch_events_tests;
 #[cfg(test)]
 mod breaker_tests;
 #[cfg(test)]

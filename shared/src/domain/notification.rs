@@ -208,6 +208,10 @@ pub struct Envelope {
     /// while that provider's circuit is open before claiming anything. Optional within v1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The event it renders from, so a delivery reads the events of a whole batch in one request instead
+    /// of one per message. Optional within v1: without it the event is read when the message is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
 }
 
 impl Envelope {
@@ -221,6 +225,7 @@ impl Envelope {
             correlation_id,
             channel: None,
             provider: None,
+            event_id: None,
         }
     }
 
@@ -231,6 +236,7 @@ impl Envelope {
                 notification.channel,
                 notification.to.as_deref(),
             )),
+            event_id: Some(notification.event_id.clone()),
             ..Self::new(
                 notification.tenant.clone(),
                 notification.id.clone(),
@@ -289,5 +295,6 @@ mod tests {
             "the host, never the secret path"
         );
         assert_eq!(envelope["channel"], "slack");
+        assert_eq!(envelope["event_id"], slack.event_id.as_str());
     }
 }

@@ -210,6 +210,53 @@ impl DynamoActivityStore {
         }
     }
 
+    /// The items of `keys` that exist, read consistently in as few BatchGetItems as DynamoDB allows (keys
+    /// it leaves unprocessed, under throttling, are asked again a few times).
+    async fn batch_get(&self, operation: &'static str, keys: Vec<Item>) -> Result<Vec<Item>, BackendError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_LIMIT) {
+            let mut pending = Some(built(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build(),
+            )?);
+            let mut rounds = 0u64;
+            while let Some(request) = pending.take() {
+                rounds += 1;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|error| backend_error("DynamoDB", operation, &error))?;
+                found.extend(
+                    output
+                        .responses
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .unwrap_or_default(),
+                );
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.table));
+                if pending.is_some() {
+                    if rounds >= 5 {
+                        return Err(BackendError {
+                            service: "DynamoDB",
+                            operation,
+                            message: "keys still unprocessed after 5 rounds".into(),
+                            retryable: true,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(25 * rounds)).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn consistent_get(&self, operation: &'static str, key: Item) -> Result<Option<Item>, BackendError> {
         let output = self
             .client
@@ -330,54 +377,37 @@ impl ActivityStore for DynamoActivityStore {
         Ok(event.filter(|event| event.expires_at > Timestamp::now()))
     }
 
+    async fn events(&self, keys: &[(TenantId, EventId)]) -> Result<Vec<StoredEvent>, BackendError> {
+        let mut unique: Vec<&(TenantId, EventId)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if !unique.contains(&key) {
+                unique.push(key);
+            }
+        }
+        let items = self
+            .batch_get(
+                "BatchGetItem(events)",
+                unique.iter().map(|(tenant, id)| event_key(tenant, id)).collect(),
+            )
+            .await?;
+        let now = Timestamp::now();
+        let events = items.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(events
+            .into_iter()
+            .filter(|event| event.expires_at > now)
+            .collect())
+    }
+
     async fn notifications(
         &self,
         tenant: &TenantId,
         ids: &[NotificationId],
     ) -> Result<Vec<Notification>, BackendError> {
+        let keys = ids.iter().map(|id| notification_key(tenant, id)).collect();
         let mut found: HashMap<String, Notification> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH_GET_LIMIT) {
-            let keys: Vec<Item> = chunk.iter().map(|id| notification_key(tenant, id)).collect();
-            let mut pending = Some(built(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build(),
-            )?);
-            let mut rounds = 0u64;
-            while let Some(request) = pending.take() {
-                rounds += 1;
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|error| backend_error("DynamoDB", "BatchGetItem(notifications)", &error))?;
-                for item in output
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let notification = notification_from(&item)?;
-                    found.insert(notification.id.as_str().to_owned(), notification);
-                }
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.table));
-                if pending.is_some() {
-                    if rounds >= 5 {
-                        return Err(BackendError {
-                            service: "DynamoDB",
-                            operation: "BatchGetItem(notifications)",
-                            message: "keys still unprocessed after 5 rounds".into(),
-                            retryable: true,
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(25 * rounds)).await;
-                }
-            }
+        for item in self.batch_get("BatchGetItem(notifications)", keys).await? {
+            let notification = notification_from(&item)?;
+            found.insert(notification.id.as_str().to_owned(), notification);
         }
         Ok(ids.iter().filter_map(|id| found.remove(id.as_str())).collect())
     }

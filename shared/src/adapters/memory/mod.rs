@@ -148,6 +148,8 @@ pub struct MemoryActivityStore {
     tables: Mutex<Tables>,
     /// The providers' circuits, by key.
     circuits: Mutex<HashMap<String, crate::domain::circuit::CircuitState>>,
+    /// Requests that read events (`event` or `events`), as DynamoDB would bill them: one per call.
+    event_reads: Mutex<usize>,
     pub failpoints: Failpoints,
 }
 
@@ -158,6 +160,11 @@ impl MemoryActivityStore {
             .events
             .get(&(tenant.clone(), id.clone()))
             .map(|entry| (entry.event.clone(), entry.lease_until))
+    }
+
+    /// How many requests have read events so far.
+    pub fn event_reads(&self) -> usize {
+        *lock(&self.event_reads)
     }
 
     fn check(&self, operation: &str) -> Result<Option<Fault>, BackendError> {
@@ -240,7 +247,22 @@ impl ActivityStore for MemoryActivityStore {
 
     async fn event(&self, tenant: &TenantId, id: &EventId) -> Result<Option<StoredEvent>, BackendError> {
         self.check("event")?;
+        *lock(&self.event_reads) += 1;
         Ok(self.stored_event(tenant, id).map(|(event, _)| event))
+    }
+
+    async fn events(&self, keys: &[(TenantId, EventId)]) -> Result<Vec<StoredEvent>, BackendError> {
+        self.check("events")?;
+        *lock(&self.event_reads) += 1;
+        let tables = lock(&self.tables);
+        let mut seen = std::collections::HashSet::new();
+        Ok(keys
+            .iter()
+            .filter(|key| seen.insert(*key))
+            .filter_map(|key| tables.events.get(key))
+            .filter(|entry| entry.event.expires_at > Timestamp::now())
+            .map(|entry| entry.event.clone())
+            .collect())
     }
 
     async fn notifications(
