@@ -3,6 +3,7 @@
 //! transport errors), then the wait until every notification has settled and the audit.
 
 use super::audit::{self, Audit};
+use super::power::FunctionCpu;
 use super::probe::{RequestCount, Stack};
 use super::{BenchError, LoadOptions};
 use crate::local::seed::API_KEY;
@@ -47,6 +48,8 @@ pub struct Outcome {
     pub memory_after: Option<u64>,
     /// Requests the emulator served from the first post until every notification had settled.
     pub emulator_requests: Option<RequestCount>,
+    /// CPU the stack's functions spent over the same span.
+    pub function_cpu: Option<FunctionCpu>,
     pub posted: Vec<Posted>,
     pub posting_took: Duration,
     /// From the first post until the last notification was sent (by its own `sent_at`).
@@ -69,6 +72,7 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
     set_up(stack).await?;
 
     let requests_before = stack.emulator_requests().await;
+    let cpu_before = FunctionCpu::sample(stack.front_port);
     let started_wall = now_millis();
     let started = Instant::now();
     let posted = post_events(stack, &run, options).await;
@@ -95,6 +99,7 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
         .collect();
     audit::wait_until_settled(stack, options.settle_timeout).await?;
     let requests_after = stack.emulator_requests().await;
+    let cpu_after = FunctionCpu::sample(stack.front_port);
     let mut audit = audit::audit(stack, &run, &notifications).await?;
     audit.unaccepted_events = posted
         .iter()
@@ -117,6 +122,9 @@ pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchEr
         memory_after,
         emulator_requests: requests_before
             .zip(requests_after)
+            .map(|(before, after)| after.since(&before)),
+        function_cpu: cpu_before
+            .zip(cpu_after)
             .map(|(before, after)| after.since(&before)),
         posted,
         posting_took,

@@ -7,6 +7,7 @@ mod audit;
 mod cost;
 pub mod functions;
 mod load;
+mod power;
 mod probe;
 mod report;
 

@@ -122,6 +122,8 @@ pub struct Stack {
     channel_queues: Vec<String>,
     /// DynamoDB's emulator process first, then the other services' (one port when they are one process).
     emulator_ports: Vec<u16>,
+    /// Where `herald local up` itself listens: its function processes are its children.
+    pub front_port: u16,
 }
 
 impl Stack {
@@ -162,6 +164,7 @@ impl Stack {
             sqs,
             channel_queues,
             emulator_ports: vec![ports.dynamodb, ports.emulator],
+            front_port: ports.front,
         })
     }
 
@@ -329,7 +332,7 @@ fn process_memory(port: u16) -> Option<u64> {
 
 /// The process listening on 127.0.0.1:`port`, found through `/proc` (the socket's inode, then the process
 /// holding it). `None` off Linux, or when this user may not see it.
-fn listening_pid(port: u16) -> Option<u32> {
+pub fn listening_pid(port: u16) -> Option<u32> {
     let wanted = format!(":{port:04X}");
     let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
         let text = std::fs::read_to_string(table).ok()?;

@@ -5,6 +5,7 @@
 
 use super::cost::PerEvent;
 use super::load::Outcome;
+use super::power::{self, FunctionCpu};
 use super::probe::{OperationCost, RequestCount};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,6 +44,42 @@ fn ms(duration: Duration) -> String {
 
 fn megabytes(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "unknown".into(), |b| format!("{} MB", b / 1_000_000))
+}
+
+/// Messages a channel function takes per invocation on AWS (the event source's batch size).
+const BATCH_SIZE: f64 = 10.0;
+
+/// The functions' CPU in the run, per event, and what it means for their memory size on Lambda (see
+/// [`power`]): a channel function's invocation is a batch of ten notifications, ingest's one event.
+fn function_memory(f: &mut fmt::Formatter<'_>, cpu: &FunctionCpu, events: usize) -> fmt::Result {
+    if events == 0 || cpu.seconds.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        f,
+        "\nFunctions' CPU (user + system, from /proc) and Lambda memory: 128 MB minimises cost × duration \
+         while an invocation waits on AWS at least 13.8× the CPU it needs"
+    )?;
+    for (function, seconds) in &cpu.seconds {
+        let per_event = seconds / events as f64;
+        let name = function.to_ascii_lowercase();
+        let (invocation, per_invocation) = if ["email", "sms", "slack"].iter().any(|c| name.contains(c)) {
+            ("a batch of 10 notifications", per_event * BATCH_SIZE)
+        } else if name.contains("ingest") {
+            ("one event", per_event)
+        } else {
+            writeln!(f, "  {function}: {seconds:.2} s (not per event)")?;
+            continue;
+        };
+        writeln!(
+            f,
+            "  {function}: {seconds:.2} s, {:.2} ms per event; {invocation} needs {:.1} ms: 128 MB is best while it waits ≥ {:.0} ms",
+            1000.0 * per_event,
+            1000.0 * per_invocation,
+            1000.0 * power::least_wait_for_smallest_memory(per_invocation)
+        )?;
+    }
+    Ok(())
 }
 
 /// Where the emulator's CPU went: per notification, and the operations that took most of it.
@@ -185,6 +222,10 @@ impl Report<'_> {
             megabytes(o.memory_before),
             megabytes(o.memory_after)
         )?;
+        if let Some(cpu) = &o.function_cpu {
+            let accepted = o.posted.iter().filter(|p| p.accepted.is_some()).count();
+            function_memory(f, cpu, accepted)?;
+        }
 
         self.audit(f)
     }
