@@ -8,7 +8,7 @@ use super::LocalError;
 use super::emulator;
 use super::runtime::{FunctionHost, InvokeError};
 use super::seed;
-use super::up::{Ports, SENDER, build_functions, local_template, start_functions};
+use super::up::{Build, Ports, SENDER, build_functions, local_template, start_functions};
 use herald::adapters::dynamodb::DynamoConfigStore;
 
 pub async fn run(args: &[&str]) -> Result<(), LocalError> {
@@ -63,7 +63,7 @@ pub async fn run(args: &[&str]) -> Result<(), LocalError> {
             known,
         });
     }
-    let binaries = build_functions(&root, &template).await?;
+    let binaries = build_functions(&root, &template, Build::Debug).await?;
     let hosts = start_functions(&template, &provisioned, &binaries, &endpoints, 1).await?;
     let host = template
         .functions()

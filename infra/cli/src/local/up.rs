@@ -121,8 +121,19 @@ pub fn local_template(root: &Path) -> Result<StackTemplate, LocalError> {
     )?)
 }
 
+/// Which build of the functions the local stack runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Build {
+    /// The workspace's debug build, shared with `cargo test` (quick to rebuild after a change).
+    #[default]
+    Debug,
+    /// The release profile Lambda runs (`--release`): for measuring the functions themselves, at the price
+    /// of a long first build (LTO, one codegen unit).
+    Release,
+}
+
 /// Brings the stack up and returns once `/v1/health` answers through the front.
-pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
+pub async fn start(ports: Ports, build: Build) -> Result<LocalStack, LocalError> {
     let root = emulator::project_root()?;
     // A second stack (the end-to-end tests) keeps its emulator log and Slack capture apart from yours.
     let state = std::env::var_os("HERALD_STATE_DIR").map_or_else(|| root.join(".herald"), PathBuf::from);
@@ -180,7 +191,7 @@ pub async fn start(ports: Ports) -> Result<LocalStack, LocalError> {
     seed::seed(&DynamoConfigStore::new(dynamodb.clone(), config_table)).await?;
 
     let sink = SlackSink::start(sink_listener, state.join("slack.jsonl")).map_err(LocalError::Sink)?;
-    let binaries = build_functions(&root, &template).await?;
+    let binaries = build_functions(&root, &template, build).await?;
     let hosts = start_functions(&template, &provisioned, &binaries, &endpoints, PROCESSES).await?;
 
     let routes = start_triggers(&template, &provisioned, &hosts, &sqs)?;
@@ -250,25 +261,34 @@ fn start_triggers(
     Ok(routes)
 }
 
-/// Builds the template's function binaries (debug) and returns where they are.
-pub async fn build_functions(root: &Path, template: &StackTemplate) -> Result<PathBuf, LocalError> {
-    say("building the function binaries (cargo build)");
+/// Builds the template's function binaries and returns where they are.
+pub async fn build_functions(
+    root: &Path,
+    template: &StackTemplate,
+    build: Build,
+) -> Result<PathBuf, LocalError> {
     let mut cargo = cargo_command();
-    // The whole workspace with its tests, not `-p` each function: cargo resolves dependency features per
-    // build, and the tests' dev-dependencies (aws-smithy-mocks turns on the SDKs' `test-util`) would
-    // otherwise give the AWS SDKs two builds, one for `cargo test` and one for the local stack (about
-    // eight minutes each on two cores). This way `cargo test` and `herald local up` share one.
-    cargo.args(["build", "--quiet", "--workspace", "--all-targets"]);
-    let status = cargo
-        .current_dir(root)
-        .kill_on_drop(true)
-        .status()
-        .await
-        .map_err(LocalError::CargoNotRun)?;
-    if !status.success() {
-        return Err(LocalError::BuildFailed);
-    }
-    let binaries = target_dir(root).join("debug");
+    let profile = match build {
+        Build::Debug => {
+            say("building the function binaries (cargo build)");
+            // The whole workspace with its tests, not `-p` each function: cargo resolves dependency features
+            // per build, and the tests' dev-dependencies (aws-smithy-mocks turns on the SDKs' `test-util`)
+            // would otherwise give the AWS SDKs two builds, one for `cargo test` and one for the local stack
+            // (about eight minutes each on two cores). This way `cargo test` and `herald local up` share one.
+            cargo.args(["build", "--quiet", "--workspace", "--all-targets"]);
+            "debug"
+        }
+        Build::Release => {
+            say("building the function binaries (cargo build --release; long the first time)");
+            // Exactly the functions, as `sam build` builds each: without the tests' dev-dependencies.
+            cargo.args(["build", "--quiet", "--release"]);
+            for function in template.functions() {
+                cargo.args(["-p", &function.binary]);
+            }
+            "release"
+        }
+    };
+    let binaries = target_dir(root).join(profile);
     if let Some(missing) = template
         .functions()
         .into_iter()
@@ -363,15 +383,15 @@ fn say(line: &str) {
     eprintln!("herald: {line}");
 }
 
-/// `herald local up`: starts the stack, prints how to use it, runs until Ctrl-C or SIGTERM.
-pub async fn run() -> Result<(), LocalError> {
+/// `herald local up [--release]`: starts the stack, prints how to use it, runs until Ctrl-C or SIGTERM.
+pub async fn run(build: Build) -> Result<(), LocalError> {
     let ports = Ports::from_env()?;
     // Listening from the start: a Ctrl-C during the first build must still stop the emulator (dropping
     // the unfinished start kills every child it spawned).
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let stack = tokio::select! {
-        started = start(ports) => started?,
+        started = start(ports, build) => started?,
         () = &mut shutdown => {
             say("stopped before the stack was ready");
             return Ok(());
