@@ -8,6 +8,7 @@ use crate::domain::notification::{Envelope, Notification};
 use crate::domain::rule::{Rule, RuleSpec};
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
 use crate::domain::tenant::TenantSettings;
+use crate::domain::user::{Preferences, User, UserProfile};
 use crate::domain::{Channel, EventId, FieldError, NotificationId, TenantId, Timestamp};
 use std::future::Future;
 use std::time::Duration;
@@ -70,6 +71,42 @@ pub trait ApiKeyStore: Send + Sync {
         key_hash: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// A tenant's users, one record each with the profile and the preferences in it, so ingest reads both in
+/// one request. Each part is written on its own: a profile PUT never undoes a preferences PUT.
+pub trait UserStore: Send + Sync {
+    /// `None` when neither part was ever written.
+    fn user(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<User>, BackendError>> + Send;
+
+    /// Replaces the profile; `Created` when the user had none.
+    fn put_profile(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        profile: &UserProfile,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Saved, BackendError>> + Send;
+
+    /// Replaces the preferences; `Created` when the user had none.
+    fn put_preferences(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        preferences: &Preferences,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Saved, BackendError>> + Send;
+
+    /// Forgets the user, profile and preferences; whether there was one.
+    fn delete_user(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
 
 /// What an operator sets per tenant (`herald tenant …`), in the config table. Each setting is written on

@@ -1,4 +1,6 @@
-//! The management API: health, event types, templates and rules, each tenant's alone.
+//! The management API: health, event types, templates, rules and users, each tenant's alone.
+
+mod users;
 
 use crate::config::HttpSettings;
 use crate::domain::event_type::EventTypeSpec;
@@ -12,7 +14,8 @@ use crate::http::{
     problem_response, query_parameter,
 };
 use crate::ports::{
-    ApiKeyStore, BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, WriteError,
+    ApiKeyStore, BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, UserStore,
+    WriteError,
 };
 use lambda_http::Request;
 use lambda_http::http::Method;
@@ -76,7 +79,7 @@ fn list_response<T>(
 impl<K, C> Api<K, C>
 where
     K: ApiKeyStore,
-    C: EventTypeStore + TemplateStore + RuleStore,
+    C: EventTypeStore + TemplateStore + RuleStore + UserStore,
 {
     pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
         Self {
@@ -104,7 +107,11 @@ where
                 _ => Err(method_not_allowed(request)),
             };
         }
-        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules", ..] if segments.len() <= 3);
+        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules", ..] if segments.len() <= 3)
+            || matches!(
+                segments.as_slice(),
+                ["v1", "users", _] | ["v1", "users", _, "preferences"]
+            );
         if !known {
             return Err(not_found_route(request));
         }
@@ -127,6 +134,13 @@ where
             (Method::PUT, ["v1", "rules", id]) => self.put_rule(request, &tenant, path_name(id)?).await,
             (Method::GET, ["v1", "rules", id]) => self.get_rule(&tenant, id).await,
             (Method::DELETE, ["v1", "rules", id]) => self.delete_rule(&tenant, id).await,
+            (Method::PUT, ["v1", "users", id]) => self.put_user(request, &tenant, id).await,
+            (Method::GET, ["v1", "users", id]) => self.get_user(&tenant, id).await,
+            (Method::DELETE, ["v1", "users", id]) => self.delete_user(&tenant, id).await,
+            (Method::PUT, ["v1", "users", id, "preferences"]) => {
+                self.put_preferences(request, &tenant, id).await
+            }
+            (Method::GET, ["v1", "users", id, "preferences"]) => self.get_preferences(&tenant, id).await,
             _ => Err(method_not_allowed(request)),
         }
     }

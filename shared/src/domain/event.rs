@@ -39,15 +39,20 @@ impl Recipient {
         }
     }
 
-    fn parse(value: &Value, policy: &WebhookPolicy, violations: &mut Violations) -> Option<Self> {
-        const POINTER: &str = "/recipient";
-        let object = violations.object(value, POINTER, &Self::FIELDS)?;
+    /// The contact fields at `pointer`, each checked as the channel that uses it will check it again.
+    pub(crate) fn parse(
+        value: &Value,
+        pointer: &str,
+        policy: &WebhookPolicy,
+        violations: &mut Violations,
+    ) -> Option<Self> {
+        let object = violations.object(value, pointer, &Self::FIELDS)?;
         let mut field = |name: &str, check: &dyn Fn(&str) -> Result<(), String>| {
-            let text = violations.string(object, POINTER, name, false)?;
+            let text = violations.string(object, pointer, name, false)?;
             match check(text) {
                 Ok(()) => Some(text.to_owned()),
                 Err(message) => {
-                    violations.add(child(POINTER, name), message);
+                    violations.add(child(pointer, name), message);
                     None
                 }
             }
@@ -73,7 +78,7 @@ impl Recipient {
         };
         if object.values().all(Value::is_null) {
             violations.add(
-                POINTER,
+                pointer,
                 format!("must name at least one of {}", Self::FIELDS.join(", ")),
             );
         }
@@ -113,7 +118,7 @@ impl EventSubmission {
                 violations.add(child(pointer, "recipient"), "is required");
                 None
             }
-            Some(value) => Recipient::parse(value, policy, &mut violations),
+            Some(value) => Recipient::parse(value, &child(pointer, "recipient"), policy, &mut violations),
         };
         let payload = match object.get("payload") {
             Some(payload @ Value::Object(_)) => Some(payload.clone()),

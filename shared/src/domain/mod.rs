@@ -14,6 +14,7 @@ pub mod rule;
 pub mod template;
 pub mod tenant;
 pub mod time;
+pub mod user;
 pub mod validation;
 
 pub use channel::Channel;

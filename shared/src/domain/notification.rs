@@ -69,6 +69,8 @@ impl FromStr for NotificationStatus {
 /// Machine codes for why a notification is where it is.
 pub mod reason {
     pub const NO_ADDRESS: &str = "no_address";
+    /// The user's preferences leave the channel out for this event.
+    pub const OPTED_OUT: &str = "opted_out";
     pub const TEMPLATE_NOT_FOUND: &str = "template_not_found";
     pub const RENDER_ERROR: &str = "render_error";
     pub const REJECTED_BY_PROVIDER: &str = "rejected_by_provider";

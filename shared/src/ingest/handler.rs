@@ -9,6 +9,7 @@ use crate::http::{
 };
 use crate::ports::{
     ActivityStore, ApiKeyStore, DeliveryLedger, EventTypeStore, NotificationQueue, RuleStore, TemplateStore,
+    UserStore,
 };
 use crate::telemetry::catalogue::EventOutcome;
 use crate::telemetry::record;
@@ -25,7 +26,7 @@ const BATCH_CONCURRENCY: usize = 8;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore,
+    C: EventTypeStore + RuleStore + TemplateStore + UserStore,
     A: ActivityStore + DeliveryLedger,
     Q: NotificationQueue,
 {
@@ -143,7 +144,7 @@ where
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore,
+    C: EventTypeStore + RuleStore + TemplateStore + UserStore,
     A: ActivityStore + DeliveryLedger,
     Q: NotificationQueue,
 {

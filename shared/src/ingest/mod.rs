@@ -10,11 +10,13 @@ use crate::config::HttpSettings;
 use crate::domain::event::{Acceptance, EventSubmission, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::payload_violations;
 use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate, reason};
+use crate::domain::user::Preferences;
 use crate::domain::{EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
     ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore,
+    UserStore,
 };
 use crate::telemetry::catalogue::NotificationOutcome;
 use crate::telemetry::record;
@@ -44,7 +46,7 @@ pub struct Ingest<K, C, A, Q> {
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore,
+    C: EventTypeStore + RuleStore + TemplateStore + UserStore,
     A: ActivityStore,
     Q: NotificationQueue,
 {
@@ -96,6 +98,10 @@ where
             }
         }
 
+        // The request as the client sent it identifies a replay, whatever the stored user says by then.
+        let fingerprint = submission.fingerprint();
+        let preferences = self.fill_from_user(tenant, &mut submission).await?;
+
         let now = Timestamp::now();
         let event_id = EventId::generate(now);
         let accepted = Accepting {
@@ -104,7 +110,7 @@ where
             correlation_id,
             now,
         };
-        let notifications = resolve_notifications(&accepted, &submission, &compiled);
+        let notifications = resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref());
         let body = json!({
             "event_id": event_id,
             "event": submission.event,
@@ -112,7 +118,6 @@ where
             "notifications": notifications.iter().map(Notification::summary_json).collect::<Vec<_>>(),
         });
         let retention = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX);
-        let fingerprint = submission.fingerprint();
         let acceptance = Acceptance {
             idempotency: submission.idempotency_key.clone().map(|key| IdempotencyRecord {
                 key,
@@ -136,6 +141,31 @@ where
             notifications,
         };
         self.record(tenant, acceptance, body, &fingerprint).await
+    }
+
+    /// When the event names a stored user: the contact fields it left out, from the user's profile, and
+    /// the user's preferences, read together in one request.
+    async fn fill_from_user(
+        &self,
+        tenant: &TenantId,
+        submission: &mut EventSubmission,
+    ) -> Result<Option<Preferences>, Problem> {
+        let Some(user_id) = submission.recipient.user_id.as_deref() else {
+            return Ok(None);
+        };
+        let Some(user) = self
+            .catalog
+            .store()
+            .user(tenant, user_id)
+            .await
+            .map_err(|error| backend_failure(&error))?
+        else {
+            return Ok(None);
+        };
+        if let Some(profile) = &user.profile {
+            submission.recipient = submission.recipient.filled_from(profile);
+        }
+        Ok(user.preferences)
     }
 
     /// Records the acceptance and fans it out, or finds the request it replays.
@@ -220,6 +250,7 @@ fn count_settled_at_acceptance(notifications: &[Notification]) {
         let outcome = match notification.status {
             NotificationStatus::Failed => NotificationOutcome::Failed,
             NotificationStatus::Skipped => NotificationOutcome::Skipped,
+            NotificationStatus::Suppressed => NotificationOutcome::Suppressed,
             _ => continue,
         };
         record::notification(notification.channel, outcome, notification.reason.as_deref());
@@ -234,11 +265,13 @@ struct Accepting<'a> {
     now: Timestamp,
 }
 
-/// One notification per rule that applies and whose channel the submission allows.
+/// One notification per rule that applies and whose channel the submission allows; `suppressed` where
+/// the user opted out (unless the event type is critical), never queued.
 fn resolve_notifications(
     accepting: &Accepting<'_>,
     submission: &EventSubmission,
     compiled: &CompiledEventType,
+    preferences: Option<&Preferences>,
 ) -> Vec<Notification> {
     let Accepting {
         tenant,
@@ -247,6 +280,13 @@ fn resolve_notifications(
         now,
     } = *accepting;
     let recipient = serde_json::to_value(&submission.recipient).unwrap_or_default();
+    let spec = &compiled.event_type.spec;
+    let opted_out = |channel| {
+        !spec.critical
+            && preferences.is_some_and(|preferences| {
+                !preferences.allows(channel, &submission.event, spec.category.as_deref())
+            })
+    };
     compiled
         .rules
         .matching(&submission.payload, &recipient)
@@ -273,6 +313,12 @@ fn resolve_notifications(
                     NotificationStatus::Failed,
                     Some(reason::TEMPLATE_NOT_FOUND),
                     Some(format!("template {} does not exist", rule.spec.template)),
+                    None,
+                ),
+                (Some(_), _) if opted_out(channel) => (
+                    NotificationStatus::Suppressed,
+                    Some(reason::OPTED_OUT),
+                    Some(format!("the user opted out of {channel} for this event")),
                     None,
                 ),
                 (Some(_), None) => (

@@ -104,16 +104,19 @@ pub enum NotificationOutcome {
     Expired,
     /// At ingest: the recipient has no address on its channel.
     Skipped,
+    /// At ingest: the user opted out of the channel for this event.
+    Suppressed,
 }
 
 impl NotificationOutcome {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Sent,
         Self::Failed,
         Self::Retried,
         Self::DeadLettered,
         Self::Expired,
         Self::Skipped,
+        Self::Suppressed,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -124,6 +127,7 @@ impl NotificationOutcome {
             Self::DeadLettered => "dead_lettered",
             Self::Expired => "expired",
             Self::Skipped => "skipped",
+            Self::Suppressed => "suppressed",
         }
     }
 }

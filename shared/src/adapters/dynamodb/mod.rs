@@ -28,6 +28,7 @@ mod tenant_settings;
 #[cfg(test)]
 mod tests;
 mod unsettled;
+mod user_store;
 
 pub use activity_store::DynamoActivityStore;
 pub use config_store::DynamoConfigStore;

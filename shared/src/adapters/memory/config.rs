@@ -1,15 +1,17 @@
-//! The config table in memory, as ingest and the API take it: one value for event types, rules and
-//! templates (the DynamoDB adapter is one type for all three). Each part keeps its own failpoints.
+//! The config table in memory, as ingest and the API take it: one value for event types, rules,
+//! templates and users (the DynamoDB adapter is one type for all four). Each part keeps its own failpoints.
 
 use super::event_types::MemoryEventTypeStore;
 use super::rules::MemoryRuleStore;
 use super::templates::MemoryTemplateStore;
+use super::users::MemoryUserStore;
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::rule::{Rule, RuleSpec};
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
+use crate::domain::user::{Preferences, User, UserProfile};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{
-    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, WriteError,
+    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, UserStore, WriteError,
 };
 
 #[derive(Debug, Default)]
@@ -17,6 +19,39 @@ pub struct MemoryConfigStore {
     pub event_types: MemoryEventTypeStore,
     pub rules: MemoryRuleStore,
     pub templates: MemoryTemplateStore,
+    pub users: MemoryUserStore,
+}
+
+impl UserStore for MemoryConfigStore {
+    async fn user(&self, tenant: &TenantId, user_id: &str) -> Result<Option<User>, BackendError> {
+        self.users.user(tenant, user_id).await
+    }
+
+    async fn put_profile(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        profile: &UserProfile,
+        now: Timestamp,
+    ) -> Result<Saved, BackendError> {
+        self.users.put_profile(tenant, user_id, profile, now).await
+    }
+
+    async fn put_preferences(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        preferences: &Preferences,
+        now: Timestamp,
+    ) -> Result<Saved, BackendError> {
+        self.users
+            .put_preferences(tenant, user_id, preferences, now)
+            .await
+    }
+
+    async fn delete_user(&self, tenant: &TenantId, user_id: &str) -> Result<bool, BackendError> {
+        self.users.delete_user(tenant, user_id).await
+    }
 }
 
 impl EventTypeStore for MemoryConfigStore {

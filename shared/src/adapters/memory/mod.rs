@@ -23,6 +23,7 @@ pub mod sender;
 pub mod templates;
 pub mod tenants;
 mod unsettled;
+pub mod users;
 pub use unsettled::MemoryQueueDepth;
 
 /// What a failpoint does to the next calls of its operation.

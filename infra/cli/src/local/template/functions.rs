@@ -399,7 +399,7 @@ mod tests {
             method: "GET".into(),
             path: "/v1/health".into()
         }));
-        assert_eq!(api.http_routes.len(), 8);
+        assert_eq!(api.http_routes.len(), 10);
     }
 
     #[test]
