@@ -7,8 +7,9 @@ use herald_cli::tenant::{self, TenantError};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  herald local up [--release]               run the whole stack locally (emulator, functions, API on :3000);
-                                            --release runs the functions' release build, as Lambda does
+  herald local up [--release [--no-build]]  run the whole stack locally (emulator, functions, API on :3000);
+                                            --release runs the functions' release build, as Lambda does;
+                                            --no-build takes target/release as it is
   herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, sweeper)
   herald tenant create TENANT [--key KEY] [--local]
                                             create an API key for TENANT (a new random key if none is given)
@@ -59,6 +60,9 @@ async fn run(args: &[&str]) -> Result<(), CliError> {
     match args {
         ["local", "up"] => local::up::run(local::up::Build::Debug).await?,
         ["local", "up", "--release"] => local::up::run(local::up::Build::Release).await?,
+        ["local", "up", "--release", "--no-build"] => {
+            local::up::run(local::up::Build::ReleaseAsBuilt).await?;
+        }
         ["invoke", rest @ ..] => local::invoke::run(rest).await?,
         ["tenant", "create", rest @ ..] => tenant::create(rest).await?,
         ["tenant", "sms-countries", rest @ ..] => tenant::sms_countries(rest).await?,

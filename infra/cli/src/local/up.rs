@@ -130,6 +130,9 @@ pub enum Build {
     /// The release profile Lambda runs (`--release`): for measuring the functions themselves, at the price
     /// of a long first build (LTO, one codegen unit).
     Release,
+    /// The release binaries already in the target directory, without asking cargo (`--release
+    /// --no-build`): to measure a build made earlier while the sources have moved on.
+    ReleaseAsBuilt,
 }
 
 /// Brings the stack up and returns once `/v1/health` answers through the front.
@@ -287,8 +290,25 @@ pub async fn build_functions(
             }
             "release"
         }
+        Build::ReleaseAsBuilt => {
+            say("--no-build: running the release binaries as they are");
+            return present_binaries(&target_dir(root).join("release"), template);
+        }
     };
-    let binaries = target_dir(root).join(profile);
+    let status = cargo
+        .current_dir(root)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(LocalError::CargoNotRun)?;
+    if !status.success() {
+        return Err(LocalError::BuildFailed);
+    }
+    present_binaries(&target_dir(root).join(profile), template)
+}
+
+/// `binaries`, once every function of the template is found in it.
+fn present_binaries(binaries: &Path, template: &StackTemplate) -> Result<PathBuf, LocalError> {
     if let Some(missing) = template
         .functions()
         .into_iter()
@@ -296,7 +316,7 @@ pub async fn build_functions(
     {
         return Err(LocalError::NoSuchBinary(missing.binary));
     }
-    Ok(binaries)
+    Ok(binaries.to_path_buf())
 }
 
 /// Where cargo puts what it builds in the checkout at `root`.
