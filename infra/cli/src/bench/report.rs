@@ -49,34 +49,44 @@ fn megabytes(bytes: Option<u64>) -> String {
 /// Messages a channel function takes per invocation on AWS (the event source's batch size).
 const BATCH_SIZE: f64 = 10.0;
 
-/// The functions' CPU in the run, per event, and what it means for their memory size on Lambda (see
-/// [`power`]): a channel function's invocation is a batch of ten notifications, ingest's one event.
+/// Waits per invocation, on AWS, for which the report gives the best memory size.
+const WAITS_MS: [f64; 4] = [25.0, 50.0, 100.0, 200.0];
+
+/// The functions' CPU in the run, per event, and the Lambda memory size that minimises cost × duration
+/// given it (see [`power`]): a channel function's invocation is a batch of ten notifications, ingest's
+/// one event.
 fn function_memory(f: &mut fmt::Formatter<'_>, cpu: &FunctionCpu, events: usize) -> fmt::Result {
     if events == 0 || cpu.seconds.is_empty() {
         return Ok(());
     }
+    let waits: Vec<String> = WAITS_MS.iter().map(|ms| format!("{ms:.0}")).collect();
     writeln!(
         f,
-        "\nFunctions' CPU (user + system, from /proc) and Lambda memory: 128 MB minimises cost × duration \
-         while an invocation waits on AWS at least 13.8× the CPU it needs"
+        "\nFunctions' CPU (user + system, from /proc), and the memory that minimises cost × duration on Lambda \
+         if an invocation waits {} ms on AWS",
+        waits.join(" / ")
     )?;
     for (function, seconds) in &cpu.seconds {
         let per_event = seconds / events as f64;
         let name = function.to_ascii_lowercase();
         let (invocation, per_invocation) = if ["email", "sms", "slack"].iter().any(|c| name.contains(c)) {
-            ("a batch of 10 notifications", per_event * BATCH_SIZE)
+            ("a batch of 10", per_event * BATCH_SIZE)
         } else if name.contains("ingest") {
-            ("one event", per_event)
+            ("an event", per_event)
         } else {
             writeln!(f, "  {function}: {seconds:.2} s (not per event)")?;
             continue;
         };
+        let best: Vec<String> = WAITS_MS
+            .iter()
+            .map(|ms| format!("{:.0}", power::best_memory_mb(per_invocation, ms / 1000.0)))
+            .collect();
         writeln!(
             f,
-            "  {function}: {seconds:.2} s, {:.2} ms per event; {invocation} needs {:.1} ms: 128 MB is best while it waits ≥ {:.0} ms",
+            "  {function}: {seconds:.2} s, {:.2} ms per event; {invocation}: {:.1} ms of a vCPU → {} MB",
             1000.0 * per_event,
             1000.0 * per_invocation,
-            1000.0 * power::least_wait_for_smallest_memory(per_invocation)
+            best.join(" / ")
         )?;
     }
     Ok(())

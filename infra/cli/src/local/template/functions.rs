@@ -385,7 +385,7 @@ mod tests {
         }));
         assert!(ingest.sqs_events.is_empty());
         let email = function(&template, "email");
-        assert_eq!((email.timeout_seconds, email.memory_mb), (30, 256));
+        assert_eq!((email.timeout_seconds, email.memory_mb), (30, 512));
     }
 
     #[test]
