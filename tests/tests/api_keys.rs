@@ -206,3 +206,51 @@ async fn an_ingest_key_only_sends_events_and_a_revoked_key_nothing() {
         .await;
     assert_eq!(full.status, 200, "the tenant's full key still works: {full:?}");
 }
+
+#[tokio::test]
+async fn keys_made_before_key_ids_are_adopted_once_then_listed_and_revoked() {
+    let stack = Stack::new().await;
+    let store = stack.config_store();
+    let legacy = unique("legacy-key");
+    // The one item `herald tenant create` wrote before decision 24.
+    stack
+        .dynamodb
+        .put_item()
+        .table_name(&stack.tables.config)
+        .item("pk", AttributeValue::S(format!("KEY#{}", key_hash(&legacy))))
+        .item("sk", AttributeValue::S("KEY".into()))
+        .item("tenant", AttributeValue::S(stack.tenant.as_str().into()))
+        .item("created_at", AttributeValue::N("1790000000000".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_api_keys(&stack.tenant, &all())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    let adopted = store.adopt_unlisted_keys().await.unwrap();
+    assert_eq!(adopted.len(), 1, "only the legacy key: {adopted:?}");
+    let key = &adopted[0];
+    assert_eq!((&key.tenant, key.scope), (&stack.tenant, KeyScope::Full));
+    assert_eq!(key.created_at, Timestamp::from_millis(1_790_000_000_000));
+    assert!(
+        store.adopt_unlisted_keys().await.unwrap().is_empty(),
+        "adopted once"
+    );
+    let listed = store.list_api_keys(&stack.tenant, &all()).await.unwrap().items;
+    assert!(listed.contains(key), "{listed:?}");
+    assert!(store.key_grant(&key_hash(&legacy)).await.unwrap().is_some());
+
+    let revoked = store
+        .revoke_api_key(&stack.tenant, &key.id, Timestamp::now())
+        .await
+        .unwrap();
+    assert!(matches!(revoked, Revocation::Revoked(_)), "{revoked:?}");
+    assert_eq!(store.key_grant(&key_hash(&legacy)).await.unwrap(), None);
+}

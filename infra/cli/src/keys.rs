@@ -52,6 +52,7 @@ pub async fn run(args: &[&str]) -> Result<(), TenantError> {
         ["create", rest @ ..] => create(rest).await,
         ["list", rest @ ..] => list(rest).await,
         ["revoke", rest @ ..] => revoke(rest).await,
+        ["adopt", rest @ ..] => adopt(rest).await,
         _ => Err(TenantError::KeysUsage),
     }
 }
@@ -121,7 +122,9 @@ async fn list(args: &[&str]) -> Result<(), TenantError> {
     let tenant = tenant_id(tenant)?;
     let keys = all_keys(&config_store(local).await?, &tenant).await?;
     if keys.is_empty() {
-        println!("tenant {tenant} has no API keys (keys made before `herald keys` existed are not listed)");
+        println!(
+            "tenant {tenant} has no API keys (keys made before `herald keys` are listed once `herald keys adopt` ran)"
+        );
         return Ok(());
     }
     println!(
@@ -189,5 +192,23 @@ async fn revoke(args: &[&str]) -> Result<(), TenantError> {
         ),
         Revocation::NotFound => return Err(TenantError::NoSuchKey(tenant, (*id).to_owned())),
     }
+    Ok(())
+}
+
+/// `herald keys adopt [--local]`: once, after upgrading a stack whose keys were made before `herald keys`,
+/// gives each of them an id, so it is listed and can be revoked. Scans the config table.
+async fn adopt(args: &[&str]) -> Result<(), TenantError> {
+    let (args, local) = local_flag(args);
+    if !args.is_empty() {
+        return Err(TenantError::KeysUsage);
+    }
+    let adopted = config_store(local).await?.adopt_unlisted_keys().await?;
+    for key in &adopted {
+        println!(
+            "tenant {}: API key {} (scope {}) is now listed",
+            key.tenant, key.id, key.scope
+        );
+    }
+    println!("{} keys made before `herald keys` adopted", adopted.len());
     Ok(())
 }

@@ -18,6 +18,8 @@ const USAGE: &str = "usage:
   herald keys revoke TENANT KEY_ID [--local]
                                             revoke a key (functions that read it stop accepting it within
                                             HERALD_CONFIG_CACHE_SECONDS, 30 s by default)
+  herald keys adopt [--local]               once after upgrading: list the keys made before herald keys
+                                            (a scan of the config table), so they can be revoked
   herald tenant create TENANT [--key KEY] [--local]
                                             the same as herald keys create TENANT [--key KEY]
   herald tenant sms-countries TENANT [US,CA,… | * | --default] [--local]

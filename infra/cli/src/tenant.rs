@@ -20,7 +20,8 @@ pub enum TenantError {
     Usage,
     #[error(
         "usage: herald keys create TENANT [--name NAME] [--scope ingest|full] [--key KEY] [--local]\n       \
-         herald keys list TENANT [--local]\n       herald keys revoke TENANT KEY_ID [--local]"
+         herald keys list TENANT [--local]\n       herald keys revoke TENANT KEY_ID [--local]\n       \
+         herald keys adopt [--local]"
     )]
     KeysUsage,
     #[error("scope {0:?}: a key's scope is ingest (POST /v1/events and batches only) or full")]

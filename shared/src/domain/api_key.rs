@@ -114,7 +114,7 @@ pub fn key_hash(key: &str) -> String {
 
 /// 12 hex digits (48 bits) of a v4 UUID's random part: unrelated to the key, so an id shown in a terminal
 /// or a ticket says nothing about it (a prefix of the hash would let a weak key be checked offline).
-fn new_key_id() -> String {
+pub fn new_key_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 

@@ -5,7 +5,7 @@
 
 use super::config_store::{DynamoConfigStore, tenant_pk};
 use super::{Cancelled, Item, ItemExt, built, corrupt, key, n, put, s, transact};
-use crate::domain::api_key::{ApiKeyRecord, KeyGrant, KeyScope, NewApiKey, taken_message};
+use crate::domain::api_key::{ApiKeyRecord, KeyGrant, KeyScope, NewApiKey, new_key_id, taken_message};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{ApiKeyStore, BackendError, Page, PageRequest, Revocation, WriteError};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
@@ -36,6 +36,19 @@ fn record_from(tenant: &TenantId, item: &Item) -> Result<ApiKeyRecord, BackendEr
         created_at: Timestamp::from_millis(item.int("created_at")?),
         revoked_at: item.opt_int("revoked_at").map(Timestamp::from_millis),
     })
+}
+
+/// A key's entry in its tenant's list.
+fn entry_item(record: &ApiKeyRecord, hash: &str) -> Item {
+    let mut entry = entry_key(&record.tenant, &record.id);
+    entry.insert("key_id".into(), s(&record.id));
+    entry.insert("key_hash".into(), s(hash));
+    entry.insert("scope".into(), s(record.scope.as_str()));
+    entry.insert("created_at".into(), n(record.created_at.millis()));
+    if let Some(name) = &record.name {
+        entry.insert("name".into(), s(name));
+    }
+    entry
 }
 
 /// Sets `revoked_at` on one item of a key, if `condition` holds.
@@ -76,6 +89,83 @@ impl DynamoConfigStore {
     }
 }
 
+impl DynamoConfigStore {
+    /// Gives each key stored before decision 24 (a lookup with no key id) an id and an entry in its tenant's
+    /// list, so it can be listed and revoked like the others; the keys given one. It scans the whole table:
+    /// an operator runs it once after upgrading (`herald keys adopt`), no request ever does. Running it
+    /// again, or twice at once, adopts each key once (the lookup's update is conditional on having no id).
+    pub async fn adopt_unlisted_keys(&self) -> Result<Vec<ApiKeyRecord>, BackendError> {
+        let mut adopted = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :key) AND attribute_not_exists(key_id)")
+                .expression_attribute_values(":key", s("KEY#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| {
+                    crate::adapters::backend_error("DynamoDB", "Scan(unlisted api keys)", &error)
+                })?;
+            for item in page.items() {
+                if let Some(record) = self.adopt(item).await? {
+                    adopted.push(record);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(adopted);
+            }
+        }
+    }
+
+    async fn adopt(&self, lookup: &Item) -> Result<Option<ApiKeyRecord>, BackendError> {
+        let hash = lookup
+            .str("pk")?
+            .strip_prefix("KEY#")
+            .ok_or_else(|| corrupt("Scan(unlisted api keys)", "an API key lookup without KEY#"))?;
+        let tenant = TenantId::new(lookup.str("tenant")?);
+        let record = ApiKeyRecord {
+            id: new_key_id(),
+            tenant: tenant.clone(),
+            name: None,
+            scope: scope_of(lookup)?,
+            created_at: Timestamp::from_millis(lookup.opt_int("created_at").unwrap_or(0)),
+            revoked_at: lookup.opt_int("revoked_at").map(Timestamp::from_millis),
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(lookup_key(hash)))
+            .update_expression("SET #key_id = :key_id, #scope = :scope")
+            .condition_expression("#tenant = :tenant AND attribute_not_exists(#key_id)")
+            .expression_attribute_names("#key_id", "key_id")
+            .expression_attribute_names("#scope", "scope")
+            .expression_attribute_names("#tenant", "tenant")
+            .expression_attribute_values(":key_id", s(&record.id))
+            .expression_attribute_values(":scope", s(record.scope.as_str()))
+            .expression_attribute_values(":tenant", s(tenant.as_str()));
+        let mut entry = entry_item(&record, hash);
+        if let Some(revoked_at) = record.revoked_at {
+            entry.insert("revoked_at".into(), n(revoked_at.millis()));
+        }
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(built(update.build())?)
+                .build(),
+            put(&self.table, entry, Some("attribute_not_exists(pk)"), &[])?,
+        ];
+        match transact(&self.client, "TransactWriteItems(adopt api key)", items).await {
+            Ok(()) => Ok(Some(record)),
+            Err(Cancelled::Backend(error)) => Err(error),
+            // Adopted meanwhile by another run.
+            Err(Cancelled::Reasons(..)) => Ok(None),
+        }
+    }
+}
+
 impl ApiKeyStore for DynamoConfigStore {
     async fn key_grant(&self, key_hash: &str) -> Result<Option<KeyGrant>, BackendError> {
         let Some(item) = self.get("GetItem(api key)", lookup_key(key_hash)).await? else {
@@ -97,14 +187,7 @@ impl ApiKeyStore for DynamoConfigStore {
         lookup.insert("key_id".into(), s(&record.id));
         lookup.insert("scope".into(), s(record.scope.as_str()));
         lookup.insert("created_at".into(), n(record.created_at.millis()));
-        let mut entry = entry_key(&record.tenant, &record.id);
-        entry.insert("key_id".into(), s(&record.id));
-        entry.insert("key_hash".into(), s(&new.hash));
-        entry.insert("scope".into(), s(record.scope.as_str()));
-        entry.insert("created_at".into(), n(record.created_at.millis()));
-        if let Some(name) = &record.name {
-            entry.insert("name".into(), s(name));
-        }
+        let entry = entry_item(record, &new.hash);
         // A stored hash is never overwritten: that would move the key to another tenant, or revive it.
         let items = vec![
             put(&self.table, lookup, Some("attribute_not_exists(pk)"), &[])?,
