@@ -204,3 +204,30 @@ async fn an_operator_creates_lists_and_revokes_a_tenants_keys_and_no_tenant_reac
     let misused = herald_keys(&table, &["list"]).await;
     assert!(stderr_of_failure(&misused).contains("usage: herald keys create"));
 }
+
+#[tokio::test]
+async fn the_local_stacks_seed_stores_the_dev_key_once_as_a_listed_full_key() {
+    let (store, _) = config_table().await;
+    herald_cli::local::seed::seed(&store).await.unwrap();
+    herald_cli::local::seed::seed(&store).await.unwrap();
+
+    let local = TenantId::new(herald_cli::local::seed::TENANT);
+    let grant = store
+        .key_grant(&key_hash(herald_cli::local::seed::API_KEY))
+        .await
+        .unwrap();
+    assert_eq!(
+        grant,
+        Some(KeyGrant {
+            tenant: local.clone(),
+            scope: KeyScope::Full
+        })
+    );
+    let page = herald::ports::PageRequest {
+        limit: 10,
+        after: None,
+    };
+    let listed = store.list_api_keys(&local, &page).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "stored once: {listed:?}");
+    assert_eq!(listed[0].name.as_deref(), Some("dev"));
+}
