@@ -2,6 +2,7 @@
 //! the logic never names an SDK type.
 
 use crate::domain::address::CountryAllowList;
+use crate::domain::api_key::{ApiKeyRecord, KeyGrant, NewApiKey};
 use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::notification::{Envelope, Notification};
@@ -58,19 +59,45 @@ pub enum Saved {
     Replaced,
 }
 
+/// What revoking a key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now; the record as it is after.
+    Revoked(ApiKeyRecord),
+    /// Revoked before (the record says when); nothing changed.
+    AlreadyRevoked(ApiKeyRecord),
+    /// The tenant has no key of that id.
+    NotFound,
+}
+
+/// Tenants' API keys (decision 24): found by hash on every request, listed and revoked by id, per tenant.
 pub trait ApiKeyStore: Send + Sync {
-    /// The tenant an API key (by its SHA-256 hash) belongs to.
-    fn tenant_for_key(
+    /// What a live key (by its SHA-256 hash) grants; `None` for a key unknown or revoked.
+    fn key_grant(
         &self,
         key_hash: &str,
-    ) -> impl Future<Output = Result<Option<TenantId>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Option<KeyGrant>, BackendError>> + Send;
 
-    fn put_api_key(
+    /// Stores a new key: its lookup by hash and its entry in the tenant's list, both or neither. A hash
+    /// already stored is never overwritten, whoever's it is (`Conflict`); the same `key` written again (a
+    /// retry after a lost answer) succeeds.
+    fn create_api_key(&self, key: &NewApiKey) -> impl Future<Output = Result<(), WriteError>> + Send;
+
+    /// The tenant's keys, revoked ones included, by id.
+    fn list_api_keys(
         &self,
         tenant: &TenantId,
-        key_hash: &str,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<ApiKeyRecord>, BackendError>> + Send;
+
+    /// Revokes the tenant's key `id`, in its entry and its lookup at once; another tenant's id is
+    /// `NotFound`. Revoking again changes nothing.
+    fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &str,
         now: Timestamp,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    ) -> impl Future<Output = Result<Revocation, BackendError>> + Send;
 }
 
 /// A tenant's users, one record each with the profile and the preferences in it, so ingest reads both in

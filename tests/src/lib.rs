@@ -20,9 +20,9 @@ use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
 use herald::adapters::sqs::SqsNotificationQueue;
 use herald::api::Api;
 use herald::config::{AwsSettings, Env, HttpSettings, QueueUrls, Tables};
+use herald::domain::api_key::{KeyScope, NewApiKey};
 use herald::domain::notification::Envelope;
 use herald::domain::{Channel, TenantId, Timestamp};
-use herald::http::key_hash;
 use herald::ingest::Ingest;
 use herald::ports::ApiKeyStore;
 use herald_cli::local::template::{Provisioned, StackTemplate};
@@ -132,10 +132,17 @@ impl Stack {
 
     /// Another tenant in the same tables, with its own key.
     pub async fn add_tenant(&self, tenant: &TenantId, api_key: &str) {
+        self.add_key(tenant, api_key, KeyScope::Full).await;
+    }
+
+    /// A key of `scope` for `tenant`; its id, to revoke it by.
+    pub async fn add_key(&self, tenant: &TenantId, api_key: &str, scope: KeyScope) -> String {
+        let key = NewApiKey::new(tenant, api_key, None, scope, Timestamp::now());
         self.config_store()
-            .put_api_key(tenant, &key_hash(api_key), Timestamp::now())
+            .create_api_key(&key)
             .await
-            .expect("put api key");
+            .expect("create api key");
+        key.record.id
     }
 
     pub fn config_store(&self) -> DynamoConfigStore {

@@ -2,6 +2,7 @@
 
 use herald_cli::bench::{self, BenchError};
 use herald_cli::dlq::{self, DlqError};
+use herald_cli::keys;
 use herald_cli::local::{self, LocalError};
 use herald_cli::tenant::{self, TenantError};
 use std::process::ExitCode;
@@ -11,8 +12,18 @@ const USAGE: &str = "usage:
                                             --release runs the functions' release build, as Lambda does;
                                             --no-build takes target/release as it is
   herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, sweeper)
+  herald keys create TENANT [--name NAME] [--scope ingest|full] [--key KEY] [--local]
+                                            create an API key for TENANT, printed once (a new random key
+                                            unless --key gives one of 32+ characters); scope ingest may
+                                            only send events, full (the default) may do everything
+  herald keys list TENANT [--local]         TENANT's keys: id, name, scope, created, revoked
+  herald keys revoke TENANT KEY_ID [--local]
+                                            revoke a key (functions that read it stop accepting it within
+                                            HERALD_CONFIG_CACHE_SECONDS, 30 s by default)
+  herald keys adopt [--local]               once after upgrading: list the keys made before herald keys
+                                            (a scan of the config table), so they can be revoked
   herald tenant create TENANT [--key KEY] [--local]
-                                            create an API key for TENANT (a new random key if none is given)
+                                            the same as herald keys create TENANT [--key KEY]
   herald tenant sms-countries TENANT [US,CA,… | * | --default] [--local]
                                             show or set the countries TENANT's SMS may go to
   herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
@@ -64,6 +75,7 @@ async fn run(args: &[&str]) -> Result<(), CliError> {
             local::up::run(local::up::Build::ReleaseAsBuilt).await?;
         }
         ["invoke", rest @ ..] => local::invoke::run(rest).await?,
+        ["keys", rest @ ..] => keys::run(rest).await?,
         ["tenant", "create", rest @ ..] => tenant::create(rest).await?,
         ["tenant", "sms-countries", rest @ ..] => tenant::sms_countries(rest).await?,
         ["bench", rest @ ..] => bench::run(rest).await?,

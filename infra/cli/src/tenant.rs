@@ -1,5 +1,7 @@
-//! `herald tenant …`: tenants' API keys and the settings an operator keeps for them.
+//! `herald tenant …`: the settings an operator keeps for tenants, and `tenant create`, which makes a tenant's
+//! first key (`herald keys` does the rest).
 
+use crate::keys::{CreateOptions, create_and_print};
 use crate::local::LocalError;
 use crate::local::emulator;
 use crate::local::up::{Ports, local_template};
@@ -9,14 +11,31 @@ use herald::config::{AwsSettings, ConfigError, Env};
 use herald::domain::address::CountryAllowList;
 use herald::domain::validation::is_valid_name;
 use herald::domain::{TenantId, Timestamp};
-use herald::http::key_hash;
-use herald::ports::{ApiKeyStore, BackendError, TenantSettingsStore};
+use herald::ports::{BackendError, TenantSettingsStore, WriteError};
 
 /// Why `herald tenant …` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
     #[error("usage: herald tenant create TENANT [--key KEY] [--local]")]
     Usage,
+    #[error(
+        "usage: herald keys create TENANT [--name NAME] [--scope ingest|full] [--key KEY] [--local]\n       \
+         herald keys list TENANT [--local]\n       herald keys revoke TENANT KEY_ID [--local]\n       \
+         herald keys adopt [--local]"
+    )]
+    KeysUsage,
+    #[error("scope {0:?}: a key's scope is ingest (POST /v1/events and batches only) or full")]
+    InvalidScope(String),
+    #[error("key name {0:?} must match [a-z0-9_.-]{{1,64}}")]
+    InvalidKeyName(String),
+    #[error("the key is refused: {0}")]
+    WeakKey(String),
+    #[error("no random bytes for a new key: {0}")]
+    Random(String),
+    #[error("the key is not stored: {0}")]
+    KeyRefused(String),
+    #[error("tenant {0} has no API key {1} (herald keys list {0} shows its keys)")]
+    NoSuchKey(TenantId, String),
     #[error("usage: herald tenant sms-countries TENANT [US,CA,… | * | --default] [--local]")]
     SmsCountriesUsage,
     #[error("SMS countries: {0}")]
@@ -31,25 +50,24 @@ pub enum TenantError {
     Settings(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] BackendError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
-/// `herald tenant create TENANT [--key KEY] [--local]`: stores the key's hash; the key itself is printed
-/// once.
+/// `herald tenant create TENANT [--key KEY] [--local]`: a key of scope `full` for the tenant (`herald keys
+/// create` with its defaults), printed once.
 pub async fn create(args: &[&str]) -> Result<(), TenantError> {
     let (args, local) = local_flag(args);
     let (tenant, key) = match args.as_slice() {
-        [tenant] => (*tenant, format!("hk_{}", uuid::Uuid::new_v4().simple())),
-        [tenant, "--key", key] => (*tenant, (*key).to_owned()),
+        [tenant] => (*tenant, None),
+        [tenant, "--key", key] => (*tenant, Some(*key)),
         _ => return Err(TenantError::Usage),
     };
-    let tenant = tenant_id(tenant)?;
-    config_store(local)
-        .await?
-        .put_api_key(&tenant, &key_hash(&key), Timestamp::now())
-        .await?;
-    println!("tenant {tenant}: API key {key}");
-    println!("(only its hash is stored; keep the key safe)");
-    Ok(())
+    let options = CreateOptions {
+        key,
+        ..CreateOptions::default()
+    };
+    create_and_print(tenant, &options, local).await
 }
 
 /// `herald tenant sms-countries TENANT [LIST | --default] [--local]`: shows the countries the tenant's SMS
@@ -82,13 +100,13 @@ pub async fn sms_countries(args: &[&str]) -> Result<(), TenantError> {
 }
 
 /// The arguments without `--local`, and whether it was given.
-fn local_flag<'a>(args: &[&'a str]) -> (Vec<&'a str>, bool) {
+pub(crate) fn local_flag<'a>(args: &[&'a str]) -> (Vec<&'a str>, bool) {
     let rest: Vec<&str> = args.iter().copied().filter(|arg| *arg != "--local").collect();
     let local = rest.len() < args.len();
     (rest, local)
 }
 
-fn tenant_id(name: &str) -> Result<TenantId, TenantError> {
+pub(crate) fn tenant_id(name: &str) -> Result<TenantId, TenantError> {
     if !is_valid_name(name) {
         return Err(TenantError::InvalidName(name.to_owned()));
     }
@@ -97,7 +115,7 @@ fn tenant_id(name: &str) -> Result<TenantId, TenantError> {
 
 /// The config table of the stack `herald local up` runs (`local`), or the one `HERALD_CONFIG_TABLE` names
 /// through the usual AWS environment.
-async fn config_store(local: bool) -> Result<DynamoConfigStore, TenantError> {
+pub(crate) async fn config_store(local: bool) -> Result<DynamoConfigStore, TenantError> {
     if local {
         let aws = emulator::sdk_config(&Ports::from_env()?.endpoints()).await;
         let root = emulator::project_root().map_err(LocalError::from)?;

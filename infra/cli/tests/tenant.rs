@@ -1,4 +1,4 @@
-//! `herald tenant …` run as an operator runs it, against the AWS emulator (`scripts/test` starts it) and a
+//! `herald tenant …` and `herald keys …` run as an operator runs them, against the AWS emulator (`scripts/test` starts it) and a
 //! config table made from template.yaml.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -6,7 +6,7 @@ use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::config::{AwsSettings, Env, Tables};
 use herald::domain::TenantId;
 use herald::domain::address::CountryAllowList;
-use herald::http::key_hash;
+use herald::domain::api_key::{KeyGrant, KeyScope, key_hash};
 use herald::ports::{ApiKeyStore, TenantSettingsStore};
 use herald_cli::local::template::StackTemplate;
 use std::collections::BTreeMap;
@@ -41,8 +41,16 @@ async fn config_table() -> (DynamoConfigStore, String) {
 }
 
 async fn herald_tenant(table: &str, args: &[&str]) -> Output {
+    herald(table, "tenant", args).await
+}
+
+async fn herald_keys(table: &str, args: &[&str]) -> Output {
+    herald(table, "keys", args).await
+}
+
+async fn herald(table: &str, command: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("tenant")
+        .arg(command)
         .args(args)
         .env("HERALD_CONFIG_TABLE", table)
         .output()
@@ -70,9 +78,13 @@ async fn an_operator_creates_a_tenants_key_and_sets_its_sms_countries() {
         .split_whitespace()
         .find(|word| word.starts_with("hk_"))
         .unwrap_or_else(|| panic!("no key printed: {created}"));
+    let grant = store.key_grant(&key_hash(key)).await.unwrap();
     assert_eq!(
-        store.tenant_for_key(&key_hash(key)).await.unwrap(),
-        Some(tenant.clone())
+        grant,
+        Some(KeyGrant {
+            tenant: tenant.clone(),
+            scope: KeyScope::Full
+        })
     );
 
     let shown = stdout(&herald_tenant(&table, &["sms-countries", "acme"]).await);
@@ -103,4 +115,119 @@ async fn an_operator_creates_a_tenants_key_and_sets_its_sms_countries() {
 
     let misused = herald_tenant(&table, &["sms-countries", "acme", "--all"]).await;
     assert!(String::from_utf8_lossy(&misused.stderr).contains("usage: herald tenant sms-countries"));
+}
+
+fn stderr_of_failure(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The word after `(id ` in `keys create`'s line.
+fn key_and_id(created: &str) -> (String, String) {
+    let key = created
+        .split_whitespace()
+        .find(|word| word.starts_with("hk_"))
+        .unwrap_or_else(|| panic!("no key printed: {created}"));
+    let id = created
+        .split("(id ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no id printed: {created}"));
+    (key.to_owned(), id.to_owned())
+}
+
+#[tokio::test]
+async fn an_operator_creates_lists_and_revokes_a_tenants_keys_and_no_tenant_reaches_anothers() {
+    let (store, table) = config_table().await;
+    let acme = TenantId::new("acme");
+
+    let created =
+        stdout(&herald_keys(&table, &["create", "acme", "--name", "ci", "--scope", "ingest"]).await);
+    let (key, id) = key_and_id(&created);
+    assert!(created.contains("scope ingest, name ci"), "{created}");
+    let grant = store.key_grant(&key_hash(&key)).await.unwrap();
+    assert_eq!(
+        grant,
+        Some(KeyGrant {
+            tenant: acme.clone(),
+            scope: KeyScope::Ingest
+        })
+    );
+
+    let weak = herald_keys(&table, &["create", "acme", "--key", "herald-dev-key"]).await;
+    assert!(stderr_of_failure(&weak).contains("at least 32 characters"));
+    let custom = "an-operators-own-key-7f3a9c1e5b2d8046";
+    stdout(&herald_keys(&table, &["create", "acme", "--key", custom]).await);
+    let stolen = herald_keys(&table, &["create", "globex", "--key", custom]).await;
+    assert!(stderr_of_failure(&stolen).contains("belongs to another tenant"));
+    let owner = store.key_grant(&key_hash(custom)).await.unwrap().unwrap();
+    assert_eq!(owner.tenant, acme, "the key stayed acme's");
+
+    let listed = stdout(&herald_keys(&table, &["list", "acme"]).await);
+    let line = listed
+        .lines()
+        .find(|line| line.starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} not listed: {listed}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (columns[1], columns[2], columns[4]),
+        ("ci", "ingest", "-"),
+        "{line}"
+    );
+    assert_eq!(listed.lines().count(), 3, "a header and two keys: {listed}");
+    assert!(
+        !listed.contains(custom) && !listed.contains(&key_hash(custom)),
+        "{listed}"
+    );
+    let others = stdout(&herald_keys(&table, &["list", "globex"]).await);
+    assert!(others.contains("tenant globex has no API keys"), "{others}");
+
+    let refused = herald_keys(&table, &["revoke", "globex", &id]).await;
+    assert!(stderr_of_failure(&refused).contains("tenant globex has no API key"));
+    assert!(store.key_grant(&key_hash(&key)).await.unwrap().is_some());
+
+    let revoked = stdout(&herald_keys(&table, &["revoke", "acme", &id]).await);
+    assert!(revoked.contains(&format!("API key {id} revoked")), "{revoked}");
+    assert_eq!(store.key_grant(&key_hash(&key)).await.unwrap(), None);
+    let listed = stdout(&herald_keys(&table, &["list", "acme"]).await);
+    let line = listed.lines().find(|line| line.starts_with(&id)).unwrap();
+    assert!(!line.ends_with(" -"), "revoked, with its time: {line}");
+    let again = stdout(&herald_keys(&table, &["revoke", "acme", &id]).await);
+    assert!(again.contains("was already revoked at"), "{again}");
+
+    let misused = herald_keys(&table, &["create", "acme", "--scope", "admin"]).await;
+    assert!(stderr_of_failure(&misused).contains("ingest (POST /v1/events and batches only) or full"));
+    let misused = herald_keys(&table, &["list"]).await;
+    assert!(stderr_of_failure(&misused).contains("usage: herald keys create"));
+}
+
+#[tokio::test]
+async fn the_local_stacks_seed_stores_the_dev_key_once_as_a_listed_full_key() {
+    let (store, _) = config_table().await;
+    herald_cli::local::seed::seed(&store).await.unwrap();
+    herald_cli::local::seed::seed(&store).await.unwrap();
+
+    let local = TenantId::new(herald_cli::local::seed::TENANT);
+    let grant = store
+        .key_grant(&key_hash(herald_cli::local::seed::API_KEY))
+        .await
+        .unwrap();
+    assert_eq!(
+        grant,
+        Some(KeyGrant {
+            tenant: local.clone(),
+            scope: KeyScope::Full
+        })
+    );
+    let page = herald::ports::PageRequest {
+        limit: 10,
+        after: None,
+    };
+    let listed = store.list_api_keys(&local, &page).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "stored once: {listed:?}");
+    assert_eq!(listed[0].name.as_deref(), Some("dev"));
 }

@@ -3,6 +3,7 @@
 mod users;
 
 use crate::config::HttpSettings;
+use crate::domain::api_key::KeyScope;
 use crate::domain::event_type::EventTypeSpec;
 use crate::domain::rule::RuleSpec;
 use crate::domain::template::{TemplateContent, Usage};
@@ -115,7 +116,7 @@ where
         if !known {
             return Err(not_found_route(request));
         }
-        let tenant = self.auth.authenticate(request).await?;
+        let tenant = self.auth.authenticate(request, KeyScope::Full).await?;
         let method = request.method().clone();
         match (method, segments.as_slice()) {
             (Method::GET, ["v1", "event-types"]) => self.list_event_types(request, &tenant).await,

@@ -1,6 +1,7 @@
 //! The domain: types, validation and the rules of Herald, with no AWS or HTTP detail.
 
 pub mod address;
+pub mod api_key;
 pub mod channel;
 pub mod circuit;
 pub mod delivery;

@@ -13,6 +13,7 @@ pub enum ProblemCode {
     UnknownEventType,
     IdempotencyKeyReused,
     Unauthorized,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     InvalidCursor,
@@ -24,7 +25,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code: the values of the `Reason` dimension of refused events (telemetry::catalogue).
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::MalformedJson,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -32,6 +33,7 @@ impl ProblemCode {
         Self::UnknownEventType,
         Self::IdempotencyKeyReused,
         Self::Unauthorized,
+        Self::Forbidden,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::InvalidCursor,
@@ -50,6 +52,7 @@ impl ProblemCode {
             Self::UnknownEventType => "unknown_event_type",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InvalidCursor => "invalid_cursor",
@@ -64,6 +67,7 @@ impl ProblemCode {
         match self {
             Self::MalformedJson | Self::InvalidCursor => 400,
             Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::IdempotencyKeyReused | Self::Conflict => 409,
@@ -85,6 +89,7 @@ impl ProblemCode {
             Self::UnknownEventType => "The event type is not known",
             Self::IdempotencyKeyReused => "The idempotency key was used for a different request",
             Self::Unauthorized => "A valid API key is required",
+            Self::Forbidden => "The API key's scope does not allow this request",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::InvalidCursor => "The cursor is not valid",

@@ -5,7 +5,8 @@ mod auth;
 pub mod correlation;
 mod paging;
 
-pub use auth::{Authenticator, key_hash};
+pub use crate::domain::api_key::key_hash;
+pub use auth::Authenticator;
 pub use paging::{Cursor, page_request};
 
 use crate::domain::{Problem, ProblemCode};

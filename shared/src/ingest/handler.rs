@@ -1,6 +1,7 @@
 //! The ingest function's HTTP side: `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`.
 
 use super::{Accepted, Ingest};
+use crate::domain::api_key::KeyScope;
 use crate::domain::validation::Violations;
 use crate::domain::{EventId, FieldError, NotificationId, Problem, ProblemCode, TenantId};
 use crate::http::{
@@ -58,7 +59,7 @@ where
     }
 
     async fn submit_event(&self, request: &Request, correlation_id: &str) -> Result<Accepted, Problem> {
-        let tenant = self.auth.authenticate(request).await?;
+        let tenant = self.auth.authenticate(request, KeyScope::Ingest).await?;
         let body = json_body(request, MAX_BODY_BYTES)?;
         let header_key = idempotency_header(request)?;
         self.accept(&tenant, &body, header_key, correlation_id).await
@@ -74,7 +75,7 @@ where
     }
 
     async fn submit_batch(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
-        let tenant = self.auth.authenticate(request).await?;
+        let tenant = self.auth.authenticate(request, KeyScope::Ingest).await?;
         let body = json_body(request, MAX_BATCH_BODY_BYTES)?;
         if idempotency_header(request)?.is_some() {
             return Err(Problem::validation(vec![FieldError::new(
@@ -124,7 +125,7 @@ where
     }
 
     async fn get_event(&self, request: &Request, id: &str) -> Result<HttpResponse, Problem> {
-        let tenant = self.auth.authenticate(request).await?;
+        let tenant = self.auth.authenticate(request, KeyScope::Full).await?;
         let not_found = || Problem::not_found(&format!("event {id}"));
         let id = EventId::parse(id).ok_or_else(not_found)?;
         let activity = self.activity();
@@ -150,7 +151,7 @@ where
 {
     /// `GET /v1/notifications/{id}`: the notification with every attempt, addresses masked.
     async fn get_notification(&self, request: &Request, id: &str) -> Result<HttpResponse, Problem> {
-        let tenant = self.auth.authenticate(request).await?;
+        let tenant = self.auth.authenticate(request, KeyScope::Full).await?;
         let not_found = || Problem::not_found(&format!("notification {id}"));
         let id = NotificationId::parse(id).ok_or_else(not_found)?;
         let (notification, attempts) = self

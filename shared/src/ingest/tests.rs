@@ -10,12 +10,12 @@ use crate::adapters::memory::api_keys::MemoryApiKeyStore;
 use crate::adapters::memory::config::MemoryConfigStore;
 use crate::adapters::memory::{Fault, MemoryActivityStore, MemoryQueue};
 use crate::config::{Env, HttpSettings};
+use crate::domain::api_key::{KeyScope, NewApiKey};
 use crate::domain::event_type::EventTypeSpec;
 use crate::domain::notification::NotificationStatus;
 use crate::domain::rule::RuleSpec;
 use crate::domain::template::TemplateContent;
 use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
-use crate::http::key_hash;
 use crate::outbox::{FANOUT_LEASE, Finish, SweepReport};
 use crate::ports::{ActivityStore, ApiKeyStore, EventTypeStore, RuleStore, TemplateStore};
 use crate::telemetry::record::testing::record as record_metrics;
@@ -45,7 +45,8 @@ async fn ingest() -> MemoryIngest {
 async fn ingest_with_event_type(extra: Value) -> MemoryIngest {
     let now = Timestamp::now();
     let keys = MemoryApiKeyStore::default();
-    keys.put_api_key(&acme(), &key_hash(API_KEY), now).await.unwrap();
+    let key = NewApiKey::new(&acme(), API_KEY, None, KeyScope::Full, now);
+    keys.create_api_key(&key).await.unwrap();
     let config = MemoryConfigStore::default();
     let schema = json!({"type": "object", "required": ["order_id"],
                         "properties": {"order_id": {"type": "integer"}}});

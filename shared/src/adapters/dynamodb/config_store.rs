@@ -1,11 +1,11 @@
-//! The config table: the store itself and its shared reads, tenants' API keys and templates (event types and rules
-//! are in `event_type_store.rs` and `rule_store.rs`).
+//! The config table: the store itself and its shared reads, and templates (API keys, event types and rules
+//! are in `api_keys.rs`, `event_type_store.rs` and `rule_store.rs`).
 
 use super::{Cancelled, Item, ItemExt, built, corrupt, key, n, page_token, put, s, start_key, transact};
 use crate::adapters::backend_error;
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
 use crate::domain::{Channel, TenantId, Timestamp};
-use crate::ports::{ApiKeyStore, BackendError, Page, PageRequest, TemplateStore, WriteError};
+use crate::ports::{BackendError, Page, PageRequest, TemplateStore, WriteError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use std::collections::{BTreeMap, HashMap};
@@ -90,36 +90,6 @@ impl DynamoConfigStore {
             .await
             .map_err(|error| backend_error("DynamoDB", operation, &error))?;
         Ok(output.attributes.is_some_and(|old| !old.is_empty()))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------- keys
-
-impl ApiKeyStore for DynamoConfigStore {
-    async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<TenantId>, BackendError> {
-        let item = self
-            .get("GetItem(api key)", key(format!("KEY#{key_hash}"), "KEY"))
-            .await?;
-        item.map(|item| item.str("tenant").map(TenantId::new)).transpose()
-    }
-
-    async fn put_api_key(
-        &self,
-        tenant: &TenantId,
-        key_hash: &str,
-        now: Timestamp,
-    ) -> Result<(), BackendError> {
-        let mut item = key(format!("KEY#{key_hash}"), "KEY");
-        item.insert("tenant".into(), s(tenant.as_str()));
-        item.insert("created_at".into(), n(now.millis()));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|error| backend_error("DynamoDB", "PutItem(api key)", &error))?;
-        Ok(())
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! | table | item | pk | sk |
 //! |---|---|---|---|
-//! | config | API key | `KEY#<sha256>` | `KEY` |
+//! | config | API key lookup | `KEY#<sha256>` | `KEY` |
+//! | config | API key in its tenant's list | `TENANT#<t>` | `APIKEY#<key id>` |
 //! | config | event type | `TENANT#<t>` | `ETYPE#<name>` |
 //! | config | template head | `TENANT#<t>` | `TPL#<name>` |
 //! | config | template version | `TENANT#<t>` | `TPLV#<name>#<locale>#<version, 10 digits>` |
@@ -19,6 +20,7 @@
 //! no 32-level nesting or 38-digit number limits, and they read back exactly as written.
 
 mod activity_store;
+mod api_keys;
 mod circuit;
 mod config_store;
 mod event_type_store;
