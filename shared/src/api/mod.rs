@@ -101,7 +101,7 @@ where
         if segments == ["v1", "health"] {
             return match *request.method() {
                 Method::GET => Ok(json_response(200, &json!({"status": "ok"}))),
-                _ => Err(method_not_allowed(request)),
+                _ => Err(method_not_allowed(request, "GET")),
             };
         }
         let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules", ..] if segments.len() <= 3);
@@ -127,7 +127,9 @@ where
             (Method::PUT, ["v1", "rules", id]) => self.put_rule(request, &tenant, path_name(id)?).await,
             (Method::GET, ["v1", "rules", id]) => self.get_rule(&tenant, id).await,
             (Method::DELETE, ["v1", "rules", id]) => self.delete_rule(&tenant, id).await,
-            _ => Err(method_not_allowed(request)),
+            // A collection is listed; its items are read, replaced and deleted.
+            (_, [_, _]) => Err(method_not_allowed(request, "GET")),
+            _ => Err(method_not_allowed(request, "GET, PUT, DELETE")),
         }
     }
 

@@ -122,6 +122,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Seconds, sent as `Retry-After` (for 503 and 429).
     pub retry_after: Option<u32>,
+    /// The methods the path does allow, sent as `Allow` with a 405 (RFC 9110 requires it).
+    pub allow: Option<&'static str>,
 }
 
 impl Problem {
@@ -131,6 +133,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -144,6 +147,7 @@ impl Problem {
             detail,
             errors,
             retry_after: None,
+            allow: None,
         }
     }
 
