@@ -36,6 +36,11 @@ async fn health_needs_no_key_and_unknown_routes_are_404_problems() {
     assert_eq!(unauthorized.header("www-authenticate"), Some("Bearer"));
     let wrong_method = call(&stack, &api, "POST", "/v1/rules", Some(json!({}))).await;
     assert_eq!(wrong_method.status, 405);
+    assert_eq!(
+        wrong_method.header("allow"),
+        Some("GET"),
+        "RFC 9110: a 405 says what is allowed"
+    );
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ where
         if segments == ["v1", "health"] {
             return match *request.method() {
                 Method::GET => Ok(json_response(200, &json!({"status": "ok"}))),
-                _ => Err(method_not_allowed(request)),
+                _ => Err(method_not_allowed(request, "GET")),
             };
         }
         let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules", ..] if segments.len() <= 3)
@@ -142,7 +142,10 @@ where
                 self.put_preferences(request, &tenant, id).await
             }
             (Method::GET, ["v1", "users", id, "preferences"]) => self.get_preferences(&tenant, id).await,
-            _ => Err(method_not_allowed(request)),
+            (_, [_, _, _, "preferences"]) => Err(method_not_allowed(request, "GET, PUT")),
+            // A collection is listed; its items are read, replaced and deleted.
+            (_, [_, _]) => Err(method_not_allowed(request, "GET")),
+            _ => Err(method_not_allowed(request, "GET, PUT, DELETE")),
         }
     }
 

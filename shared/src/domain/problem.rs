@@ -127,6 +127,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Seconds, sent as `Retry-After` (for 503 and 429).
     pub retry_after: Option<u32>,
+    /// The methods the path does allow, sent as `Allow` with a 405 (RFC 9110 requires it).
+    pub allow: Option<&'static str>,
 }
 
 impl Problem {
@@ -136,6 +138,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -149,6 +152,7 @@ impl Problem {
             detail,
             errors,
             retry_after: None,
+            allow: None,
         }
     }
 

@@ -184,6 +184,10 @@ fn grouped(
             violations.add(&at, "must be a name matching [a-z0-9_.-]{1,64}");
             continue;
         }
+        if !flags.is_object() {
+            violations.add(&at, format!("must be an object, not {}", type_name(flags)));
+            continue;
+        }
         groups.insert(name.clone(), channel_flags(Some(flags), &at, violations));
     }
     groups

@@ -52,6 +52,9 @@ pub fn problem_response(problem: &Problem, type_base: &str) -> HttpResponse {
     if let Some(seconds) = problem.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    if let Some(methods) = problem.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(methods));
+    }
     response
 }
 
@@ -155,11 +158,19 @@ pub fn not_found_route(request: &Request) -> Problem {
     )
 }
 
-pub fn method_not_allowed(request: &Request) -> Problem {
-    Problem::new(
-        ProblemCode::MethodNotAllowed,
-        format!("{} is not allowed on {}", request.method(), request.uri().path()),
-    )
+/// A 405 for a path that exists: `allow` lists the methods it does take (`GET, PUT, DELETE`).
+pub fn method_not_allowed(request: &Request, allow: &'static str) -> Problem {
+    Problem {
+        allow: Some(allow),
+        ..Problem::new(
+            ProblemCode::MethodNotAllowed,
+            format!(
+                "{} is not allowed on {}; it allows {allow}",
+                request.method(),
+                request.uri().path()
+            ),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -45,9 +45,11 @@ where
         match (request.method(), path_segments(request).as_slice()) {
             (&Method::POST, ["v1", "events"]) => self.post_event(request, correlation_id).await,
             (&Method::POST, ["v1", "events", "batch"]) => self.post_batch(request, correlation_id).await,
+            // A literal path before a templated one, as OpenAPI matches: `batch` is no event id.
+            (_, ["v1", "events"] | ["v1", "events", "batch"]) => Err(method_not_allowed(request, "POST")),
             (&Method::GET, ["v1", "events", id]) => self.get_event(request, id).await,
             (&Method::GET, ["v1", "notifications", id]) => self.get_notification(request, id).await,
-            (_, ["v1", "events"] | ["v1", "events", "batch" | _]) => Err(method_not_allowed(request)),
+            (_, ["v1", "events" | "notifications", _]) => Err(method_not_allowed(request, "GET")),
             _ => Err(not_found_route(request)),
         }
     }

@@ -376,11 +376,11 @@ mod tests {
         let ingest = function(&template, "ingest");
         assert_eq!((ingest.timeout_seconds, ingest.memory_mb), (10, 256));
         assert!(ingest.http_routes.contains(&HttpRoute {
-            method: "POST".into(),
+            method: "ANY".into(),
             path: "/v1/events".into()
         }));
         assert!(ingest.http_routes.contains(&HttpRoute {
-            method: "GET".into(),
+            method: "ANY".into(),
             path: "/v1/events/{id}".into()
         }));
         assert!(ingest.sqs_events.is_empty());
