@@ -478,8 +478,9 @@ async fn a_dead_lettered_slack_is_redriven_once_by_herald_dlq(stack: &RunningSta
             &format!("e2e-dlq-{webhook}"),
         );
         let response = stack.send_event(&event).await;
-        assert_eq!(response.status(), 202);
+        let status = response.status();
         let accepted: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "{accepted}\n{}", stack.log_tail());
         slack_ids.push(notification_on(&accepted, "slack"));
     }
     for id in &slack_ids {
