@@ -154,6 +154,9 @@ pub struct HttpSettings {
     pub webhook_policy: WebhookPolicy,
     /// How long events and notifications are kept (the activity table's TTL).
     pub retention: Duration,
+    /// Notifications a minute per recipient and channel unless the event type says otherwise
+    /// (`HERALD_RATE_LIMIT_PER_MINUTE`, 5 by default; 0 turns the limit off).
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl HttpSettings {
@@ -173,8 +176,22 @@ impl HttpSettings {
             cache_ttl: Duration::from_secs(env.number("HERALD_CONFIG_CACHE_SECONDS", 30)?),
             webhook_policy: webhook_policy(env)?,
             retention: retention(env)?,
+            rate_limit_per_minute: rate_limit(env)?,
         })
     }
+}
+
+fn rate_limit<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<u32>, ConfigError> {
+    let per_minute = env.number(
+        "HERALD_RATE_LIMIT_PER_MINUTE",
+        u64::from(crate::domain::rate_limit::DEFAULT_PER_MINUTE),
+    )?;
+    let per_minute = u32::try_from(per_minute).map_err(|_| ConfigError::Invalid {
+        name: "HERALD_RATE_LIMIT_PER_MINUTE",
+        value: per_minute.to_string(),
+        reason: "must be at most 4294967295",
+    })?;
+    Ok((per_minute > 0).then_some(per_minute))
 }
 
 /// Where Slack webhooks may point: `HERALD_SLACK_ALLOWED_HOSTS` (comma-separated, default

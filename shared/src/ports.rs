@@ -263,6 +263,8 @@ pub enum Recorded {
     New,
     /// The idempotency key was already taken; this is what the first request stored.
     Existing(IdempotencyRecord),
+    /// Nothing was written: the rate counters of these notifications had no room left.
+    RateLimited(Vec<NotificationId>),
 }
 
 pub trait ActivityStore: Send + Sync {

@@ -71,5 +71,6 @@ pub fn acceptance(tenant: &str, idempotency_key: Option<&str>, channels: &[Chann
         idempotency,
         event,
         notifications,
+        rate_counters: Vec::new(),
     }
 }

@@ -65,6 +65,9 @@ pub struct Stack {
     pub api_key: String,
     /// Whether Slack webhooks may point at loopback (where wiremock listens), as in the local stack.
     pub loopback_webhooks: bool,
+    /// Notifications a minute per recipient and channel; 0 (no limit) unless a test asks for one, so the
+    /// tests of other features may send one recipient as many as they need.
+    pub rate_limit_per_minute: u32,
 }
 
 /// The template `herald local up` and `sam deploy` use.
@@ -123,6 +126,7 @@ impl Stack {
             queues,
             dead_letter_queues,
             loopback_webhooks: false,
+            rate_limit_per_minute: 0,
             tenant: TenantId::new(unique("tenant")),
             api_key: unique("key"),
         };
@@ -160,11 +164,20 @@ impl Stack {
     /// The function environment the template would give, less the AWS parts.
     pub fn env(&self) -> Env<impl Fn(&str) -> Option<String> + use<>> {
         let loopback = self.loopback_webhooks;
+        let rate_limit = self.rate_limit_per_minute;
         Env::from_fn(move |name| match name {
             "HERALD_CONFIG_CACHE_SECONDS" => Some("0".to_owned()),
             "HERALD_ALLOW_LOOPBACK_WEBHOOKS" => Some(loopback.to_string()),
+            "HERALD_RATE_LIMIT_PER_MINUTE" => Some(rate_limit.to_string()),
             _ => None,
         })
+    }
+
+    /// The same stack, limiting each recipient to `per_minute` notifications a minute per channel.
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_minute: u32) -> Self {
+        self.rate_limit_per_minute = per_minute;
+        self
     }
 
     /// The same stack, with Slack webhooks allowed on loopback.

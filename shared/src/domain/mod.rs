@@ -10,6 +10,7 @@ pub mod event_type;
 pub mod ids;
 pub mod notification;
 pub mod problem;
+pub mod rate_limit;
 pub mod retry;
 pub mod rule;
 pub mod template;

@@ -71,6 +71,8 @@ pub mod reason {
     pub const NO_ADDRESS: &str = "no_address";
     /// The user's preferences leave the channel out for this event.
     pub const OPTED_OUT: &str = "opted_out";
+    /// Over the recipient's notifications a minute on the channel.
+    pub const RATE_LIMITED: &str = "rate_limited";
     pub const TEMPLATE_NOT_FOUND: &str = "template_not_found";
     pub const RENDER_ERROR: &str = "render_error";
     pub const REJECTED_BY_PROVIDER: &str = "rejected_by_provider";

@@ -10,8 +10,9 @@ use crate::config::HttpSettings;
 use crate::domain::event::{Acceptance, EventSubmission, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::payload_violations;
 use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate, reason};
+use crate::domain::rate_limit;
 use crate::domain::user::Preferences;
-use crate::domain::{EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
+use crate::domain::{Channel, EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
@@ -110,18 +111,57 @@ where
             correlation_id,
             now,
         };
-        let notifications = resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref());
-        let body = json!({
-            "event_id": event_id,
-            "event": submission.event,
-            "status": "accepted",
-            "notifications": notifications.iter().map(Notification::summary_json).collect::<Vec<_>>(),
-        });
-        let retention = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX);
-        let acceptance = Acceptance {
+        let mut notifications =
+            resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref());
+        let limit = self
+            .settings
+            .rate_limit_per_minute
+            .filter(|_| !compiled.event_type.spec.critical);
+        // Each round records the event or finds counters without room, whose notifications then become
+        // `rate_limited` and need no counter: at most one round per counter (one per channel), then one more.
+        for _ in 0..=Channel::ALL.len() {
+            let rate_counters =
+                rate_limit::counters(tenant, &submission.recipient, &notifications, limit, now);
+            let body = answer_body(&event_id, &submission.event, &notifications);
+            let acceptance = Self::acceptance(
+                &self.settings,
+                &submission,
+                &accepted,
+                (&fingerprint, &body),
+                notifications.clone(),
+                rate_counters,
+            );
+            match self.record(tenant, acceptance, body, &fingerprint).await? {
+                Recording::Done(answer) => return Ok(answer),
+                Recording::OverLimit(full) => mark_rate_limited(&mut notifications, &full, limit),
+            }
+        }
+        Err(Problem::new(
+            ProblemCode::ServiceUnavailable,
+            "the recipient's rate counters kept changing; retry the request",
+        ))
+    }
+
+    /// What one round of [`Self::accept`] writes.
+    fn acceptance(
+        settings: &HttpSettings,
+        submission: &EventSubmission,
+        accepting: &Accepting<'_>,
+        (fingerprint, body): (&str, &Value),
+        notifications: Vec<Notification>,
+        rate_counters: Vec<rate_limit::RateCounter>,
+    ) -> Acceptance {
+        let Accepting {
+            tenant,
+            event_id,
+            now,
+            ..
+        } = *accepting;
+        let retention = i64::try_from(settings.retention.as_secs()).unwrap_or(i64::MAX);
+        Acceptance {
             idempotency: submission.idempotency_key.clone().map(|key| IdempotencyRecord {
                 key,
-                fingerprint: fingerprint.clone(),
+                fingerprint: fingerprint.to_owned(),
                 event_id: event_id.clone(),
                 response: body.clone(),
                 expires_at: now.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS),
@@ -139,8 +179,8 @@ where
                 expires_at: now.plus_seconds(retention),
             },
             notifications,
-        };
-        self.record(tenant, acceptance, body, &fingerprint).await
+            rate_counters,
+        }
     }
 
     /// When the event names a stored user: the contact fields it left out, from the user's profile, and
@@ -168,14 +208,15 @@ where
         Ok(user.preferences)
     }
 
-    /// Records the acceptance and fans it out, or finds the request it replays.
+    /// Records the acceptance and fans it out, or finds the request it replays, or the counters that had no
+    /// room.
     async fn record(
         &self,
         tenant: &TenantId,
         acceptance: Acceptance,
         body: Value,
         fingerprint: &str,
-    ) -> Result<Accepted, Problem> {
+    ) -> Result<Recording, Problem> {
         let event_id = acceptance.event.id.clone();
         match self
             .activity()
@@ -201,16 +242,17 @@ where
                 {
                     tracing::warn!(%event_id, %error, "fan-out failed after the event was recorded; the sweeper finishes it");
                 }
-                Ok(Accepted::New { event_id, body })
+                Ok(Recording::Done(Accepted::New { event_id, body }))
             }
             Recorded::Existing(record) if record.fingerprint == fingerprint => {
                 tracing::info!(event_id = %record.event_id, "replayed: the idempotency key was seen with this request");
                 self.finish_on_replay(tenant, &record.event_id).await;
-                Ok(Accepted::Replayed {
+                Ok(Recording::Done(Accepted::Replayed {
                     event_id: record.event_id,
                     body: record.response,
-                })
+                }))
             }
+            Recorded::RateLimited(full) => Ok(Recording::OverLimit(full)),
             Recorded::Existing(_) => Err(Problem::new(
                 ProblemCode::IdempotencyKeyReused,
                 "this idempotency key was used for a different request; use a new key for a new request",
@@ -251,9 +293,40 @@ fn count_settled_at_acceptance(notifications: &[Notification]) {
             NotificationStatus::Failed => NotificationOutcome::Failed,
             NotificationStatus::Skipped => NotificationOutcome::Skipped,
             NotificationStatus::Suppressed => NotificationOutcome::Suppressed,
+            NotificationStatus::RateLimited => NotificationOutcome::RateLimited,
             _ => continue,
         };
         record::notification(notification.channel, outcome, notification.reason.as_deref());
+    }
+}
+
+/// How one round of recording an event ended.
+enum Recording {
+    Done(Accepted),
+    /// Nothing was written: these notifications' rate counters had no room.
+    OverLimit(Vec<NotificationId>),
+}
+
+/// The 202 body (and the idempotency record's answer).
+fn answer_body(event_id: &EventId, event: &str, notifications: &[Notification]) -> Value {
+    json!({
+        "event_id": event_id,
+        "event": event,
+        "status": "accepted",
+        "notifications": notifications.iter().map(Notification::summary_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Over the recipient's limit: recorded, answered, never queued.
+fn mark_rate_limited(notifications: &mut [Notification], full: &[NotificationId], limit: Option<u32>) {
+    for notification in notifications.iter_mut().filter(|n| full.contains(&n.id)) {
+        notification.status = NotificationStatus::RateLimited;
+        notification.reason = Some(reason::RATE_LIMITED.to_owned());
+        notification.detail = Some(format!(
+            "the recipient already had {} {} notifications this minute",
+            limit.unwrap_or_default(),
+            notification.channel
+        ));
     }
 }
 

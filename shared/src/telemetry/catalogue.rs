@@ -106,10 +106,12 @@ pub enum NotificationOutcome {
     Skipped,
     /// At ingest: the user opted out of the channel for this event.
     Suppressed,
+    /// At ingest: over the recipient's limit on the channel.
+    RateLimited,
 }
 
 impl NotificationOutcome {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Sent,
         Self::Failed,
         Self::Retried,
@@ -117,6 +119,7 @@ impl NotificationOutcome {
         Self::Expired,
         Self::Skipped,
         Self::Suppressed,
+        Self::RateLimited,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -128,6 +131,7 @@ impl NotificationOutcome {
             Self::Expired => "expired",
             Self::Skipped => "skipped",
             Self::Suppressed => "suppressed",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -303,6 +303,25 @@ impl DynamoActivityStore {
             let item = notification_item(notification, event.expires_at);
             writes.push(put(&self.table, item, Some("attribute_not_exists(pk)"), &[])?);
         }
+        // Last, so a counter's index in the cancellation reasons is its place after the others.
+        for counter in &acceptance.rate_counters {
+            let update = aws_sdk_dynamodb::types::Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(counter.key.clone(), "RATE")))
+                .update_expression(
+                    "SET sends = if_not_exists(sends, :zero) + :increment, expires_at = :expires",
+                )
+                .condition_expression("attribute_not_exists(sends) OR sends <= :room")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":increment", n(counter.increment))
+                .expression_attribute_values(":room", n(counter.room_before()))
+                .expression_attribute_values(":expires", n(counter.expires_at.epoch_seconds()));
+            writes.push(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .update(built(update.build())?)
+                    .build(),
+            );
+        }
         Ok(writes)
     }
 }
@@ -352,6 +371,17 @@ impl ActivityStore for DynamoActivityStore {
             let event_index = usize::from(acceptance.idempotency.is_some());
             if cancelled.failed_at(event_index) {
                 return Ok(Recorded::New);
+            }
+            let first_counter = event_index + 1 + acceptance.notifications.len();
+            let full: Vec<NotificationId> = acceptance
+                .rate_counters
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| cancelled.failed_at(first_counter + index))
+                .flat_map(|(_, counter)| counter.notification_ids.iter().cloned())
+                .collect();
+            if !full.is_empty() {
+                return Ok(Recorded::RateLimited(full));
             }
             // Only a collision with a concurrent transaction is worth another try; any other cancellation
             // (a condition on the event or a notification, a validation error) would fail the same way.

@@ -141,6 +141,8 @@ struct Tables {
     idempotency: HashMap<(TenantId, String), IdempotencyRecord>,
     events: HashMap<(TenantId, EventId), EventEntry>,
     notifications: HashMap<(TenantId, NotificationId), NotificationEntry>,
+    /// Rate counters by key: sends so far.
+    rate_counters: HashMap<String, u32>,
 }
 
 /// The activity table in memory.
@@ -189,6 +191,20 @@ impl MemoryActivityStore {
         if tables.events.contains_key(&event_key) {
             return Transacted::EventExists;
         }
+        let full: Vec<NotificationId> = acceptance
+            .rate_counters
+            .iter()
+            .filter(|counter| {
+                tables.rate_counters.get(&counter.key).copied().unwrap_or(0) > counter.room_before()
+            })
+            .flat_map(|counter| counter.notification_ids.iter().cloned())
+            .collect();
+        if !full.is_empty() {
+            return Transacted::RateLimited(full);
+        }
+        for counter in &acceptance.rate_counters {
+            *tables.rate_counters.entry(counter.key.clone()).or_insert(0) += counter.increment;
+        }
         if let Some(record) = &acceptance.idempotency {
             tables
                 .idempotency
@@ -220,6 +236,7 @@ enum Transacted {
     Committed,
     IdempotencyExists(IdempotencyRecord),
     EventExists,
+    RateLimited(Vec<NotificationId>),
 }
 
 impl ActivityStore for MemoryActivityStore {
@@ -238,11 +255,13 @@ impl ActivityStore for MemoryActivityStore {
                 }
                 Transacted::IdempotencyExists(record) => Ok(Recorded::Existing(record)),
                 Transacted::EventExists | Transacted::Committed => Ok(Recorded::New),
+                Transacted::RateLimited(full) => Ok(Recorded::RateLimited(full)),
             };
         }
         Ok(match outcome {
             Transacted::Committed | Transacted::EventExists => Recorded::New,
             Transacted::IdempotencyExists(record) => Recorded::Existing(record),
+            Transacted::RateLimited(full) => Recorded::RateLimited(full),
         })
     }
 

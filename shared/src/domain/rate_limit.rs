@@ -1,0 +1,161 @@
+//! Per-recipient rate limits: a recipient's notifications on one channel are counted per minute, and the
+//! counters are written in the transaction that accepts the event, each on the condition that it has room.
+//! A notification whose counter is full is recorded `rate_limited` and never queued.
+
+use super::event::Recipient;
+use super::notification::{Notification, NotificationStatus};
+use super::{Channel, NotificationId, TenantId, Timestamp};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The seeds' figure: five notifications a minute per recipient and channel.
+pub const DEFAULT_PER_MINUTE: u32 = 5;
+/// A counter outlives its minute by this much before TTL may delete it (TTL deletion lags anyway; a late
+/// deletion only keeps a stale count that no later minute reads).
+const KEEP_SECONDS: i64 = 120;
+
+/// One recipient's sends on one channel in one minute, and what this event adds to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateCounter {
+    /// Unique per tenant, recipient, channel and minute.
+    pub key: String,
+    /// Notifications of this event it counts (rules sending twice on one channel share a counter).
+    pub increment: u32,
+    pub limit: u32,
+    pub expires_at: Timestamp,
+    pub notification_ids: Vec<NotificationId>,
+}
+
+impl RateCounter {
+    /// The most the counter may hold before this event for the event to fit.
+    pub fn room_before(&self) -> u32 {
+        self.limit.saturating_sub(self.increment)
+    }
+}
+
+/// Who a counter counts: the user when the event names one (whatever address it reaches them at), otherwise
+/// the channel's address, hashed so no address is in a key.
+fn subject(recipient: &Recipient, notification: &Notification) -> Option<String> {
+    if let Some(user_id) = &recipient.user_id {
+        return Some(format!("U#{user_id}"));
+    }
+    let address = notification.to.as_deref()?;
+    let hash = hex::encode(Sha256::digest(address.as_bytes()));
+    Some(format!("A#{}", &hash[..32]))
+}
+
+/// The counters the queued notifications of an event need, at `limit` a minute (`None`: unlimited).
+pub fn counters(
+    tenant: &TenantId,
+    recipient: &Recipient,
+    notifications: &[Notification],
+    limit: Option<u32>,
+    now: Timestamp,
+) -> Vec<RateCounter> {
+    let Some(limit) = limit else {
+        return Vec::new();
+    };
+    let minute = now.epoch_seconds().div_euclid(60);
+    let expires_at = Timestamp::from_millis((minute * 60 + 60 + KEEP_SECONDS) * 1000);
+    let mut by_key: BTreeMap<(String, Channel), RateCounter> = BTreeMap::new();
+    for notification in notifications
+        .iter()
+        .filter(|n| n.status == NotificationStatus::Queued)
+    {
+        let Some(subject) = subject(recipient, notification) else {
+            continue;
+        };
+        let channel = notification.channel;
+        let counter = by_key
+            .entry((subject.clone(), channel))
+            .or_insert_with(|| RateCounter {
+                key: format!("T#{tenant}#RATE#{subject}#{channel}#{minute}"),
+                increment: 0,
+                limit,
+                expires_at,
+                notification_ids: Vec::new(),
+            });
+        counter.increment += 1;
+        counter.notification_ids.push(notification.id.clone());
+    }
+    by_key.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::test_fixtures;
+
+    fn queued(channels: &[Channel]) -> Vec<Notification> {
+        test_fixtures::acceptance("acme", None, channels).notifications
+    }
+
+    #[test]
+    fn one_counter_per_channel_keyed_by_the_user_and_the_minute() {
+        let notifications = queued(&[Channel::Email, Channel::Sms]);
+        let recipient = Recipient {
+            user_id: Some("u-1".into()),
+            ..Recipient::default()
+        };
+        let now = Timestamp::from_millis(1_800_000_030_000);
+        let counters = counters(&TenantId::new("acme"), &recipient, &notifications, Some(5), now);
+        assert_eq!(counters.len(), 2);
+        assert!(
+            counters[0].key.starts_with("T#acme#RATE#U#u-1#email#30000000"),
+            "{}",
+            counters[0].key
+        );
+        assert_eq!((counters[0].increment, counters[0].limit), (1, 5));
+        assert_eq!(counters[0].expires_at.epoch_seconds(), 1_800_000_060 + 120);
+        let later = counters_at(&recipient, &notifications, 1_800_000_060_000);
+        assert_ne!(later[0].key, counters[0].key, "a new minute, a new counter");
+    }
+
+    fn counters_at(recipient: &Recipient, notifications: &[Notification], millis: i64) -> Vec<RateCounter> {
+        counters(
+            &TenantId::new("acme"),
+            recipient,
+            notifications,
+            Some(5),
+            Timestamp::from_millis(millis),
+        )
+    }
+
+    #[test]
+    fn without_a_user_the_address_is_counted_and_never_written_in_the_key() {
+        let notifications = queued(&[Channel::Email]);
+        let counters = counters_at(&Recipient::default(), &notifications, 1_800_000_000_000);
+        let address = notifications[0].to.clone().unwrap();
+        assert!(!counters[0].key.contains(&address));
+        assert!(counters[0].key.contains("#A#"));
+    }
+
+    #[test]
+    fn notifications_not_queued_and_unlimited_events_count_nothing() {
+        let mut notifications = queued(&[Channel::Email, Channel::Sms]);
+        notifications[1].status = NotificationStatus::Suppressed;
+        let counted = counters_at(&Recipient::default(), &notifications, 1_800_000_000_000);
+        assert_eq!(counted.len(), 1);
+        let none = counters(
+            &TenantId::new("acme"),
+            &Recipient::default(),
+            &notifications,
+            None,
+            Timestamp::now(),
+        );
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn two_rules_on_one_channel_share_a_counter() {
+        let mut notifications = queued(&[Channel::Email]);
+        let mut second = notifications[0].clone();
+        second.id = NotificationId::parse("ntf_0000000000000000000000000000000b").unwrap();
+        notifications.push(second);
+        let counted = counters_at(&Recipient::default(), &notifications, 1_800_000_000_000);
+        assert_eq!(counted.len(), 1);
+        assert_eq!((counted[0].increment, counted[0].room_before()), (2, 3));
+    }
+}
