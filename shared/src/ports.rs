@@ -328,6 +328,34 @@ pub trait ActivityStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(TenantId, EventId)>, BackendError>> + Send;
 }
 
+/// The deployment's secret for signing list cursors, made by whichever request first finds none.
+pub trait CursorKeyStore: Send + Sync {
+    fn cursor_key(&self) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
+}
+
+/// Which of a tenant's notifications the log's indexes find: a user's, or all of them, within a time window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogWindow {
+    pub user_id: Option<String>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+}
+
+/// The indexes of the notification log (`GET /v1/notifications`).
+pub trait NotificationLog: Send + Sync {
+    /// The ids of the tenant's notifications in `window`, newest first, at most `limit`, starting after
+    /// `after` (a `next` this store gave). `next` is `None` once nothing is left.
+    fn log_page(
+        &self,
+        tenant: &TenantId,
+        window: &LogWindow,
+        limit: u16,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<Page<NotificationId>, BackendError>> + Send;
+}
+
 /// Notifications still owed a delivery (`queued`, `sending`, `retrying`), for the reconciler, which finds
 /// the ones nothing will deliver any more.
 pub trait UnsettledNotifications: Send + Sync {

@@ -10,13 +10,13 @@ use crate::domain::template::{TemplateContent, Usage};
 use crate::domain::validation::is_valid_name;
 use crate::domain::{FieldError, Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{
-    Authenticator, Cursor, HttpResponse, MAX_BODY_BYTES, backend_failure, correlation, empty_response,
-    json_body, json_response, method_not_allowed, not_found_route, page_request, path_segments,
+    Authenticator, Cursor, Cursors, HttpResponse, MAX_BODY_BYTES, backend_failure, correlation,
+    empty_response, json_body, json_response, method_not_allowed, not_found_route, path_segments,
     problem_response, query_parameter,
 };
 use crate::ports::{
-    ApiKeyStore, BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, UserStore,
-    WriteError,
+    ApiKeyStore, BackendError, CursorKeyStore, EventTypeStore, Page, PageRequest, RuleStore, Saved,
+    TemplateStore, UserStore, WriteError,
 };
 use lambda_http::Request;
 use lambda_http::http::Method;
@@ -30,6 +30,7 @@ const MAX_RULE_PAGES: usize = 20;
 #[derive(Debug)]
 pub struct Api<K, C> {
     auth: Authenticator<K>,
+    cursors: Cursors,
     store: C,
     settings: HttpSettings,
 }
@@ -65,12 +66,13 @@ fn saved_status(saved: Saved) -> u16 {
 }
 
 fn list_response<T>(
+    cursor: &Cursor<'_>,
     tenant: &TenantId,
     list: &str,
     page: Page<T>,
     to_json: impl Fn(&T) -> Value,
 ) -> HttpResponse {
-    let next_cursor = page.next.map(|after| Cursor::encode(tenant, list, &after));
+    let next_cursor = page.next.map(|after| cursor.encode(tenant, list, &after));
     json_response(
         200,
         &json!({"items": page.items.iter().map(to_json).collect::<Vec<_>>(), "next_cursor": next_cursor}),
@@ -79,12 +81,13 @@ fn list_response<T>(
 
 impl<K, C> Api<K, C>
 where
-    K: ApiKeyStore,
+    K: ApiKeyStore + CursorKeyStore,
     C: EventTypeStore + TemplateStore + RuleStore + UserStore,
 {
     pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
         Self {
             auth: Authenticator::new(keys, settings.cache_ttl),
+            cursors: Cursors::default(),
             store,
             settings,
         }
@@ -187,13 +190,15 @@ where
     }
 
     async fn list_event_types(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
-        let page = page_request(request, tenant, "event-types")?;
+        let cursor = self.cursors.signer(self.auth.keys()).await?;
+        let page = cursor.page_request(request, tenant, "event-types")?;
         let listed = self
             .store
             .list_event_types(tenant, &page)
             .await
             .map_err(|e| backend(&e))?;
         Ok(list_response(
+            &cursor,
             tenant,
             "event-types",
             listed,
@@ -361,13 +366,15 @@ where
     }
 
     async fn list_templates(&self, request: &Request, tenant: &TenantId) -> Result<HttpResponse, Problem> {
-        let page = page_request(request, tenant, "templates")?;
+        let cursor = self.cursors.signer(self.auth.keys()).await?;
+        let page = cursor.page_request(request, tenant, "templates")?;
         let listed = self
             .store
             .list_templates(tenant, &page)
             .await
             .map_err(|e| backend(&e))?;
         Ok(list_response(
+            &cursor,
             tenant,
             "templates",
             listed,
@@ -470,13 +477,15 @@ where
             )]));
         }
         let list = format!("rules:{}", event.as_deref().unwrap_or("*"));
-        let page = page_request(request, tenant, &list)?;
+        let cursor = self.cursors.signer(self.auth.keys()).await?;
+        let page = cursor.page_request(request, tenant, &list)?;
         let listed = self
             .store
             .list_rules(tenant, event.as_deref(), &page)
             .await
             .map_err(|e| backend(&e))?;
         Ok(list_response(
+            &cursor,
             tenant,
             &list,
             listed,

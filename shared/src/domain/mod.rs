@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod event;
 pub mod event_type;
 pub mod ids;
+pub mod log_query;
 pub mod notification;
 pub mod problem;
 pub mod rate_limit;

@@ -41,6 +41,12 @@ impl Timestamp {
         )
     }
 
+    /// An RFC 3339 date-time (`2026-12-01T09:30:00Z`, `…T09:30:00.250+01:00`), to the millisecond.
+    pub fn parse_rfc3339(raw: &str) -> Option<Self> {
+        let at = DateTime::from_str(raw, Format::DateTimeWithOffset).ok()?;
+        at.to_millis().ok().map(Self)
+    }
+
     /// RFC 3339 in UTC, e.g. `2026-11-22T04:05:55.123Z`.
     pub fn to_rfc3339(self) -> String {
         DateTime::from_millis(self.0)
@@ -52,6 +58,15 @@ impl Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_rfc3339_with_offsets_and_refuses_other_dates() {
+        let at = Timestamp::parse_rfc3339("2026-11-18T11:06:40.123Z");
+        assert_eq!(at, Some(Timestamp::from_millis(1_795_000_000_123)));
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-18T12:06:40.123+01:00"), at);
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-18"), None);
+        assert_eq!(Timestamp::parse_rfc3339("1795000000"), None);
+    }
 
     #[test]
     fn formats_as_rfc3339_utc_with_millis() {

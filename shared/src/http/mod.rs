@@ -7,7 +7,7 @@ mod paging;
 
 pub use crate::domain::api_key::key_hash;
 pub use auth::Authenticator;
-pub use paging::{Cursor, page_request};
+pub use paging::{Cursor, Cursors};
 
 use crate::domain::{Problem, ProblemCode};
 use crate::ports::BackendError;

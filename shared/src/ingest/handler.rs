@@ -1,4 +1,5 @@
-//! The ingest function's HTTP side: `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`.
+//! The ingest function's HTTP side: `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`,
+//! `GET /v1/notifications/{id}` (and the list, in [`super::notification_log`]).
 
 use super::{Accepted, Ingest};
 use crate::domain::api_key::KeyScope;
@@ -9,8 +10,8 @@ use crate::http::{
     json_response, method_not_allowed, not_found_route, path_segments, problem_response,
 };
 use crate::ports::{
-    ActivityStore, ApiKeyStore, DeliveryLedger, EventTypeStore, NotificationQueue, RuleStore, TemplateStore,
-    UserStore,
+    ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, EventTypeStore, NotificationLog,
+    NotificationQueue, RuleStore, TemplateStore, UserStore,
 };
 use crate::telemetry::catalogue::EventOutcome;
 use crate::telemetry::record;
@@ -26,9 +27,9 @@ const BATCH_CONCURRENCY: usize = 8;
 
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
-    K: ApiKeyStore,
+    K: ApiKeyStore + CursorKeyStore,
     C: EventTypeStore + RuleStore + TemplateStore + UserStore,
-    A: ActivityStore + DeliveryLedger,
+    A: ActivityStore + DeliveryLedger + NotificationLog,
     Q: NotificationQueue,
 {
     /// The Lambda handler: every outcome, problems included, is an HTTP answer.
@@ -48,8 +49,11 @@ where
             // A literal path before a templated one, as OpenAPI matches: `batch` is no event id.
             (_, ["v1", "events"] | ["v1", "events", "batch"]) => Err(method_not_allowed(request, "POST")),
             (&Method::GET, ["v1", "events", id]) => self.get_event(request, id).await,
+            (&Method::GET, ["v1", "notifications"]) => self.list_notifications(request).await,
             (&Method::GET, ["v1", "notifications", id]) => self.get_notification(request, id).await,
-            (_, ["v1", "events" | "notifications", _]) => Err(method_not_allowed(request, "GET")),
+            (_, ["v1", "notifications"] | ["v1", "events" | "notifications", _]) => {
+                Err(method_not_allowed(request, "GET"))
+            }
             _ => Err(not_found_route(request)),
         }
     }
@@ -146,9 +150,9 @@ where
 
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
-    K: ApiKeyStore,
+    K: ApiKeyStore + CursorKeyStore,
     C: EventTypeStore + RuleStore + TemplateStore + UserStore,
-    A: ActivityStore + DeliveryLedger,
+    A: ActivityStore + DeliveryLedger + NotificationLog,
     Q: NotificationQueue,
 {
     /// `GET /v1/notifications/{id}`: the notification with every attempt, addresses masked.
@@ -162,12 +166,10 @@ where
             .await
             .map_err(|error| backend_failure(&error))?
             .ok_or_else(not_found)?;
-        let mut body = notification.to_json();
-        body["attempts"] = attempts
-            .iter()
-            .map(crate::domain::delivery::Attempt::to_json)
-            .collect();
-        Ok(json_response(200, &body))
+        Ok(json_response(
+            200,
+            &super::notification_log::with_attempts(&notification, &attempts),
+        ))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod catalog;
 pub mod handler;
+mod notification_log;
 
 pub use catalog::{Catalog, CompiledEventType};
 
@@ -39,6 +40,7 @@ pub enum Accepted {
 #[derive(Debug)]
 pub struct Ingest<K, C, A, Q> {
     pub(crate) auth: Authenticator<K>,
+    cursors: crate::http::Cursors,
     catalog: Catalog<C>,
     outbox: Outbox<A, Q>,
     pub(crate) settings: HttpSettings,
@@ -54,6 +56,7 @@ where
     pub fn new(keys: K, config: C, activity: A, queue: Q, settings: HttpSettings) -> Self {
         Self {
             auth: Authenticator::new(keys, settings.cache_ttl),
+            cursors: crate::http::Cursors::default(),
             catalog: Catalog::new(config, settings.cache_ttl),
             outbox: Outbox::new(activity, queue),
             settings,

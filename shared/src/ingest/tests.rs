@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod backend_faults;
+mod notification_log;
 mod rate_limits;
 mod users;
 
@@ -103,17 +104,28 @@ fn post(body: &Value, idempotency_key: Option<&str>) -> Request {
     if let Some(key) = idempotency_key {
         headers["idempotency-key"] = json!(key);
     }
+    gateway_request("POST", "/v1/events", &headers, Some(body))
+}
+
+/// `GET path?query` with the tenant's key.
+fn get(path_and_query: &str) -> Request {
+    let headers = json!({"authorization": format!("Bearer {API_KEY}")});
+    gateway_request("GET", path_and_query, &headers, None)
+}
+
+fn gateway_request(method: &str, path_and_query: &str, headers: &Value, body: Option<&Value>) -> Request {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/v1/events", "rawQueryString": "",
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": "123456789012", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
-            "http": {"method": "POST", "path": "/v1/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
                      "userAgent": "tests"},
             "requestId": "req", "routeKey": "$default", "stage": "$default",
             "time": "22/Nov/2026:04:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
         },
-        "body": body.to_string(),
+        "body": body.map(Value::to_string),
         "isBase64Encoded": false
     });
     lambda_http::request::from_str(&event.to_string()).unwrap()

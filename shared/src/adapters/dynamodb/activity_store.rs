@@ -142,15 +142,7 @@ fn notification_item(notification: &Notification, expires_at: Timestamp) -> Item
     if let Some(deliver_by) = notification.deliver_by {
         item.insert("deliver_by".into(), n(deliver_by.millis()));
     }
-    // Index keys: notifications by event, by user and by tenant + time.
-    item.insert(
-        "by_event".into(),
-        s(format!("T#{tenant}#EVT#{}", notification.event_id)),
-    );
-    item.insert("by_tenant".into(), s(format!("T#{tenant}")));
-    if let Some(user) = &notification.user_id {
-        item.insert("by_user".into(), s(format!("T#{tenant}#USER#{user}")));
-    }
+    super::notification_log::index_keys(&mut item, notification);
     if notification.status.is_unsettled() {
         super::unsettled::index_new(&mut item, &notification.id, notification.created_at);
     }

@@ -12,9 +12,10 @@
 //! | config | rule | `TENANT#<t>` | `RULE#<id>` (GSI `by_event`: `TENANT#<t>#EVENT#<event>`, `RULE#<id>`) |
 //! | config | rules per event type | `TENANT#<t>` | `RULECOUNT#<event>` |
 //! | config | tenant settings | `TENANT#<t>` | `SETTINGS` |
+//! | config | the secret that signs list cursors | `HERALD` | `CURSOR_KEY` |
 //! | activity | idempotency record | `T#<t>#IDEM#<key>` | `IDEM` |
 //! | activity | event | `T#<t>#EVT#<id>` | `EVENT` |
-//! | activity | notification | `T#<t>#NTF#<id>` | `NTF` (GSI `unsettled`: `U#<0-3>`, `due_at`, while owed a delivery) |
+//! | activity | notification | `T#<t>#NTF#<id>` | `NTF` (GSI `unsettled`: `U#<0-3>`, `due_at`, while owed a delivery; GSIs `log_by_tenant`: `T#<t>#L#<0-7>` and `log_by_user`: `T#<t>#U#<user>`, both by `created_at`) |
 //!
 //! JSON documents (payloads, schemas, template parts, conditions) are stored as JSON strings, not maps:
 //! no 32-level nesting or 38-digit number limits, and they read back exactly as written.
@@ -23,8 +24,10 @@ mod activity_store;
 mod api_keys;
 mod circuit;
 mod config_store;
+mod cursor_key;
 mod event_type_store;
 mod ledger;
+mod notification_log;
 mod rule_store;
 mod tenant_settings;
 #[cfg(test)]

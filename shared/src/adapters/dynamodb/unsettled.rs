@@ -31,7 +31,7 @@ pub(super) fn index_new(item: &mut Item, id: &NotificationId, due_at: Timestamp)
 }
 
 /// The tenant and notification id in a notification's key, `T#{tenant}#NTF#{id}`.
-fn notification_from_key(pk: &str) -> Option<(TenantId, NotificationId)> {
+pub(super) fn notification_from_key(pk: &str) -> Option<(TenantId, NotificationId)> {
     let (tenant, id) = pk.strip_prefix("T#")?.rsplit_once("#NTF#")?;
     Some((TenantId::new(tenant), NotificationId::parse(id)?))
 }

@@ -4,7 +4,7 @@
 use super::{Failpoints, after_write, before_read, before_write, lock};
 use crate::domain::api_key::{ApiKeyRecord, KeyGrant, NewApiKey, taken_message};
 use crate::domain::{TenantId, Timestamp};
-use crate::ports::{ApiKeyStore, BackendError, Page, PageRequest, Revocation, WriteError};
+use crate::ports::{ApiKeyStore, BackendError, CursorKeyStore, Page, PageRequest, Revocation, WriteError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -30,6 +30,8 @@ struct Keys {
 #[derive(Debug, Default)]
 pub struct MemoryApiKeyStore {
     keys: Mutex<Keys>,
+    /// The cursor secret, made on first use as the config table's is.
+    cursor_key: std::sync::OnceLock<Vec<u8>>,
     pub failpoints: Failpoints,
 }
 
@@ -38,6 +40,21 @@ impl MemoryApiKeyStore {
     pub fn items(&self) -> (usize, usize) {
         let keys = lock(&self.keys);
         (keys.by_hash.len(), keys.entries.len())
+    }
+}
+
+impl CursorKeyStore for MemoryApiKeyStore {
+    async fn cursor_key(&self) -> Result<Vec<u8>, BackendError> {
+        before_read(&self.failpoints, "cursor_key").await?;
+        Ok(self
+            .cursor_key
+            .get_or_init(|| {
+                let mut secret = vec![0_u8; 32];
+                // Should randomness fail, zeros: a store in a test needs no real secret.
+                getrandom::fill(&mut secret).unwrap_or_default();
+                secret
+            })
+            .clone())
     }
 }
 

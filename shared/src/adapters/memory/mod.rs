@@ -18,6 +18,7 @@ mod circuit;
 pub mod config;
 pub mod event_types;
 pub mod ledger;
+mod notification_log;
 pub mod rules;
 pub mod sender;
 pub mod templates;
