@@ -48,10 +48,14 @@ impl Timestamp {
     }
 
     /// RFC 3339 in UTC, e.g. `2026-11-22T04:05:55.123Z`.
+    /// Always three digits of fraction, so the strings sort as the times do (smithy's own formatting drops
+    /// trailing zeros: `.97Z` would sort after `.971Z`).
     pub fn to_rfc3339(self) -> String {
-        DateTime::from_millis(self.0)
+        let seconds = DateTime::from_secs(self.0.div_euclid(1000))
             .fmt(Format::DateTime)
-            .unwrap_or_else(|_| self.0.to_string())
+            .unwrap_or_else(|_| self.0.to_string());
+        let whole = seconds.strip_suffix('Z').unwrap_or(&seconds);
+        format!("{whole}.{:03}Z", self.0.rem_euclid(1000))
     }
 }
 
@@ -66,6 +70,30 @@ mod tests {
         assert_eq!(Timestamp::parse_rfc3339("2026-11-18T12:06:40.123+01:00"), at);
         assert_eq!(Timestamp::parse_rfc3339("2026-11-18"), None);
         assert_eq!(Timestamp::parse_rfc3339("1795000000"), None);
+    }
+
+    #[test]
+    fn formats_every_time_with_three_digits_of_fraction_so_strings_sort_as_times() {
+        assert_eq!(
+            Timestamp::from_millis(1_795_000_000_970).to_rfc3339(),
+            "2026-11-18T11:06:40.970Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(1_795_000_000_000).to_rfc3339(),
+            "2026-11-18T11:06:40.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(-1).to_rfc3339(),
+            "1969-12-31T23:59:59.999Z"
+        );
+        let times = [1_795_000_000_970, 1_795_000_000_971, 1_795_000_001_000];
+        let formatted: Vec<String> = times
+            .map(|millis| Timestamp::from_millis(millis).to_rfc3339())
+            .to_vec();
+        assert!(
+            formatted.windows(2).all(|pair| pair[0] < pair[1]),
+            "{formatted:?}"
+        );
     }
 
     #[test]
