@@ -157,6 +157,9 @@ pub struct HttpSettings {
     /// Notifications a minute per recipient and channel unless the event type says otherwise
     /// (`HERALD_RATE_LIMIT_PER_MINUTE`, 5 by default; 0 turns the limit off).
     pub rate_limit_per_minute: Option<u32>,
+    /// Events a minute each API key may send unless its tenant's settings say otherwise
+    /// (`HERALD_INGEST_BUDGET_PER_MINUTE`, 6,000 by default; 0 turns the budget off).
+    pub ingest_budget_per_minute: Option<u32>,
 }
 
 impl HttpSettings {
@@ -176,18 +179,29 @@ impl HttpSettings {
             cache_ttl: Duration::from_secs(env.number("HERALD_CONFIG_CACHE_SECONDS", 30)?),
             webhook_policy: webhook_policy(env)?,
             retention: retention(env)?,
-            rate_limit_per_minute: rate_limit(env)?,
+            rate_limit_per_minute: per_minute(
+                env,
+                "HERALD_RATE_LIMIT_PER_MINUTE",
+                crate::domain::rate_limit::DEFAULT_PER_MINUTE,
+            )?,
+            ingest_budget_per_minute: per_minute(
+                env,
+                "HERALD_INGEST_BUDGET_PER_MINUTE",
+                crate::domain::rate_limit::DEFAULT_INGEST_BUDGET_PER_MINUTE,
+            )?,
         })
     }
 }
 
-fn rate_limit<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<u32>, ConfigError> {
-    let per_minute = env.number(
-        "HERALD_RATE_LIMIT_PER_MINUTE",
-        u64::from(crate::domain::rate_limit::DEFAULT_PER_MINUTE),
-    )?;
+/// A count a minute from `name` (`default` when unset); 0 is `None`, no limit.
+fn per_minute<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    name: &'static str,
+    default: u32,
+) -> Result<Option<u32>, ConfigError> {
+    let per_minute = env.number(name, u64::from(default))?;
     let per_minute = u32::try_from(per_minute).map_err(|_| ConfigError::Invalid {
-        name: "HERALD_RATE_LIMIT_PER_MINUTE",
+        name,
         value: per_minute.to_string(),
         reason: "must be at most 4294967295",
     })?;

@@ -152,6 +152,15 @@ pub trait TenantSettingsStore: Send + Sync {
         countries: Option<&CountryAllowList>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Sets one of the tenant's limits, or (`None`) gives it the deployment's again.
+    fn set_limit(
+        &self,
+        tenant: &TenantId,
+        limit: crate::domain::tenant::TenantLimit,
+        value: Option<u32>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
 pub trait EventTypeStore: Send + Sync {
@@ -265,6 +274,8 @@ pub enum Recorded {
     Existing(IdempotencyRecord),
     /// Nothing was written: the rate counters of these notifications had no room left.
     RateLimited(Vec<NotificationId>),
+    /// Nothing was written: the API key's ingest budget for this minute is used up.
+    OverBudget,
 }
 
 pub trait ActivityStore: Send + Sync {

@@ -72,5 +72,6 @@ pub fn acceptance(tenant: &str, idempotency_key: Option<&str>, channels: &[Chann
         event,
         notifications,
         rate_counters: Vec::new(),
+        budget: None,
     }
 }

@@ -166,7 +166,9 @@ impl Stack {
         let loopback = self.loopback_webhooks;
         let rate_limit = self.rate_limit_per_minute;
         Env::from_fn(move |name| match name {
-            "HERALD_CONFIG_CACHE_SECONDS" => Some("0".to_owned()),
+            // No config cache; no ingest budget, as no rate limit: a test of another feature may send many
+            // events with one key. Tests of the budget set a tenant's own (`herald tenant ingest-budget`).
+            "HERALD_CONFIG_CACHE_SECONDS" | "HERALD_INGEST_BUDGET_PER_MINUTE" => Some("0".to_owned()),
             "HERALD_ALLOW_LOOPBACK_WEBHOOKS" => Some(loopback.to_string()),
             "HERALD_RATE_LIMIT_PER_MINUTE" => Some(rate_limit.to_string()),
             _ => None,

@@ -81,6 +81,7 @@ async fn a_key_is_created_whole_and_its_hash_never_moves_to_another_tenant() {
         store.key_grant(&key.hash).await.unwrap(),
         Some(KeyGrant {
             tenant: stack.tenant.clone(),
+            key_id: key.record.id.clone(),
             scope: KeyScope::Ingest
         })
     );

@@ -1,9 +1,12 @@
 //! Per-recipient rate limits against the emulator: the counters are conditional updates inside the
-//! acceptance transaction, so sixteen concurrent events for one user queue exactly five per channel.
+//! acceptance transaction, so sixteen concurrent events for one user queue exactly five per channel; an event
+//! type's own limit wins over the deployment's, and an API key's ingest budget refuses what passes it (429).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use herald::domain::tenant::TenantLimit;
 use herald::domain::{Channel, Timestamp};
+use herald::ports::TenantSettingsStore;
 use herald_integration_tests::{ApiRequest, Stack, order_created};
 use std::time::Duration;
 
@@ -63,4 +66,66 @@ async fn sixteen_concurrent_events_for_one_user_queue_exactly_five_per_channel()
         (stored.body["status"].as_str(), stored.body["reason"].as_str()),
         (Some("rate_limited"), Some("rate_limited"))
     );
+}
+
+#[tokio::test]
+async fn an_event_types_own_limit_and_a_keys_ingest_budget_hold_under_concurrency() {
+    let stack = Stack::new().await.with_rate_limit(5);
+    stack.seed_order_created().await;
+    let config = stack.config_store();
+    config
+        .set_limit(
+            &stack.tenant,
+            TenantLimit::IngestBudgetPerMinute,
+            Some(10),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let put_type = ApiRequest::new("PUT", "/v1/event-types/order_created")
+        .key(&stack.api_key)
+        .json(&serde_json::json!({"rate_limit_per_minute": 2,
+            "schema": {"type": "object", "required": ["order_id"]}}));
+    assert_eq!(stack.call_api(&stack.api(), &put_type).await.status, 200);
+    let ingest = stack.ingest();
+    away_from_a_minute_boundary().await;
+    let requests: Vec<ApiRequest> = (0..16)
+        .map(|n| {
+            ApiRequest::new("POST", "/v1/events")
+                .key(&stack.api_key)
+                .json(&order_created(n))
+        })
+        .collect();
+    let answers =
+        futures::future::join_all(requests.iter().map(|request| stack.call_ingest(&ingest, request))).await;
+    let accepted: Vec<_> = answers.iter().filter(|answer| answer.status == 202).collect();
+    let refused: Vec<_> = answers.iter().filter(|answer| answer.status == 429).collect();
+    assert_eq!(
+        (accepted.len(), refused.len()),
+        (10, 6),
+        "the key's budget of 10: {answers:?}"
+    );
+    for answer in &refused {
+        assert_eq!(answer.problem_code(), "rate_limited");
+        let wait: u32 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+    for channel in Channel::ALL {
+        assert_eq!(
+            stack.drain(channel).await.len(),
+            2,
+            "{channel}: the event type's 2, not the deployment's 5"
+        );
+    }
+    let events = stack
+        .activity_items()
+        .await
+        .into_iter()
+        .filter(|item| {
+            item.get("sk")
+                .and_then(|sk| sk.as_s().ok())
+                .is_some_and(|sk| sk == "EVENT")
+        })
+        .count();
+    assert_eq!(events, 10, "a refused event is not recorded");
 }

@@ -26,6 +26,12 @@ const USAGE: &str = "usage:
                                             the same as herald keys create TENANT [--key KEY]
   herald tenant sms-countries TENANT [US,CA,… | * | --default] [--local]
                                             show or set the countries TENANT's SMS may go to
+  herald tenant rate-limit TENANT [N | --default] [--local]
+                                            show or set TENANT's notifications a minute per recipient
+                                            and channel (0: none; an event type's own limit wins)
+  herald tenant ingest-budget TENANT [N | --default] [--local]
+                                            show or set the events a minute each of TENANT's API keys
+                                            may send (0: none); past it, 429 with Retry-After
   herald bench load [--events N] [--concurrency C] [--timeout SECONDS]
                                             load the running local stack, then audit every notification
   herald bench functions [--runs N] [--no-build]
@@ -78,6 +84,8 @@ async fn run(args: &[&str]) -> Result<(), CliError> {
         ["keys", rest @ ..] => keys::run(rest).await?,
         ["tenant", "create", rest @ ..] => tenant::create(rest).await?,
         ["tenant", "sms-countries", rest @ ..] => tenant::sms_countries(rest).await?,
+        ["tenant", "rate-limit", rest @ ..] => tenant::rate_limit(rest).await?,
+        ["tenant", "ingest-budget", rest @ ..] => tenant::ingest_budget(rest).await?,
         ["bench", rest @ ..] => bench::run(rest).await?,
         ["dlq", rest @ ..] => dlq::run(rest).await?,
         ["help" | "--help" | "-h"] | [] => println!("{USAGE}"),

@@ -9,6 +9,7 @@ use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::adapters::load_aws_config;
 use herald::config::{AwsSettings, ConfigError, Env};
 use herald::domain::address::CountryAllowList;
+use herald::domain::tenant::TenantLimit;
 use herald::domain::validation::is_valid_name;
 use herald::domain::{TenantId, Timestamp};
 use herald::ports::{BackendError, TenantSettingsStore, WriteError};
@@ -40,6 +41,8 @@ pub enum TenantError {
     SmsCountriesUsage,
     #[error("SMS countries: {0}")]
     InvalidCountries(String),
+    #[error("usage: herald tenant {0} TENANT [N | --default] [--local]   (N a minute; 0: none)")]
+    LimitUsage(&'static str),
     #[error("tenant {0:?} must match [a-z0-9_.-]{{1,64}}")]
     InvalidName(String),
     #[error("set HERALD_CONFIG_TABLE to the config table's name, or pass --local for the local stack's")]
@@ -95,6 +98,55 @@ pub async fn sms_countries(args: &[&str]) -> Result<(), TenantError> {
     match settings.sms_allowed_countries {
         Some(countries) => println!("tenant {tenant}: SMS may go to {countries} (the tenant's own list)"),
         None => println!("tenant {tenant}: SMS may go to the deployment's SmsAllowedCountries"),
+    }
+    Ok(())
+}
+
+/// `herald tenant rate-limit TENANT [N | --default] [--local]`: shows or sets the notifications a minute
+/// each recipient of the tenant gets per channel (an event type's own limit still wins).
+pub async fn rate_limit(args: &[&str]) -> Result<(), TenantError> {
+    limit(args, TenantLimit::RatePerMinute).await
+}
+
+/// `herald tenant ingest-budget TENANT [N | --default] [--local]`: shows or sets the events a minute each
+/// of the tenant's API keys may send; past it, 429 until the minute is over.
+pub async fn ingest_budget(args: &[&str]) -> Result<(), TenantError> {
+    limit(args, TenantLimit::IngestBudgetPerMinute).await
+}
+
+async fn limit(args: &[&str], limit: TenantLimit) -> Result<(), TenantError> {
+    let (command, deployment_parameter, what) = match limit {
+        TenantLimit::RatePerMinute => (
+            "rate-limit",
+            "RateLimitPerMinute",
+            "notifications a minute per recipient and channel",
+        ),
+        TenantLimit::IngestBudgetPerMinute => (
+            "ingest-budget",
+            "IngestBudgetPerMinute",
+            "events a minute per API key",
+        ),
+    };
+    let (args, local) = local_flag(args);
+    let (tenant, change) = match args.as_slice() {
+        [tenant] => (*tenant, None),
+        [tenant, "--default"] => (*tenant, Some(None)),
+        [tenant, value] => match value.parse::<u32>() {
+            Ok(value) => (*tenant, Some(Some(value))),
+            Err(_) => return Err(TenantError::LimitUsage(command)),
+        },
+        _ => return Err(TenantError::LimitUsage(command)),
+    };
+    let tenant = tenant_id(tenant)?;
+    let store = config_store(local).await?;
+    if let Some(value) = change {
+        store.set_limit(&tenant, limit, value, Timestamp::now()).await?;
+    }
+    let settings = store.tenant_settings(&tenant).await?.unwrap_or_default();
+    match limit.of(&settings) {
+        Some(0) => println!("tenant {tenant}: no limit on {what} (the tenant's own setting)"),
+        Some(value) => println!("tenant {tenant}: {value} {what} (the tenant's own setting)"),
+        None => println!("tenant {tenant}: {what} as the deployment's {deployment_parameter}"),
     }
     Ok(())
 }

@@ -74,15 +74,13 @@ async fn an_operator_creates_a_tenants_key_and_sets_its_sms_countries() {
     let tenant = TenantId::new("acme");
 
     let created = stdout(&herald_tenant(&table, &["create", "acme"]).await);
-    let key = created
-        .split_whitespace()
-        .find(|word| word.starts_with("hk_"))
-        .unwrap_or_else(|| panic!("no key printed: {created}"));
-    let grant = store.key_grant(&key_hash(key)).await.unwrap();
+    let (key, id) = key_and_id(&created);
+    let grant = store.key_grant(&key_hash(&key)).await.unwrap();
     assert_eq!(
         grant,
         Some(KeyGrant {
             tenant: tenant.clone(),
+            key_id: id,
             scope: KeyScope::Full
         })
     );
@@ -115,6 +113,44 @@ async fn an_operator_creates_a_tenants_key_and_sets_its_sms_countries() {
 
     let misused = herald_tenant(&table, &["sms-countries", "acme", "--all"]).await;
     assert!(String::from_utf8_lossy(&misused.stderr).contains("usage: herald tenant sms-countries"));
+}
+
+#[tokio::test]
+async fn an_operator_sets_and_resets_a_tenants_rate_limit_and_ingest_budget() {
+    let (store, table) = config_table().await;
+    let tenant = TenantId::new("acme");
+    for (command, parameter) in [
+        ("rate-limit", "RateLimitPerMinute"),
+        ("ingest-budget", "IngestBudgetPerMinute"),
+    ] {
+        let shown = stdout(&herald_tenant(&table, &[command, "acme"]).await);
+        assert!(
+            shown.contains(&format!("the deployment's {parameter}")),
+            "{shown}"
+        );
+        let set = stdout(&herald_tenant(&table, &[command, "acme", "12"]).await);
+        assert!(
+            set.contains("12 ") && set.contains("the tenant's own setting"),
+            "{set}"
+        );
+        let off = stdout(&herald_tenant(&table, &[command, "acme", "0"]).await);
+        assert!(off.contains("no limit"), "{off}");
+        let misused = herald_tenant(&table, &[command, "acme", "lots"]).await;
+        assert!(stderr_of_failure(&misused).contains(&format!("usage: herald tenant {command}")));
+    }
+    let stored = store.tenant_settings(&tenant).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.rate_limit_per_minute, stored.ingest_budget_per_minute),
+        (Some(0), Some(0))
+    );
+    let reset = stdout(&herald_tenant(&table, &["rate-limit", "acme", "--default"]).await);
+    assert!(reset.contains("the deployment's RateLimitPerMinute"), "{reset}");
+    let stored = store.tenant_settings(&tenant).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.rate_limit_per_minute, stored.ingest_budget_per_minute),
+        (None, Some(0)),
+        "each setting on its own"
+    );
 }
 
 fn stderr_of_failure(output: &Output) -> String {
@@ -154,6 +190,7 @@ async fn an_operator_creates_lists_and_revokes_a_tenants_keys_and_no_tenant_reac
         grant,
         Some(KeyGrant {
             tenant: acme.clone(),
+            key_id: id.clone(),
             scope: KeyScope::Ingest
         })
     );
@@ -217,11 +254,8 @@ async fn the_local_stacks_seed_stores_the_dev_key_once_as_a_listed_full_key() {
         .await
         .unwrap();
     assert_eq!(
-        grant,
-        Some(KeyGrant {
-            tenant: local.clone(),
-            scope: KeyScope::Full
-        })
+        grant.map(|grant| (grant.tenant, grant.scope)),
+        Some((local.clone(), KeyScope::Full))
     );
     let page = herald::ports::PageRequest {
         limit: 10,

@@ -57,6 +57,8 @@ impl std::fmt::Display for KeyScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyGrant {
     pub tenant: TenantId,
+    /// The key's id: what its ingest budget is counted by.
+    pub key_id: String,
     pub scope: KeyScope,
 }
 

@@ -16,7 +16,13 @@ pub struct EventTypeSpec {
     /// How late a notification of this type may still arrive; past it, it ends `expired` instead (an
     /// OTP is useless after minutes). `None`: the deployment's default.
     pub max_age_seconds: Option<u64>,
+    /// Notifications a minute per recipient and channel for this type, instead of the tenant's or the
+    /// deployment's limit (0: none). `None`: theirs.
+    pub rate_limit_per_minute: Option<u32>,
 }
+
+/// The values `rate_limit_per_minute` may take (0: no limit).
+pub const RATE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 0..=100_000;
 
 /// The shortest and longest `max_age_seconds`: a minute, and the fourteen days a queue keeps a message.
 pub const MAX_AGE_RANGE: std::ops::RangeInclusive<u64> = 60..=1_209_600;
@@ -31,7 +37,14 @@ pub struct EventType {
 }
 
 impl EventTypeSpec {
-    const FIELDS: [&'static str; 5] = ["description", "schema", "category", "critical", "max_age_seconds"];
+    const FIELDS: [&'static str; 6] = [
+        "description",
+        "schema",
+        "category",
+        "critical",
+        "max_age_seconds",
+        "rate_limit_per_minute",
+    ];
 
     /// Validates the body and compiles its schema, so a broken schema is refused at PUT, not at ingest.
     pub fn from_json(body: &Value) -> Result<Self, Vec<FieldError>> {
@@ -61,6 +74,26 @@ impl EventTypeSpec {
                 }
                 seconds
             });
+        let rate_limit_per_minute = object
+            .get("rate_limit_per_minute")
+            .filter(|value| !value.is_null())
+            .and_then(|value| {
+                let limit = value
+                    .as_u64()
+                    .and_then(|limit| u32::try_from(limit).ok())
+                    .filter(|limit| RATE_LIMIT_RANGE.contains(limit));
+                if limit.is_none() {
+                    violations.add(
+                        child("", "rate_limit_per_minute"),
+                        format!(
+                            "must be a whole number from {} (no limit) to {}",
+                            RATE_LIMIT_RANGE.start(),
+                            RATE_LIMIT_RANGE.end()
+                        ),
+                    );
+                }
+                limit
+            });
         let schema = match object.get("schema") {
             None | Some(Value::Null) => None,
             Some(schema) => match compile_schema(schema) {
@@ -77,6 +110,7 @@ impl EventTypeSpec {
             category,
             critical,
             max_age_seconds,
+            rate_limit_per_minute,
         })
     }
 }
@@ -90,6 +124,7 @@ impl EventType {
             "category": self.spec.category,
             "critical": self.spec.critical,
             "max_age_seconds": self.spec.max_age_seconds,
+            "rate_limit_per_minute": self.spec.rate_limit_per_minute,
             "created_at": self.created_at.to_rfc3339(),
             "updated_at": self.updated_at.to_rfc3339(),
         })

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 /// The seeds' figure: five notifications a minute per recipient and channel.
 pub const DEFAULT_PER_MINUTE: u32 = 5;
+/// Events a minute one API key may send unless its tenant's settings say otherwise: 100 a second.
+pub const DEFAULT_INGEST_BUDGET_PER_MINUTE: u32 = 6_000;
 /// A counter outlives its minute by this much before TTL may delete it (TTL deletion lags anyway; a late
 /// deletion only keeps a stale count that no later minute reads).
 const KEEP_SECONDS: i64 = 120;
@@ -55,8 +57,7 @@ pub fn counters(
     let Some(limit) = limit else {
         return Vec::new();
     };
-    let minute = now.epoch_seconds().div_euclid(60);
-    let expires_at = Timestamp::from_millis((minute * 60 + 60 + KEEP_SECONDS) * 1000);
+    let (minute, expires_at) = window(now);
     let mut by_key: BTreeMap<(String, Channel), RateCounter> = BTreeMap::new();
     for notification in notifications
         .iter()
@@ -79,6 +80,48 @@ pub fn counters(
         counter.notification_ids.push(notification.id.clone());
     }
     by_key.into_values().collect()
+}
+
+/// The minute `now` is in, and when a counter of it may go.
+fn window(now: Timestamp) -> (i64, Timestamp) {
+    let minute = now.epoch_seconds().div_euclid(60);
+    (
+        minute,
+        Timestamp::from_millis((minute * 60 + 60 + KEEP_SECONDS) * 1000),
+    )
+}
+
+/// The limit a notification of an event type is held to: the event type's, else the tenant's, else the
+/// deployment's (`None` when it has none); a 0 set for the event type or the tenant means none.
+pub fn effective_per_minute(
+    event_type: Option<u32>,
+    tenant: Option<u32>,
+    deployment: Option<u32>,
+) -> Option<u32> {
+    match event_type.or(tenant) {
+        Some(0) => None,
+        Some(limit) => Some(limit),
+        None => deployment,
+    }
+}
+
+/// The count of events one API key sent this minute, held to `budget`: one more per event accepted, written
+/// with the event, so a refused or replayed request uses none of it.
+pub fn budget_counter(tenant: &TenantId, key_id: &str, budget: u32, now: Timestamp) -> RateCounter {
+    let (minute, expires_at) = window(now);
+    RateCounter {
+        key: format!("T#{tenant}#BUDGET#{key_id}#{minute}"),
+        increment: 1,
+        limit: budget,
+        expires_at,
+        notification_ids: Vec::new(),
+    }
+}
+
+/// Whole seconds until the minute of `now` is over, when a used-up budget has room again (1 to 60).
+pub fn seconds_left_in_minute(now: Timestamp) -> u32 {
+    let into_minute = now.millis().rem_euclid(60_000);
+    u32::try_from((60_000 - into_minute + 999) / 1000).unwrap_or(60)
 }
 
 #[cfg(test)]
@@ -121,6 +164,33 @@ mod tests {
             Some(5),
             Timestamp::from_millis(millis),
         )
+    }
+
+    #[test]
+    fn the_event_types_limit_wins_then_the_tenants_then_the_deployments_and_zero_is_none() {
+        assert_eq!(effective_per_minute(Some(2), Some(9), Some(5)), Some(2));
+        assert_eq!(effective_per_minute(None, Some(9), Some(5)), Some(9));
+        assert_eq!(effective_per_minute(None, None, Some(5)), Some(5));
+        assert_eq!(effective_per_minute(Some(0), Some(9), Some(5)), None);
+        assert_eq!(effective_per_minute(None, Some(0), Some(5)), None);
+        assert_eq!(effective_per_minute(Some(3), None, None), Some(3));
+    }
+
+    #[test]
+    fn a_keys_budget_is_counted_per_minute_and_its_wait_is_what_is_left_of_the_minute() {
+        let now = Timestamp::from_millis(1_800_000_030_500);
+        let counter = budget_counter(&TenantId::new("acme"), "k-1", 100, now);
+        assert_eq!(counter.key, "T#acme#BUDGET#k-1#30000000");
+        assert_eq!((counter.increment, counter.room_before()), (1, 99));
+        assert_eq!(seconds_left_in_minute(now), 30);
+        assert_eq!(
+            seconds_left_in_minute(Timestamp::from_millis(1_800_000_000_000)),
+            60
+        );
+        assert_eq!(
+            seconds_left_in_minute(Timestamp::from_millis(1_800_000_059_999)),
+            1
+        );
     }
 
     #[test]

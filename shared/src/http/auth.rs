@@ -36,6 +36,11 @@ impl<K: ApiKeyStore> Authenticator<K> {
     /// The caller's tenant, when its key may call a route that needs `needed`: else 401 (no valid key), 403
     /// (a key of a narrower scope), or 503 when the key store cannot be read.
     pub async fn authenticate(&self, request: &Request, needed: KeyScope) -> Result<TenantId, Problem> {
+        Ok(self.authenticate_key(request, needed).await?.tenant)
+    }
+
+    /// As [`Self::authenticate`], with the key's id too.
+    pub async fn authenticate_key(&self, request: &Request, needed: KeyScope) -> Result<KeyGrant, Problem> {
         let grant = self.grant(request).await?;
         super::correlation::record_tenant(grant.tenant.as_str());
         if !grant.scope.allows(needed) {
@@ -49,7 +54,7 @@ impl<K: ApiKeyStore> Authenticator<K> {
                 ),
             ));
         }
-        Ok(grant.tenant)
+        Ok(grant)
     }
 
     async fn grant(&self, request: &Request) -> Result<KeyGrant, Problem> {

@@ -1,11 +1,13 @@
-//! What ingest needs to know about an event type — its schema, rules and their templates — compiled once
+//! What ingest needs to know about an event type — its schema, rules and their templates, and its
+//! tenant's limits — compiled once
 //! and cached per container for a short while.
 
 use crate::domain::TenantId;
 use crate::domain::event_type::{EventType, compile_schema};
 use crate::domain::rule::RuleSet;
 use crate::domain::template::TemplateHead;
-use crate::ports::{BackendError, EventTypeStore, RuleStore, TemplateStore};
+use crate::domain::tenant::TenantSettings;
+use crate::ports::{BackendError, EventTypeStore, RuleStore, TemplateStore, TenantSettingsStore};
 use jsonschema::Validator;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,8 @@ pub struct CompiledEventType {
     pub rules: RuleSet,
     /// The head of every template a rule names; `None` for a template that does not exist.
     pub templates: HashMap<String, Option<TemplateHead>>,
+    /// The tenant's own limits, read with the event type and cached as long.
+    pub tenant_settings: TenantSettings,
 }
 
 type CacheKey = (TenantId, String);
@@ -32,7 +36,7 @@ pub struct Catalog<C> {
     cache: Mutex<HashMap<CacheKey, (Arc<CompiledEventType>, Instant)>>,
 }
 
-impl<C: EventTypeStore + RuleStore + TemplateStore> Catalog<C> {
+impl<C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore> Catalog<C> {
     pub fn new(store: C, ttl: Duration) -> Self {
         Self {
             store,
@@ -54,9 +58,10 @@ impl<C: EventTypeStore + RuleStore + TemplateStore> Catalog<C> {
         if let Some(compiled) = self.cached(&cache_key) {
             return Ok(Some(compiled));
         }
-        let (event_type, rules) = futures::try_join!(
+        let (event_type, rules, tenant_settings) = futures::try_join!(
             self.store.event_type(tenant, name),
-            self.store.rules_for_event(tenant, name)
+            self.store.rules_for_event(tenant, name),
+            self.store.tenant_settings(tenant)
         )?;
         let Some(event_type) = event_type else {
             return Ok(None);
@@ -76,6 +81,7 @@ impl<C: EventTypeStore + RuleStore + TemplateStore> Catalog<C> {
             validator,
             rules: RuleSet::new(rules),
             templates,
+            tenant_settings: tenant_settings.unwrap_or_default(),
         });
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(cache_key, (Arc::clone(&compiled), Instant::now()));

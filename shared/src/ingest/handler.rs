@@ -2,16 +2,16 @@
 //! `GET /v1/notifications/{id}` (and the list, in [`super::notification_log`]).
 
 use super::{Accepted, Ingest};
-use crate::domain::api_key::KeyScope;
+use crate::domain::api_key::{KeyGrant, KeyScope};
 use crate::domain::validation::Violations;
-use crate::domain::{EventId, FieldError, NotificationId, Problem, ProblemCode, TenantId};
+use crate::domain::{EventId, FieldError, NotificationId, Problem, ProblemCode};
 use crate::http::{
     HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, backend_failure, correlation, json_body,
     json_response, method_not_allowed, not_found_route, path_segments, problem_response,
 };
 use crate::ports::{
     ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, EventTypeStore, NotificationLog,
-    NotificationQueue, RuleStore, TemplateStore, UserStore,
+    NotificationQueue, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
 };
 use crate::telemetry::catalogue::EventOutcome;
 use crate::telemetry::record;
@@ -28,7 +28,7 @@ const BATCH_CONCURRENCY: usize = 8;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
     A: ActivityStore + DeliveryLedger + NotificationLog,
     Q: NotificationQueue,
 {
@@ -36,7 +36,10 @@ where
     pub async fn handle(&self, request: Request) -> Result<HttpResponse, lambda_http::Error> {
         let correlation_id = correlation::correlation_id(&request);
         let span = correlation::request_span(&request, &correlation_id);
-        let outcome = self.route(&request, &correlation_id).instrument(span).await;
+        // Boxed: the routes' futures together are ~20 KB, too large to move around on the stack.
+        let outcome = Box::pin(self.route(&request, &correlation_id))
+            .instrument(span)
+            .await;
         let response =
             outcome.unwrap_or_else(|problem| problem_response(&problem, &self.settings.problem_type_base));
         Ok(correlation::answer_with(response, &correlation_id))
@@ -65,10 +68,10 @@ where
     }
 
     async fn submit_event(&self, request: &Request, correlation_id: &str) -> Result<Accepted, Problem> {
-        let tenant = self.auth.authenticate(request, KeyScope::Ingest).await?;
+        let caller = self.auth.authenticate_key(request, KeyScope::Ingest).await?;
         let body = json_body(request, MAX_BODY_BYTES)?;
         let header_key = idempotency_header(request)?;
-        self.accept(&tenant, &body, header_key, correlation_id).await
+        self.accept(&caller, &body, header_key, correlation_id).await
     }
 
     /// A batch refused whole (its key, its body) counts as one refused event: how many it held is unknown.
@@ -81,7 +84,7 @@ where
     }
 
     async fn submit_batch(&self, request: &Request, correlation_id: &str) -> Result<HttpResponse, Problem> {
-        let tenant = self.auth.authenticate(request, KeyScope::Ingest).await?;
+        let caller = self.auth.authenticate_key(request, KeyScope::Ingest).await?;
         let body = json_body(request, MAX_BATCH_BODY_BYTES)?;
         if idempotency_header(request)?.is_some() {
             return Err(Problem::validation(vec![FieldError::new(
@@ -96,7 +99,7 @@ where
                 futures::future::join_all(
                     chunk
                         .iter()
-                        .map(|event| self.batch_item(&tenant, event, correlation_id)),
+                        .map(|event| self.batch_item(&caller, event, correlation_id)),
                 )
                 .await,
             );
@@ -105,7 +108,7 @@ where
     }
 
     /// One event of a batch, answered exactly as a single POST would be.
-    async fn batch_item(&self, tenant: &TenantId, event: &Value, correlation_id: &str) -> Value {
+    async fn batch_item(&self, caller: &KeyGrant, event: &Value, correlation_id: &str) -> Value {
         // An event in a batch is held to a single POST's size: a larger one would exceed DynamoDB's 400 KB
         // item, a refusal no retry can change. Measured compact, as it would be stored.
         let size = serde_json::to_vec(event).map_or(0, |bytes| bytes.len());
@@ -119,7 +122,7 @@ where
             record::event_refused(problem.code);
             return json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)});
         }
-        let accepted = self.accept(tenant, event, None, correlation_id).await;
+        let accepted = self.accept(caller, event, None, correlation_id).await;
         count_event(&accepted);
         match accepted {
             Ok(Accepted::New { body, .. }) => json!({"status": 202, "body": body}),
@@ -151,7 +154,7 @@ where
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
     A: ActivityStore + DeliveryLedger + NotificationLog,
     Q: NotificationQueue,
 {

@@ -8,6 +8,7 @@ mod notification_log;
 pub use catalog::{Catalog, CompiledEventType};
 
 use crate::config::HttpSettings;
+use crate::domain::api_key::KeyGrant;
 use crate::domain::event::{Acceptance, EventSubmission, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::payload_violations;
 use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate, reason};
@@ -18,7 +19,7 @@ use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
     ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore,
-    UserStore,
+    TenantSettingsStore, UserStore,
 };
 use crate::telemetry::catalogue::NotificationOutcome;
 use crate::telemetry::record;
@@ -49,7 +50,7 @@ pub struct Ingest<K, C, A, Q> {
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
     A: ActivityStore,
     Q: NotificationQueue,
 {
@@ -67,15 +68,16 @@ where
         self.outbox.activity()
     }
 
-    /// Accepts one event body; its notifications carry `correlation_id` (the request's) to every log line
-    /// of their delivery.
+    /// Accepts one event body sent with `caller`'s key (its tenant's, counted in its budget); its
+    /// notifications carry `correlation_id` (the request's) to every log line of their delivery.
     pub async fn accept(
         &self,
-        tenant: &TenantId,
+        caller: &KeyGrant,
         body: &Value,
         header_key: Option<&str>,
         correlation_id: &str,
     ) -> Result<Accepted, Problem> {
+        let tenant = &caller.tenant;
         let mut submission = EventSubmission::parse_at(body, "", &self.settings.webhook_policy)
             .map_err(Problem::validation)?;
         submission
@@ -116,10 +118,18 @@ where
         };
         let mut notifications =
             resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref());
-        let limit = self
-            .settings
-            .rate_limit_per_minute
-            .filter(|_| !compiled.event_type.spec.critical);
+        let tenant_settings = &compiled.tenant_settings;
+        let limit = rate_limit::effective_per_minute(
+            compiled.event_type.spec.rate_limit_per_minute,
+            tenant_settings.rate_limit_per_minute,
+            self.settings.rate_limit_per_minute,
+        )
+        .filter(|_| !compiled.event_type.spec.critical);
+        let budget = match tenant_settings.ingest_budget_per_minute {
+            Some(0) => None,
+            Some(budget) => Some(budget),
+            None => self.settings.ingest_budget_per_minute,
+        };
         // Each round records the event or finds counters without room, whose notifications then become
         // `rate_limited` and need no counter: at most one round per counter (one per channel), then one more.
         for _ in 0..=Channel::ALL.len() {
@@ -132,11 +142,15 @@ where
                 &accepted,
                 (&fingerprint, &body),
                 notifications.clone(),
-                rate_counters,
+                (
+                    rate_counters,
+                    budget.map(|budget| rate_limit::budget_counter(tenant, &caller.key_id, budget, now)),
+                ),
             );
             match self.record(tenant, acceptance, body, &fingerprint).await? {
                 Recording::Done(answer) => return Ok(answer),
                 Recording::OverLimit(full) => mark_rate_limited(&mut notifications, &full, limit),
+                Recording::OverBudget => return Err(over_budget(budget.unwrap_or_default(), now)),
             }
         }
         Err(Problem::new(
@@ -152,7 +166,7 @@ where
         accepting: &Accepting<'_>,
         (fingerprint, body): (&str, &Value),
         notifications: Vec<Notification>,
-        rate_counters: Vec<rate_limit::RateCounter>,
+        (rate_counters, budget): (Vec<rate_limit::RateCounter>, Option<rate_limit::RateCounter>),
     ) -> Acceptance {
         let Accepting {
             tenant,
@@ -183,6 +197,7 @@ where
             },
             notifications,
             rate_counters,
+            budget,
         }
     }
 
@@ -256,6 +271,7 @@ where
                 }))
             }
             Recorded::RateLimited(full) => Ok(Recording::OverLimit(full)),
+            Recorded::OverBudget => Ok(Recording::OverBudget),
             Recorded::Existing(_) => Err(Problem::new(
                 ProblemCode::IdempotencyKeyReused,
                 "this idempotency key was used for a different request; use a new key for a new request",
@@ -288,6 +304,21 @@ where
     }
 }
 
+/// The answer to an event past its key's budget: 429, to retry when the minute is over.
+fn over_budget(budget: u32, now: Timestamp) -> Problem {
+    let wait = rate_limit::seconds_left_in_minute(now);
+    Problem {
+        retry_after: Some(wait),
+        ..Problem::new(
+            ProblemCode::RateLimited,
+            format!(
+                "this API key sent its {budget} events of this minute (its tenant's ingest budget); \
+                 nothing was recorded: send it again in {wait} s"
+            ),
+        )
+    }
+}
+
 /// Notifications that ended as they were accepted (no address, no template) are counted here; the others
 /// when their delivery settles them.
 fn count_settled_at_acceptance(notifications: &[Notification]) {
@@ -308,6 +339,8 @@ enum Recording {
     Done(Accepted),
     /// Nothing was written: these notifications' rate counters had no room.
     OverLimit(Vec<NotificationId>),
+    /// Nothing was written: the key's budget for this minute is used up.
+    OverBudget,
 }
 
 /// The 202 body (and the idempotency record's answer).

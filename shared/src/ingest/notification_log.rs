@@ -14,7 +14,7 @@ use crate::domain::{EventId, NotificationId, Problem, TenantId};
 use crate::http::{HttpResponse, backend_failure, json_response, query_parameters};
 use crate::ports::{
     ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, EventTypeStore, LogWindow,
-    NotificationLog, NotificationQueue, Page, RuleStore, TemplateStore, UserStore,
+    NotificationLog, NotificationQueue, Page, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
 };
 use futures::StreamExt;
 use lambda_http::Request;
@@ -28,7 +28,7 @@ const ATTEMPT_READS: usize = 16;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
     A: ActivityStore + DeliveryLedger + NotificationLog,
     Q: NotificationQueue,
 {

@@ -174,8 +174,14 @@ impl ApiKeyStore for DynamoConfigStore {
         if item.opt_int("revoked_at").is_some() {
             return Ok(None);
         }
+        // A key stored before keys had ids (`herald keys adopt`) is counted by its hash instead.
+        let key_id = item.opt_str("key_id").map_or_else(
+            || format!("hash-{}", key_hash.get(..16).unwrap_or(key_hash)),
+            str::to_owned,
+        );
         Ok(Some(KeyGrant {
             tenant: TenantId::new(item.str("tenant")?),
+            key_id,
             scope: scope_of(&item)?,
         }))
     }

@@ -21,6 +21,9 @@ fn event_type_from(item: &Item) -> Result<EventType, BackendError> {
             max_age_seconds: item
                 .opt_int("max_age_seconds")
                 .and_then(|seconds| u64::try_from(seconds).ok()),
+            rate_limit_per_minute: item
+                .opt_int("rate_limit_per_minute")
+                .and_then(|limit| u32::try_from(limit).ok()),
         },
         created_at: Timestamp::from_millis(item.int("created_at")?),
         updated_at: Timestamp::from_millis(item.int("updated_at")?),
@@ -49,19 +52,26 @@ impl EventTypeStore for DynamoConfigStore {
             "#created_at = if_not_exists(#created_at, :now)".to_owned(),
         ];
         let mut removes = Vec::new();
-        match spec.max_age_seconds {
-            Some(_) => sets.push("max_age_seconds = :max_age".to_owned()),
-            None => removes.push("max_age_seconds".to_owned()),
+        let numbers = [
+            ("max_age_seconds", spec.max_age_seconds),
+            ("rate_limit_per_minute", spec.rate_limit_per_minute.map(u64::from)),
+        ];
+        let mut values = HashMap::new();
+        for (attribute, value) in numbers {
+            match value {
+                Some(value) => {
+                    sets.push(format!("{attribute} = :{attribute}"));
+                    values.insert(format!(":{attribute}"), n(value));
+                }
+                None => removes.push(attribute.to_owned()),
+            }
         }
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(tenant_pk(tenant), format!("ETYPE#{name}"))))
-            .set_expression_attribute_values(
-                spec.max_age_seconds
-                    .map(|seconds| HashMap::from([(":max_age".to_owned(), n(seconds))])),
-            )
+            .set_expression_attribute_values(Some(values))
             .expression_attribute_values(":name", s(name))
             .expression_attribute_values(":critical", AttributeValue::Bool(spec.critical))
             .expression_attribute_values(":now", n(now.millis()))

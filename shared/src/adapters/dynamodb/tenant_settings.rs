@@ -6,7 +6,7 @@ use super::config_store::{DynamoConfigStore, tenant_pk};
 use super::{Item, ItemExt, corrupt, key, n, s};
 use crate::adapters::backend_error;
 use crate::domain::address::CountryAllowList;
-use crate::domain::tenant::TenantSettings;
+use crate::domain::tenant::{TenantLimit, TenantSettings};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{BackendError, TenantSettingsStore};
 
@@ -26,8 +26,17 @@ fn settings_from(item: &Item) -> Result<TenantSettings, BackendError> {
             })
         })
         .transpose()?;
+    let limit = |limit: TenantLimit| {
+        item.opt_int(limit.attribute())
+            .map(|value| {
+                u32::try_from(value).map_err(|_| corrupt("GetItem(tenant settings)", limit.attribute()))
+            })
+            .transpose()
+    };
     Ok(TenantSettings {
         sms_allowed_countries,
+        rate_limit_per_minute: limit(TenantLimit::RatePerMinute)?,
+        ingest_budget_per_minute: limit(TenantLimit::IngestBudgetPerMinute)?,
         updated_at: item.opt_int("updated_at").map(Timestamp::from_millis),
     })
 }
@@ -55,6 +64,33 @@ impl TenantSettingsStore for DynamoConfigStore {
                 .update_expression("SET sms_allowed_countries = :countries, updated_at = :now")
                 .expression_attribute_values(":countries", s(countries.to_string())),
             None => update.update_expression("SET updated_at = :now REMOVE sms_allowed_countries"),
+        };
+        update
+            .send()
+            .await
+            .map_err(|error| backend_error("DynamoDB", "UpdateItem(tenant settings)", &error))?;
+        Ok(())
+    }
+
+    async fn set_limit(
+        &self,
+        tenant: &TenantId,
+        limit: TenantLimit,
+        value: Option<u32>,
+        now: Timestamp,
+    ) -> Result<(), BackendError> {
+        let attribute = limit.attribute();
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(settings_key(tenant)))
+            .expression_attribute_values(":now", n(now.millis()));
+        let update = match value {
+            Some(value) => update
+                .update_expression(format!("SET {attribute} = :value, updated_at = :now"))
+                .expression_attribute_values(":value", n(value)),
+            None => update.update_expression(format!("SET updated_at = :now REMOVE {attribute}")),
         };
         update
             .send()

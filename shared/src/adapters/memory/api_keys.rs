@@ -67,6 +67,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
             .filter(|lookup| !lookup.revoked)
             .map(|lookup| KeyGrant {
                 tenant: lookup.tenant.clone(),
+                key_id: lookup.id.clone(),
                 scope: lookup.scope,
             }))
     }

@@ -1,17 +1,21 @@
 //! The config table in memory, as ingest and the API take it: one value for event types, rules,
-//! templates and users (the DynamoDB adapter is one type for all four). Each part keeps its own failpoints.
+//! templates, users and tenants' settings (the DynamoDB adapter is one type for all four). Each part keeps its own failpoints.
 
 use super::event_types::MemoryEventTypeStore;
 use super::rules::MemoryRuleStore;
 use super::templates::MemoryTemplateStore;
+use super::tenants::MemoryTenantSettingsStore;
 use super::users::MemoryUserStore;
+use crate::domain::address::CountryAllowList;
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::rule::{Rule, RuleSpec};
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
+use crate::domain::tenant::{TenantLimit, TenantSettings};
 use crate::domain::user::{Preferences, User, UserProfile};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{
-    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, UserStore, WriteError,
+    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, TenantSettingsStore,
+    UserStore, WriteError,
 };
 
 #[derive(Debug, Default)]
@@ -20,6 +24,34 @@ pub struct MemoryConfigStore {
     pub rules: MemoryRuleStore,
     pub templates: MemoryTemplateStore,
     pub users: MemoryUserStore,
+    pub tenants: MemoryTenantSettingsStore,
+}
+
+impl TenantSettingsStore for MemoryConfigStore {
+    async fn tenant_settings(&self, tenant: &TenantId) -> Result<Option<TenantSettings>, BackendError> {
+        self.tenants.tenant_settings(tenant).await
+    }
+
+    async fn set_sms_allowed_countries(
+        &self,
+        tenant: &TenantId,
+        countries: Option<&CountryAllowList>,
+        now: Timestamp,
+    ) -> Result<(), BackendError> {
+        self.tenants
+            .set_sms_allowed_countries(tenant, countries, now)
+            .await
+    }
+
+    async fn set_limit(
+        &self,
+        tenant: &TenantId,
+        limit: TenantLimit,
+        value: Option<u32>,
+        now: Timestamp,
+    ) -> Result<(), BackendError> {
+        self.tenants.set_limit(tenant, limit, value, now).await
+    }
 }
 
 impl UserStore for MemoryConfigStore {

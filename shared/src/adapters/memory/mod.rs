@@ -6,6 +6,7 @@
 use crate::domain::delivery::Attempt;
 use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::notification::{Envelope, Notification};
+use crate::domain::rate_limit::RateCounter;
 use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
 use crate::ports::{ActivityStore, BackendError, NotificationQueue, Recorded};
 use std::collections::{BTreeMap, HashMap};
@@ -192,18 +193,22 @@ impl MemoryActivityStore {
         if tables.events.contains_key(&event_key) {
             return Transacted::EventExists;
         }
+        let no_room = |counter: &RateCounter| {
+            tables.rate_counters.get(&counter.key).copied().unwrap_or(0) > counter.room_before()
+        };
+        if acceptance.budget.as_ref().is_some_and(no_room) {
+            return Transacted::OverBudget;
+        }
         let full: Vec<NotificationId> = acceptance
             .rate_counters
             .iter()
-            .filter(|counter| {
-                tables.rate_counters.get(&counter.key).copied().unwrap_or(0) > counter.room_before()
-            })
+            .filter(|counter| no_room(counter))
             .flat_map(|counter| counter.notification_ids.iter().cloned())
             .collect();
         if !full.is_empty() {
             return Transacted::RateLimited(full);
         }
-        for counter in &acceptance.rate_counters {
+        for counter in acceptance.rate_counters.iter().chain(&acceptance.budget) {
             *tables.rate_counters.entry(counter.key.clone()).or_insert(0) += counter.increment;
         }
         if let Some(record) = &acceptance.idempotency {
@@ -238,6 +243,7 @@ enum Transacted {
     IdempotencyExists(IdempotencyRecord),
     EventExists,
     RateLimited(Vec<NotificationId>),
+    OverBudget,
 }
 
 impl ActivityStore for MemoryActivityStore {
@@ -257,12 +263,14 @@ impl ActivityStore for MemoryActivityStore {
                 Transacted::IdempotencyExists(record) => Ok(Recorded::Existing(record)),
                 Transacted::EventExists | Transacted::Committed => Ok(Recorded::New),
                 Transacted::RateLimited(full) => Ok(Recorded::RateLimited(full)),
+                Transacted::OverBudget => Ok(Recorded::OverBudget),
             };
         }
         Ok(match outcome {
             Transacted::Committed | Transacted::EventExists => Recorded::New,
             Transacted::IdempotencyExists(record) => Recorded::Existing(record),
             Transacted::RateLimited(full) => Recorded::RateLimited(full),
+            Transacted::OverBudget => Recorded::OverBudget,
         })
     }
 

@@ -1,8 +1,11 @@
 //! Per-recipient rate limits at ingest: the counters are conditional writes in the acceptance, so over the
 //! limit a notification is `rate_limited` and never queued, concurrent events never overshoot, a replay
-//! uses up nothing, and a critical event type is never limited.
+//! uses up nothing, and a critical event type is never limited. The limit is the event type's, else the
+//! tenant's, else the deployment's. Each API key has an ingest budget: past it an event is 429, unrecorded.
 
 use super::*;
+use crate::domain::tenant::TenantLimit;
+use crate::ports::TenantSettingsStore;
 
 /// Waits out the last two seconds of a minute, so the events of one test fall in one counter window.
 async fn away_from_a_minute_boundary() {
@@ -134,4 +137,112 @@ async fn a_store_that_loses_the_answer_of_a_limited_round_still_records_once() {
     let again = call(&ingest, post(&order(6), Some("k-6"))).await;
     assert_eq!((again.status, again.body.clone()), (200, answer.body.clone()));
     assert_eq!(queued_copies(&ingest), 15);
+}
+
+async fn set_tenant_limit(ingest: &MemoryIngest, limit: TenantLimit, value: Option<u32>) {
+    ingest
+        .catalog
+        .store()
+        .set_limit(&acme(), limit, value, Timestamp::now())
+        .await
+        .unwrap();
+}
+
+/// How many of `events` events to one recipient were queued on each channel, by the first channel.
+async fn queued_of(ingest: &MemoryIngest, events: u64) -> usize {
+    let mut queued = 0;
+    for n in 0..events {
+        let answer = call(ingest, post(&order(n), None)).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        queued += usize::from(statuses(&answer)[0] == "queued");
+    }
+    queued
+}
+
+#[tokio::test]
+async fn the_event_types_limit_wins_over_the_tenants_which_wins_over_the_deployments() {
+    away_from_a_minute_boundary().await;
+    let tenant_limited = ingest().await;
+    set_tenant_limit(&tenant_limited, TenantLimit::RatePerMinute, Some(2)).await;
+    assert_eq!(
+        queued_of(&tenant_limited, 4).await,
+        2,
+        "the tenant's 2, not the deployment's 5"
+    );
+
+    let type_limited = ingest_with_event_type(json!({"rate_limit_per_minute": 3})).await;
+    set_tenant_limit(&type_limited, TenantLimit::RatePerMinute, Some(2)).await;
+    assert_eq!(
+        queued_of(&type_limited, 6).await,
+        3,
+        "the event type's 3, not the tenant's 2"
+    );
+
+    let unlimited = ingest_with_event_type(json!({"rate_limit_per_minute": 0})).await;
+    assert_eq!(queued_of(&unlimited, 8).await, 8, "0 on the event type: no limit");
+    let tenant_unlimited = ingest().await;
+    set_tenant_limit(&tenant_unlimited, TenantLimit::RatePerMinute, Some(0)).await;
+    assert_eq!(
+        queued_of(&tenant_unlimited, 8).await,
+        8,
+        "0 for the tenant: no limit"
+    );
+}
+
+/// An order to a recipient of its own, so no recipient limit is met.
+fn order_to_someone(n: u64) -> Value {
+    let mut event = order(n);
+    event["recipient"] = json!({"email": format!("buyer{n}@example.com")});
+    event
+}
+
+#[tokio::test]
+async fn past_its_keys_budget_an_event_is_429_with_retry_after_and_nothing_is_recorded() {
+    away_from_a_minute_boundary().await;
+    let ingest = ingest().await;
+    set_tenant_limit(&ingest, TenantLimit::IngestBudgetPerMinute, Some(3)).await;
+    let first = call(&ingest, post(&order_to_someone(0), Some("order-0"))).await;
+    for n in 1..3 {
+        assert_eq!(call(&ingest, post(&order_to_someone(n), None)).await.status, 202);
+    }
+    let refused = call(&ingest, post(&order_to_someone(3), None)).await;
+    assert_eq!(
+        (refused.status, refused.problem_code()),
+        (429, "rate_limited"),
+        "{}",
+        refused.body
+    );
+    let wait: u32 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(
+        ingest.activity().event_ids(&acme()).len(),
+        3,
+        "the refused event is not recorded"
+    );
+    assert_eq!(queued_copies(&ingest), 3, "nor queued");
+
+    let replay = call(&ingest, post(&order_to_someone(0), Some("order-0"))).await;
+    assert_eq!(
+        replay.status, 200,
+        "a replay writes nothing, so the budget does not refuse it"
+    );
+    assert_eq!(replay.body, first.body);
+    let batch = json!({"events": [order_to_someone(4), order_to_someone(5)]});
+    let mut request = post(&batch, None);
+    *request.uri_mut() = "/v1/events/batch".parse().unwrap();
+    let answered = call(&ingest, request).await;
+    assert_eq!(answered.status, 207);
+    for result in answered.body["results"].as_array().unwrap() {
+        assert_eq!(result["status"], 429, "{result}");
+    }
+}
+
+#[tokio::test]
+async fn a_budget_of_zero_is_none() {
+    away_from_a_minute_boundary().await;
+    let ingest = ingest().await;
+    set_tenant_limit(&ingest, TenantLimit::IngestBudgetPerMinute, Some(0)).await;
+    for n in 0..10 {
+        assert_eq!(call(&ingest, post(&order_to_someone(n), None)).await.status, 202);
+    }
 }
