@@ -7,7 +7,7 @@
 use herald::domain::tenant::TenantLimit;
 use herald::domain::{Channel, Timestamp};
 use herald::ports::TenantSettingsStore;
-use herald_integration_tests::{ApiRequest, Stack, order_created};
+use herald_integration_tests::{Answer, ApiRequest, Stack, TestIngest, order_created};
 use std::time::Duration;
 
 /// Waits out the last three seconds of a minute, so the events of the test fall in one counter window.
@@ -18,12 +18,8 @@ async fn away_from_a_minute_boundary() {
     }
 }
 
-#[tokio::test]
-async fn sixteen_concurrent_events_for_one_user_queue_exactly_five_per_channel() {
-    let stack = Stack::new().await.with_rate_limit(5);
-    stack.seed_order_created().await;
-    let ingest = stack.ingest();
-    away_from_a_minute_boundary().await;
+/// Sixteen events for one user, sent at once with the stack's key.
+async fn sixteen_at_once(stack: &Stack, ingest: &TestIngest) -> Vec<Answer> {
     let requests: Vec<ApiRequest> = (0..16)
         .map(|n| {
             ApiRequest::new("POST", "/v1/events")
@@ -31,8 +27,16 @@ async fn sixteen_concurrent_events_for_one_user_queue_exactly_five_per_channel()
                 .json(&order_created(n))
         })
         .collect();
-    let answers =
-        futures::future::join_all(requests.iter().map(|request| stack.call_ingest(&ingest, request))).await;
+    futures::future::join_all(requests.iter().map(|request| stack.call_ingest(ingest, request))).await
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_events_for_one_user_queue_exactly_five_per_channel() {
+    let stack = Stack::new().await.with_rate_limit(5);
+    stack.seed_order_created().await;
+    let ingest = stack.ingest();
+    away_from_a_minute_boundary().await;
+    let answers = sixteen_at_once(&stack, &ingest).await;
     let mut by_status = std::collections::BTreeMap::<String, usize>::new();
     for answer in &answers {
         assert_eq!(answer.status, 202, "{answer:?}");
@@ -89,15 +93,7 @@ async fn an_event_types_own_limit_and_a_keys_ingest_budget_hold_under_concurrenc
     assert_eq!(stack.call_api(&stack.api(), &put_type).await.status, 200);
     let ingest = stack.ingest();
     away_from_a_minute_boundary().await;
-    let requests: Vec<ApiRequest> = (0..16)
-        .map(|n| {
-            ApiRequest::new("POST", "/v1/events")
-                .key(&stack.api_key)
-                .json(&order_created(n))
-        })
-        .collect();
-    let answers =
-        futures::future::join_all(requests.iter().map(|request| stack.call_ingest(&ingest, request))).await;
+    let answers = sixteen_at_once(&stack, &ingest).await;
     let accepted: Vec<_> = answers.iter().filter(|answer| answer.status == 202).collect();
     let refused: Vec<_> = answers.iter().filter(|answer| answer.status == 429).collect();
     assert_eq!(

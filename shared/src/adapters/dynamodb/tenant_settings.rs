@@ -9,6 +9,7 @@ use crate::domain::address::CountryAllowList;
 use crate::domain::tenant::{TenantLimit, TenantSettings};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{BackendError, TenantSettingsStore};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 fn settings_key(tenant: &TenantId) -> Item {
     key(tenant_pk(tenant), "SETTINGS")
@@ -41,6 +42,35 @@ fn settings_from(item: &Item) -> Result<TenantSettings, BackendError> {
     })
 }
 
+impl DynamoConfigStore {
+    /// Sets one attribute of the tenant's settings (or removes it, for `None`), leaving the others.
+    async fn set_setting(
+        &self,
+        tenant: &TenantId,
+        attribute: &str,
+        value: Option<AttributeValue>,
+        now: Timestamp,
+    ) -> Result<(), BackendError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(settings_key(tenant)))
+            .expression_attribute_values(":now", n(now.millis()));
+        let update = match value {
+            Some(value) => update
+                .update_expression(format!("SET {attribute} = :value, updated_at = :now"))
+                .expression_attribute_values(":value", value),
+            None => update.update_expression(format!("SET updated_at = :now REMOVE {attribute}")),
+        };
+        update
+            .send()
+            .await
+            .map_err(|error| backend_error("DynamoDB", "UpdateItem(tenant settings)", &error))?;
+        Ok(())
+    }
+}
+
 impl TenantSettingsStore for DynamoConfigStore {
     async fn tenant_settings(&self, tenant: &TenantId) -> Result<Option<TenantSettings>, BackendError> {
         let item = self.get("GetItem(tenant settings)", settings_key(tenant)).await?;
@@ -53,23 +83,9 @@ impl TenantSettingsStore for DynamoConfigStore {
         countries: Option<&CountryAllowList>,
         now: Timestamp,
     ) -> Result<(), BackendError> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(settings_key(tenant)))
-            .expression_attribute_values(":now", n(now.millis()));
-        let update = match countries {
-            Some(countries) => update
-                .update_expression("SET sms_allowed_countries = :countries, updated_at = :now")
-                .expression_attribute_values(":countries", s(countries.to_string())),
-            None => update.update_expression("SET updated_at = :now REMOVE sms_allowed_countries"),
-        };
-        update
-            .send()
+        let value = countries.map(|countries| s(countries.to_string()));
+        self.set_setting(tenant, "sms_allowed_countries", value, now)
             .await
-            .map_err(|error| backend_error("DynamoDB", "UpdateItem(tenant settings)", &error))?;
-        Ok(())
     }
 
     async fn set_limit(
@@ -79,23 +95,7 @@ impl TenantSettingsStore for DynamoConfigStore {
         value: Option<u32>,
         now: Timestamp,
     ) -> Result<(), BackendError> {
-        let attribute = limit.attribute();
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(settings_key(tenant)))
-            .expression_attribute_values(":now", n(now.millis()));
-        let update = match value {
-            Some(value) => update
-                .update_expression(format!("SET {attribute} = :value, updated_at = :now"))
-                .expression_attribute_values(":value", n(value)),
-            None => update.update_expression(format!("SET updated_at = :now REMOVE {attribute}")),
-        };
-        update
-            .send()
+        self.set_setting(tenant, limit.attribute(), value.map(n), now)
             .await
-            .map_err(|error| backend_error("DynamoDB", "UpdateItem(tenant settings)", &error))?;
-        Ok(())
     }
 }
