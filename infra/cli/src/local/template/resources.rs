@@ -475,13 +475,15 @@ mod tests {
         assert_eq!(config.ttl_attribute, None);
         let activity = tables.iter().find(|t| t.logical_id == "ActivityTable").unwrap();
         assert_eq!(activity.name, format!("{STACK}-ActivityTable"));
-        assert_eq!(activity.global_secondary_indexes.len(), 5);
-        let fanout = activity
-            .global_secondary_indexes
-            .iter()
-            .find(|index| index.index_name == "fanout_pending")
-            .unwrap();
-        assert_eq!(fanout.projection.projection_type, "KEYS_ONLY");
+        assert_eq!(activity.global_secondary_indexes.len(), 4);
+        for name in ["fanout_pending", "unsettled", "log_by_tenant", "log_by_user"] {
+            let index = activity
+                .global_secondary_indexes
+                .iter()
+                .find(|index| index.index_name == name)
+                .unwrap();
+            assert_eq!(index.projection.projection_type, "KEYS_ONLY", "{name}");
+        }
         assert_eq!(activity.ttl_attribute.as_deref(), Some("expires_at"));
     }
 
