@@ -212,3 +212,60 @@ fn copies_total(ingest: &MemoryIngest) -> usize {
         .map(|channel| ingest.outbox.queue().enqueued(channel).len())
         .sum()
 }
+
+/// The email notification's pinned template locale, as stored.
+async fn email_locale(ingest: &MemoryIngest, answer: &Answer) -> String {
+    let id = answer.notifications()[&Channel::Email].clone();
+    let stored = ingest.activity().notifications(&acme(), &[id]).await.unwrap();
+    stored[0].pinned.as_ref().unwrap().locale.clone()
+}
+
+#[tokio::test]
+async fn the_template_locale_is_the_events_else_the_users_else_the_templates_default() {
+    let ingest = ingest().await;
+    let french = TemplateContent::from_json(&json!({"channel": "email", "locale": "fr",
+        "subject": "Commande {{ payload.order_id }}", "text": "Merci"}))
+    .unwrap();
+    ingest
+        .catalog
+        .store()
+        .put_template(&acme(), "order-email", &french, Timestamp::now())
+        .await
+        .unwrap();
+    store_user(
+        &ingest,
+        Some(json!({"email": "ada@example.com", "locale": "fr-CA"})),
+        None,
+    )
+    .await;
+
+    let from_user = call(&ingest, post(&order_for(&json!({"user_id": USER})), None)).await;
+    assert_eq!(
+        email_locale(&ingest, &from_user).await,
+        "fr",
+        "the user's fr-CA, by its language"
+    );
+    let from_event = call(
+        &ingest,
+        post(&order_for(&json!({"user_id": USER, "locale": "en"})), None),
+    )
+    .await;
+    assert_eq!(
+        email_locale(&ingest, &from_event).await,
+        "en",
+        "the event's own wins"
+    );
+
+    store_user(
+        &ingest,
+        Some(json!({"email": "ada@example.com", "locale": "de"})),
+        None,
+    )
+    .await;
+    let fallback = call(&ingest, post(&order_for(&json!({"user_id": USER})), None)).await;
+    assert_eq!(
+        email_locale(&ingest, &fallback).await,
+        "en",
+        "no de version: the template's default"
+    );
+}
