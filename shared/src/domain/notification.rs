@@ -94,8 +94,10 @@ pub mod reason {
     pub const THROTTLED: &str = "throttled";
 
     /// Every code: the values of the metrics' `Reason` dimension (telemetry::catalogue).
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         NO_ADDRESS,
+        OPTED_OUT,
+        RATE_LIMITED,
         TEMPLATE_NOT_FOUND,
         RENDER_ERROR,
         REJECTED_BY_PROVIDER,

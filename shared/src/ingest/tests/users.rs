@@ -89,6 +89,7 @@ async fn missing_contact_fields_come_from_the_user_and_the_events_own_win() {
 
 #[tokio::test]
 async fn an_opted_out_channel_is_suppressed_and_never_queued() {
+    let metrics = record_metrics();
     let ingest = ingest().await;
     store_user(&ingest, None, Some(json!({"channels": {"sms": false}}))).await;
     let answer = call(&ingest, post(&order(1), None)).await;
@@ -116,6 +117,16 @@ async fn an_opted_out_channel_is_suppressed_and_never_queued() {
     let sms = stored.iter().find(|n| n.channel == Channel::Sms).unwrap();
     assert_eq!(sms.status, NotificationStatus::Suppressed);
     assert_eq!(sms.reason.as_deref(), Some("opted_out"));
+    let counted = [
+        ("Channel", "sms"),
+        ("Outcome", "suppressed"),
+        ("Reason", "opted_out"),
+    ];
+    assert_eq!(
+        metrics.total("NotificationFailures", &counted),
+        1,
+        "counted by its own reason, not `other`"
+    );
 }
 
 #[tokio::test]
