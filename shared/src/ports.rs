@@ -274,8 +274,6 @@ pub enum Recorded {
     Existing(IdempotencyRecord),
     /// Nothing was written: the rate counters of these notifications had no room left.
     RateLimited(Vec<NotificationId>),
-    /// Nothing was written: the API key's ingest budget for this minute is used up.
-    OverBudget,
 }
 
 pub trait ActivityStore: Send + Sync {
@@ -337,6 +335,16 @@ pub trait ActivityStore: Send + Sync {
         received_before: Timestamp,
         limit: u16,
     ) -> impl Future<Output = Result<Vec<(TenantId, EventId)>, BackendError>> + Send;
+}
+
+/// Each API key's count of events this minute: its ingest budget.
+pub trait IngestBudgets: Send + Sync {
+    /// Adds the counter's increment if it has room for it (one conditional write); `false`, adding
+    /// nothing, if it has not.
+    fn spend(
+        &self,
+        counter: &crate::domain::rate_limit::RateCounter,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
 
 /// The deployment's secret for signing list cursors, made by whichever request first finds none.

@@ -72,6 +72,5 @@ pub fn acceptance(tenant: &str, idempotency_key: Option<&str>, channels: &[Chann
         event,
         notifications,
         rate_counters: Vec::new(),
-        budget: None,
     }
 }

@@ -245,8 +245,6 @@ pub struct Acceptance {
     pub notifications: Vec<Notification>,
     /// Written with the rest, each on the condition that it has room (see [`super::rate_limit`]).
     pub rate_counters: Vec<super::rate_limit::RateCounter>,
-    /// The sending API key's count this minute, on the condition that it has room.
-    pub budget: Option<super::rate_limit::RateCounter>,
 }
 
 /// The value with every object's keys in sorted order (serde_json keeps insertion order here).

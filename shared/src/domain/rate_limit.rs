@@ -105,13 +105,19 @@ pub fn effective_per_minute(
     }
 }
 
-/// The count of events one API key sent this minute, held to `budget`: one more per event accepted, written
-/// with the event, so a refused or replayed request uses none of it.
-pub fn budget_counter(tenant: &TenantId, key_id: &str, budget: u32, now: Timestamp) -> RateCounter {
+/// The count of events one API key sent this minute, held to `budget`; a request adds its `events` (one, or
+/// a batch's).
+pub fn budget_counter(
+    tenant: &TenantId,
+    key_id: &str,
+    budget: u32,
+    events: u32,
+    now: Timestamp,
+) -> RateCounter {
     let (minute, expires_at) = window(now);
     RateCounter {
         key: format!("T#{tenant}#BUDGET#{key_id}#{minute}"),
-        increment: 1,
+        increment: events,
         limit: budget,
         expires_at,
         notification_ids: Vec::new(),
@@ -179,7 +185,7 @@ mod tests {
     #[test]
     fn a_keys_budget_is_counted_per_minute_and_its_wait_is_what_is_left_of_the_minute() {
         let now = Timestamp::from_millis(1_800_000_030_500);
-        let counter = budget_counter(&TenantId::new("acme"), "k-1", 100, now);
+        let counter = budget_counter(&TenantId::new("acme"), "k-1", 100, 1, now);
         assert_eq!(counter.key, "T#acme#BUDGET#k-1#30000000");
         assert_eq!((counter.increment, counter.room_before()), (1, 99));
         assert_eq!(seconds_left_in_minute(now), 30);

@@ -1,6 +1,5 @@
-//! What ingest needs to know about an event type — its schema, rules and their templates, and its
-//! tenant's limits — compiled once
-//! and cached per container for a short while.
+//! What ingest needs to know about an event type — its schema, rules and their templates — compiled once,
+//! and its tenant's limits, each cached per container for a short while.
 
 use crate::domain::TenantId;
 use crate::domain::event_type::{EventType, compile_schema};
@@ -21,8 +20,6 @@ pub struct CompiledEventType {
     pub rules: RuleSet,
     /// The head of every template a rule names; `None` for a template that does not exist.
     pub templates: HashMap<String, Option<TemplateHead>>,
-    /// The tenant's own limits, read with the event type and cached as long.
-    pub tenant_settings: TenantSettings,
 }
 
 type CacheKey = (TenantId, String);
@@ -34,6 +31,7 @@ pub struct Catalog<C> {
     store: C,
     ttl: Duration,
     cache: Mutex<HashMap<CacheKey, (Arc<CompiledEventType>, Instant)>>,
+    settings: Mutex<HashMap<TenantId, (TenantSettings, Instant)>>,
 }
 
 impl<C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore> Catalog<C> {
@@ -42,7 +40,23 @@ impl<C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore> Catalo
             store,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            settings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The tenant's own limits (its ingest budget, its rate limit), cached as the event types are.
+    pub async fn tenant_settings(&self, tenant: &TenantId) -> Result<TenantSettings, BackendError> {
+        if let Ok(cache) = self.settings.lock()
+            && let Some((settings, at)) = cache.get(tenant)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(settings.clone());
+        }
+        let settings = self.store.tenant_settings(tenant).await?.unwrap_or_default();
+        if let Ok(mut cache) = self.settings.lock() {
+            cache.insert(tenant.clone(), (settings.clone(), Instant::now()));
+        }
+        Ok(settings)
     }
 
     pub fn store(&self) -> &C {
@@ -58,10 +72,9 @@ impl<C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore> Catalo
         if let Some(compiled) = self.cached(&cache_key) {
             return Ok(Some(compiled));
         }
-        let (event_type, rules, tenant_settings) = futures::try_join!(
+        let (event_type, rules) = futures::try_join!(
             self.store.event_type(tenant, name),
-            self.store.rules_for_event(tenant, name),
-            self.store.tenant_settings(tenant)
+            self.store.rules_for_event(tenant, name)
         )?;
         let Some(event_type) = event_type else {
             return Ok(None);
@@ -81,7 +94,6 @@ impl<C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore> Catalo
             validator,
             rules: RuleSet::new(rules),
             templates,
-            tenant_settings: tenant_settings.unwrap_or_default(),
         });
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(cache_key, (Arc::clone(&compiled), Instant::now()));

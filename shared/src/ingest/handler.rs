@@ -2,16 +2,16 @@
 //! `GET /v1/notifications/{id}` (and the list, in [`super::notification_log`]).
 
 use super::{Accepted, Ingest};
-use crate::domain::api_key::{KeyGrant, KeyScope};
+use crate::domain::api_key::KeyScope;
 use crate::domain::validation::Violations;
-use crate::domain::{EventId, FieldError, NotificationId, Problem, ProblemCode};
+use crate::domain::{EventId, FieldError, NotificationId, Problem, ProblemCode, TenantId};
 use crate::http::{
     HttpResponse, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, backend_failure, correlation, json_body,
     json_response, method_not_allowed, not_found_route, path_segments, problem_response,
 };
 use crate::ports::{
-    ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, EventTypeStore, NotificationLog,
-    NotificationQueue, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
+    ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
+    NotificationLog, NotificationQueue, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
 };
 use crate::telemetry::catalogue::EventOutcome;
 use crate::telemetry::record;
@@ -29,7 +29,7 @@ impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
     C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
-    A: ActivityStore + DeliveryLedger + NotificationLog,
+    A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {
     /// The Lambda handler: every outcome, problems included, is an HTTP answer.
@@ -71,7 +71,9 @@ where
         let caller = self.auth.authenticate_key(request, KeyScope::Ingest).await?;
         let body = json_body(request, MAX_BODY_BYTES)?;
         let header_key = idempotency_header(request)?;
-        self.accept(&caller, &body, header_key, correlation_id).await
+        self.spend_budget(&caller, 1).await?;
+        self.accept(&caller.tenant, &body, header_key, correlation_id)
+            .await
     }
 
     /// A batch refused whole (its key, its body) counts as one refused event: how many it held is unknown.
@@ -93,13 +95,15 @@ where
             )]));
         }
         let events = batch_events(&body)?;
+        self.spend_budget(&caller, u32::try_from(events.len()).unwrap_or(u32::MAX))
+            .await?;
         let mut results = Vec::with_capacity(events.len());
         for chunk in events.chunks(BATCH_CONCURRENCY) {
             results.extend(
                 futures::future::join_all(
                     chunk
                         .iter()
-                        .map(|event| self.batch_item(&caller, event, correlation_id)),
+                        .map(|event| self.batch_item(&caller.tenant, event, correlation_id)),
                 )
                 .await,
             );
@@ -108,7 +112,7 @@ where
     }
 
     /// One event of a batch, answered exactly as a single POST would be.
-    async fn batch_item(&self, caller: &KeyGrant, event: &Value, correlation_id: &str) -> Value {
+    async fn batch_item(&self, tenant: &TenantId, event: &Value, correlation_id: &str) -> Value {
         // An event in a batch is held to a single POST's size: a larger one would exceed DynamoDB's 400 KB
         // item, a refusal no retry can change. Measured compact, as it would be stored.
         let size = serde_json::to_vec(event).map_or(0, |bytes| bytes.len());
@@ -122,7 +126,7 @@ where
             record::event_refused(problem.code);
             return json!({"status": problem.status(), "problem": problem.to_json(&self.settings.problem_type_base)});
         }
-        let accepted = self.accept(caller, event, None, correlation_id).await;
+        let accepted = self.accept(tenant, event, None, correlation_id).await;
         count_event(&accepted);
         match accepted {
             Ok(Accepted::New { body, .. }) => json!({"status": 202, "body": body}),
@@ -155,7 +159,7 @@ impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
     C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
-    A: ActivityStore + DeliveryLedger + NotificationLog,
+    A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {
     /// `GET /v1/notifications/{id}`: the notification with every attempt, addresses masked.

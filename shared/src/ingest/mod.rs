@@ -18,8 +18,8 @@ use crate::domain::{Channel, EventId, NotificationId, Problem, ProblemCode, Tena
 use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
-    ActivityStore, ApiKeyStore, EventTypeStore, NotificationQueue, Recorded, RuleStore, TemplateStore,
-    TenantSettingsStore, UserStore,
+    ActivityStore, ApiKeyStore, EventTypeStore, IngestBudgets, NotificationQueue, Recorded, RuleStore,
+    TemplateStore, TenantSettingsStore, UserStore,
 };
 use crate::telemetry::catalogue::NotificationOutcome;
 use crate::telemetry::record;
@@ -51,7 +51,7 @@ impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
     C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
-    A: ActivityStore,
+    A: ActivityStore + IngestBudgets,
     Q: NotificationQueue,
 {
     pub fn new(keys: K, config: C, activity: A, queue: Q, settings: HttpSettings) -> Self {
@@ -68,16 +68,53 @@ where
         self.outbox.activity()
     }
 
-    /// Accepts one event body sent with `caller`'s key (its tenant's, counted in its budget); its
-    /// notifications carry `correlation_id` (the request's) to every log line of their delivery.
+    /// Spends `events` of the caller's key's ingest budget for this minute, or refuses the request: 429
+    /// with `Retry-After` past the budget. Every request counts, replays and ones refused later included.
+    pub async fn spend_budget(&self, caller: &KeyGrant, events: u32) -> Result<(), Problem> {
+        let tenant_settings = self
+            .catalog
+            .tenant_settings(&caller.tenant)
+            .await
+            .map_err(|error| backend_failure(&error))?;
+        let budget = match tenant_settings.ingest_budget_per_minute {
+            Some(0) => None,
+            Some(budget) => Some(budget),
+            None => self.settings.ingest_budget_per_minute,
+        };
+        let Some(budget) = budget else {
+            return Ok(());
+        };
+        if events > budget {
+            return Err(Problem::validation(vec![crate::domain::FieldError::new(
+                "/events",
+                format!(
+                    "{events} events are more than this API key may send in a minute ({budget}); send fewer at once"
+                ),
+            )]));
+        }
+        let now = Timestamp::now();
+        let counter = rate_limit::budget_counter(&caller.tenant, &caller.key_id, budget, events, now);
+        let spent = self
+            .activity()
+            .spend(&counter)
+            .await
+            .map_err(|error| backend_failure(&error))?;
+        if spent {
+            Ok(())
+        } else {
+            Err(over_budget(budget, now))
+        }
+    }
+
+    /// Accepts one event body of `tenant`; its notifications carry `correlation_id` (the request's) to
+    /// every log line of their delivery.
     pub async fn accept(
         &self,
-        caller: &KeyGrant,
+        tenant: &TenantId,
         body: &Value,
         header_key: Option<&str>,
         correlation_id: &str,
     ) -> Result<Accepted, Problem> {
-        let tenant = &caller.tenant;
         let mut submission = EventSubmission::parse_at(body, "", &self.settings.webhook_policy)
             .map_err(Problem::validation)?;
         submission
@@ -118,18 +155,17 @@ where
         };
         let mut notifications =
             resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref());
-        let tenant_settings = &compiled.tenant_settings;
+        let tenant_settings = self
+            .catalog
+            .tenant_settings(tenant)
+            .await
+            .map_err(|error| backend_failure(&error))?;
         let limit = rate_limit::effective_per_minute(
             compiled.event_type.spec.rate_limit_per_minute,
             tenant_settings.rate_limit_per_minute,
             self.settings.rate_limit_per_minute,
         )
         .filter(|_| !compiled.event_type.spec.critical);
-        let budget = match tenant_settings.ingest_budget_per_minute {
-            Some(0) => None,
-            Some(budget) => Some(budget),
-            None => self.settings.ingest_budget_per_minute,
-        };
         // Each round records the event or finds counters without room, whose notifications then become
         // `rate_limited` and need no counter: at most one round per counter (one per channel), then one more.
         for _ in 0..=Channel::ALL.len() {
@@ -142,15 +178,11 @@ where
                 &accepted,
                 (&fingerprint, &body),
                 notifications.clone(),
-                (
-                    rate_counters,
-                    budget.map(|budget| rate_limit::budget_counter(tenant, &caller.key_id, budget, now)),
-                ),
+                rate_counters,
             );
             match self.record(tenant, acceptance, body, &fingerprint).await? {
                 Recording::Done(answer) => return Ok(answer),
                 Recording::OverLimit(full) => mark_rate_limited(&mut notifications, &full, limit),
-                Recording::OverBudget => return Err(over_budget(budget.unwrap_or_default(), now)),
             }
         }
         Err(Problem::new(
@@ -166,7 +198,7 @@ where
         accepting: &Accepting<'_>,
         (fingerprint, body): (&str, &Value),
         notifications: Vec<Notification>,
-        (rate_counters, budget): (Vec<rate_limit::RateCounter>, Option<rate_limit::RateCounter>),
+        rate_counters: Vec<rate_limit::RateCounter>,
     ) -> Acceptance {
         let Accepting {
             tenant,
@@ -197,7 +229,6 @@ where
             },
             notifications,
             rate_counters,
-            budget,
         }
     }
 
@@ -271,7 +302,6 @@ where
                 }))
             }
             Recorded::RateLimited(full) => Ok(Recording::OverLimit(full)),
-            Recorded::OverBudget => Ok(Recording::OverBudget),
             Recorded::Existing(_) => Err(Problem::new(
                 ProblemCode::IdempotencyKeyReused,
                 "this idempotency key was used for a different request; use a new key for a new request",
@@ -313,7 +343,7 @@ fn over_budget(budget: u32, now: Timestamp) -> Problem {
             ProblemCode::RateLimited,
             format!(
                 "this API key sent its {budget} events of this minute (its tenant's ingest budget); \
-                 nothing was recorded: send it again in {wait} s"
+                 nothing of this request was recorded: send it again in {wait} s"
             ),
         )
     }
@@ -339,8 +369,6 @@ enum Recording {
     Done(Accepted),
     /// Nothing was written: these notifications' rate counters had no room.
     OverLimit(Vec<NotificationId>),
-    /// Nothing was written: the key's budget for this minute is used up.
-    OverBudget,
 }
 
 /// The 202 body (and the idempotency record's answer).

@@ -13,8 +13,9 @@ use crate::domain::notification::Notification;
 use crate::domain::{EventId, NotificationId, Problem, TenantId};
 use crate::http::{HttpResponse, backend_failure, json_response, query_parameters};
 use crate::ports::{
-    ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, EventTypeStore, LogWindow,
-    NotificationLog, NotificationQueue, Page, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
+    ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
+    LogWindow, NotificationLog, NotificationQueue, Page, RuleStore, TemplateStore, TenantSettingsStore,
+    UserStore,
 };
 use futures::StreamExt;
 use lambda_http::Request;
@@ -29,7 +30,7 @@ impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
     C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
-    A: ActivityStore + DeliveryLedger + NotificationLog,
+    A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {
     pub(super) async fn list_notifications(&self, request: &Request) -> Result<HttpResponse, Problem> {

@@ -295,9 +295,8 @@ impl DynamoActivityStore {
             let item = notification_item(notification, event.expires_at);
             writes.push(put(&self.table, item, Some("attribute_not_exists(pk)"), &[])?);
         }
-        // Last, so a counter's index in the cancellation reasons is its place after the others; the key's
-        // budget after the recipients' counters.
-        for counter in acceptance.rate_counters.iter().chain(&acceptance.budget) {
+        // Last, so a counter's index in the cancellation reasons is its place after the others.
+        for counter in &acceptance.rate_counters {
             let update = aws_sdk_dynamodb::types::Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(counter.key.clone(), "RATE")))
@@ -366,10 +365,6 @@ impl ActivityStore for DynamoActivityStore {
                 return Ok(Recorded::New);
             }
             let first_counter = event_index + 1 + acceptance.notifications.len();
-            let budget_index = first_counter + acceptance.rate_counters.len();
-            if acceptance.budget.is_some() && cancelled.failed_at(budget_index) {
-                return Ok(Recorded::OverBudget);
-            }
             let full: Vec<NotificationId> = acceptance
                 .rate_counters
                 .iter()

@@ -3,12 +3,11 @@
 //! writes, so concurrent delivery functions agree on one opener and one prober.
 
 use super::activity_store::DynamoActivityStore;
-use super::{Item, ItemExt, key, n};
+use super::{Item, ItemExt, is_condition_failed, key, n};
 use crate::adapters::backend_error;
 use crate::domain::Timestamp;
 use crate::domain::circuit::CircuitState;
 use crate::ports::{BackendError, CircuitStore};
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 fn circuit_key(name: &str) -> Item {
@@ -24,14 +23,6 @@ fn state_from(item: &Item) -> CircuitState {
         open_until: item.opt_int("open_until").map(Timestamp::from_millis),
         probe_until: item.opt_int("probe_until").map(Timestamp::from_millis),
     }
-}
-
-fn is_condition_failed(
-    error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, aws_smithy_runtime_api::http::Response>,
-) -> bool {
-    error
-        .as_service_error()
-        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
 
 impl CircuitStore for DynamoActivityStore {

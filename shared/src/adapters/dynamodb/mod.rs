@@ -15,6 +15,7 @@
 //! | config | the secret that signs list cursors | `HERALD` | `CURSOR_KEY` |
 //! | activity | idempotency record | `T#<t>#IDEM#<key>` | `IDEM` |
 //! | activity | event | `T#<t>#EVT#<id>` | `EVENT` |
+//! | activity | rate counter (a recipient's, or an API key's ingest budget) | `T#<t>#RATE#…` / `T#<t>#BUDGET#<key id>#<minute>` | `RATE` |
 //! | activity | notification | `T#<t>#NTF#<id>` | `NTF` (GSI `unsettled`: `U#<0-3>`, `due_at`, while owed a delivery; GSIs `log_by_tenant`: `T#<t>#L#<0-7>` and `log_by_user`: `T#<t>#U#<user>`, both by `created_at`) |
 //!
 //! JSON documents (payloads, schemas, template parts, conditions) are stored as JSON strings, not maps:
@@ -26,6 +27,7 @@ mod circuit;
 mod config_store;
 mod cursor_key;
 mod event_type_store;
+mod ingest_budget;
 mod ledger;
 mod notification_log;
 mod rule_store;
@@ -50,6 +52,18 @@ type Item = HashMap<String, AttributeValue>;
 
 /// The name of the config table's index of rules by event type.
 pub const RULES_BY_EVENT_INDEX: &str = "by_event";
+
+/// Whether an `UpdateItem` failed only because its condition did not hold.
+fn is_condition_failed(
+    error: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> bool {
+    error.as_service_error().is_some_and(
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception,
+    )
+}
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())

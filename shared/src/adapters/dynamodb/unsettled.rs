@@ -6,12 +6,11 @@
 //! not count as an index write. The partition is sharded so no one index partition takes every write.
 
 use super::activity_store::{DynamoActivityStore, notification_key};
-use super::{Item, ItemExt, corrupt, n, s};
+use super::{Item, ItemExt, corrupt, is_condition_failed, n, s};
 use crate::adapters::backend_error;
 use crate::domain::notification::{Notification, NotificationStatus, reason};
 use crate::domain::{NotificationId, TenantId, Timestamp};
 use crate::ports::{BackendError, UnsettledNotifications};
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 pub(super) const INDEX: &str = "unsettled";
 /// The index partitions. Each notification writes its partition two or three times in its life, so one
@@ -102,13 +101,7 @@ impl UnsettledNotifications for DynamoActivityStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_condition_failed(&error) => Ok(false),
             Err(error) => Err(backend_error(
                 "DynamoDB",
                 "UpdateItem(dead-letter stalled)",
@@ -133,11 +126,7 @@ impl UnsettledNotifications for DynamoActivityStore {
             .await;
         match result {
             // Unsettled again (a redrive claimed it) or gone: either way not ours to remove.
-            Err(error)
-                if !error
-                    .as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
+            Err(error) if !is_condition_failed(&error) => {
                 Err(backend_error("DynamoDB", "UpdateItem(forget settled)", &error))
             }
             _ => Ok(()),

@@ -8,7 +8,7 @@ use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::rate_limit::RateCounter;
 use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
-use crate::ports::{ActivityStore, BackendError, NotificationQueue, Recorded};
+use crate::ports::{ActivityStore, BackendError, IngestBudgets, NotificationQueue, Recorded};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -196,9 +196,6 @@ impl MemoryActivityStore {
         let no_room = |counter: &RateCounter| {
             tables.rate_counters.get(&counter.key).copied().unwrap_or(0) > counter.room_before()
         };
-        if acceptance.budget.as_ref().is_some_and(no_room) {
-            return Transacted::OverBudget;
-        }
         let full: Vec<NotificationId> = acceptance
             .rate_counters
             .iter()
@@ -208,7 +205,7 @@ impl MemoryActivityStore {
         if !full.is_empty() {
             return Transacted::RateLimited(full);
         }
-        for counter in acceptance.rate_counters.iter().chain(&acceptance.budget) {
+        for counter in &acceptance.rate_counters {
             *tables.rate_counters.entry(counter.key.clone()).or_insert(0) += counter.increment;
         }
         if let Some(record) = &acceptance.idempotency {
@@ -243,7 +240,23 @@ enum Transacted {
     IdempotencyExists(IdempotencyRecord),
     EventExists,
     RateLimited(Vec<NotificationId>),
-    OverBudget,
+}
+
+impl IngestBudgets for MemoryActivityStore {
+    async fn spend(&self, counter: &RateCounter) -> Result<bool, BackendError> {
+        let fault = before_write(&self.failpoints, "spend").await?;
+        let room = {
+            let mut tables = lock(&self.tables);
+            let count = tables.rate_counters.entry(counter.key.clone()).or_insert(0);
+            let room = *count <= counter.room_before();
+            if room {
+                *count += counter.increment;
+            }
+            room
+        };
+        after_write("spend", fault)?;
+        Ok(room)
+    }
 }
 
 impl ActivityStore for MemoryActivityStore {
@@ -263,14 +276,12 @@ impl ActivityStore for MemoryActivityStore {
                 Transacted::IdempotencyExists(record) => Ok(Recorded::Existing(record)),
                 Transacted::EventExists | Transacted::Committed => Ok(Recorded::New),
                 Transacted::RateLimited(full) => Ok(Recorded::RateLimited(full)),
-                Transacted::OverBudget => Ok(Recorded::OverBudget),
             };
         }
         Ok(match outcome {
             Transacted::Committed | Transacted::EventExists => Recorded::New,
             Transacted::IdempotencyExists(record) => Recorded::Existing(record),
             Transacted::RateLimited(full) => Recorded::RateLimited(full),
-            Transacted::OverBudget => Recorded::OverBudget,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Per-recipient rate limits at ingest: the counters are conditional writes in the acceptance, so over the
 //! limit a notification is `rate_limited` and never queued, concurrent events never overshoot, a replay
 //! uses up nothing, and a critical event type is never limited. The limit is the event type's, else the
-//! tenant's, else the deployment's. Each API key has an ingest budget: past it an event is 429, unrecorded.
+//! tenant's, else the deployment's. Each API key has an ingest budget: past it a request is 429, unrecorded.
 
 use super::*;
 use crate::domain::tenant::TenantLimit;
@@ -196,15 +196,28 @@ fn order_to_someone(n: u64) -> Value {
     event
 }
 
+fn batch_of(events: &[Value]) -> Request {
+    let mut request = post(&json!({ "events": events }), None);
+    *request.uri_mut() = "/v1/events/batch".parse().unwrap();
+    request
+}
+
 #[tokio::test]
-async fn past_its_keys_budget_an_event_is_429_with_retry_after_and_nothing_is_recorded() {
+async fn past_its_keys_budget_a_request_is_429_with_retry_after_and_nothing_is_recorded() {
     away_from_a_minute_boundary().await;
     let ingest = ingest().await;
-    set_tenant_limit(&ingest, TenantLimit::IngestBudgetPerMinute, Some(3)).await;
+    set_tenant_limit(&ingest, TenantLimit::IngestBudgetPerMinute, Some(4)).await;
     let first = call(&ingest, post(&order_to_someone(0), Some("order-0"))).await;
-    for n in 1..3 {
-        assert_eq!(call(&ingest, post(&order_to_someone(n), None)).await.status, 202);
-    }
+    assert_eq!(first.status, 202);
+    let batch = call(&ingest, batch_of(&[order_to_someone(1), order_to_someone(2)])).await;
+    assert_eq!(batch.status, 207, "a batch spends one per event");
+    let replay = call(&ingest, post(&order_to_someone(0), Some("order-0"))).await;
+    assert_eq!(
+        (replay.status, &replay.body),
+        (200, &first.body),
+        "a replay is a request: it spends one"
+    );
+
     let refused = call(&ingest, post(&order_to_someone(3), None)).await;
     assert_eq!(
         (refused.status, refused.problem_code()),
@@ -214,27 +227,32 @@ async fn past_its_keys_budget_an_event_is_429_with_retry_after_and_nothing_is_re
     );
     let wait: u32 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
+    let refused_batch = call(&ingest, batch_of(&[order_to_someone(4)])).await;
+    assert_eq!(refused_batch.status, 429, "{}", refused_batch.body);
     assert_eq!(
         ingest.activity().event_ids(&acme()).len(),
         3,
-        "the refused event is not recorded"
+        "the refused events are not recorded"
     );
     assert_eq!(queued_copies(&ingest), 3, "nor queued");
 
-    let replay = call(&ingest, post(&order_to_someone(0), Some("order-0"))).await;
+    let too_big = call(&ingest, batch_of(&vec![order_to_someone(9); 5])).await;
     assert_eq!(
-        replay.status, 200,
-        "a replay writes nothing, so the budget does not refuse it"
+        (too_big.status, too_big.problem_code()),
+        (422, "validation_failed"),
+        "{}",
+        too_big.body
     );
-    assert_eq!(replay.body, first.body);
-    let batch = json!({"events": [order_to_someone(4), order_to_someone(5)]});
-    let mut request = post(&batch, None);
-    *request.uri_mut() = "/v1/events/batch".parse().unwrap();
-    let answered = call(&ingest, request).await;
-    assert_eq!(answered.status, 207);
-    for result in answered.body["results"].as_array().unwrap() {
-        assert_eq!(result["status"], 429, "{result}");
-    }
+}
+
+#[tokio::test]
+async fn a_budget_that_cannot_be_spent_is_a_503_and_records_nothing() {
+    let ingest = ingest().await;
+    ingest.activity().failpoints.set("spend", Fault::Fail, 1);
+    let failed = call(&ingest, post(&order_to_someone(1), None)).await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    assert!(ingest.activity().event_ids(&acme()).is_empty());
+    assert_eq!(call(&ingest, post(&order_to_someone(1), None)).await.status, 202);
 }
 
 #[tokio::test]
