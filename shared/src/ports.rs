@@ -352,16 +352,6 @@ pub trait CursorKeyStore: Send + Sync {
     fn cursor_key(&self) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
 }
 
-/// Which of a tenant's notifications the log's indexes find: a user's, or all of them, within a time window.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogWindow {
-    pub user_id: Option<String>,
-    /// Created at or after.
-    pub since: Option<Timestamp>,
-    /// Created before.
-    pub until: Option<Timestamp>,
-}
-
 /// The indexes of the notification log (`GET /v1/notifications`).
 pub trait NotificationLog: Send + Sync {
     /// The ids of the tenant's notifications in `window`, newest first, at most `limit`, starting after
@@ -369,7 +359,7 @@ pub trait NotificationLog: Send + Sync {
     fn log_page(
         &self,
         tenant: &TenantId,
-        window: &LogWindow,
+        window: &crate::domain::log_query::LogWindow,
         limit: u16,
         after: Option<&str>,
     ) -> impl Future<Output = Result<Page<NotificationId>, BackendError>> + Send;

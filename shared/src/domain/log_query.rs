@@ -19,6 +19,26 @@ pub struct LogQuery {
     pub until: Option<Timestamp>,
 }
 
+/// Which of a tenant's notifications the log's indexes find: a user's, or all of them, within a time window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogWindow {
+    pub user_id: Option<String>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+}
+
+impl LogWindow {
+    pub fn contains(&self, notification: &Notification) -> bool {
+        self.user_id
+            .as_ref()
+            .is_none_or(|user| notification.user_id.as_ref() == Some(user))
+            && self.since.is_none_or(|since| notification.created_at >= since)
+            && self.until.is_none_or(|until| notification.created_at < until)
+    }
+}
+
 /// The query parameters the log reads; `limit` and `cursor` are the paging's.
 pub const LOG_PARAMETERS: [&str; 6] = ["user_id", "event_id", "status", "channel", "since", "until"];
 
@@ -90,17 +110,22 @@ impl LogQuery {
 
     /// Whether the notification passes every filter given.
     pub fn matches(&self, notification: &Notification) -> bool {
-        self.user_id
-            .as_ref()
-            .is_none_or(|user| notification.user_id.as_ref() == Some(user))
+        self.window().contains(notification)
             && self
                 .event_id
                 .as_ref()
                 .is_none_or(|id| &notification.event_id == id)
             && self.status.is_none_or(|status| notification.status == status)
             && self.channel.is_none_or(|channel| notification.channel == channel)
-            && self.since.is_none_or(|since| notification.created_at >= since)
-            && self.until.is_none_or(|until| notification.created_at < until)
+    }
+
+    /// The part of the query the log's indexes answer.
+    pub fn window(&self) -> LogWindow {
+        LogWindow {
+            user_id: self.user_id.clone(),
+            since: self.since,
+            until: self.until,
+        }
     }
 }
 

@@ -33,6 +33,11 @@ impl RateCounter {
     pub fn room_before(&self) -> u32 {
         self.limit.saturating_sub(self.increment)
     }
+
+    /// Whether a counter holding `sends` has room for this event.
+    pub fn has_room(&self, sends: u32) -> bool {
+        sends <= self.room_before()
+    }
 }
 
 /// Who a counter counts: the user when the event names one (whatever address it reaches them at), otherwise
@@ -91,8 +96,8 @@ fn window(now: Timestamp) -> (i64, Timestamp) {
     )
 }
 
-/// The limit a notification of an event type is held to: the event type's, else the tenant's, else the
-/// deployment's (`None` when it has none); a 0 set for the event type or the tenant means none.
+/// A per-minute limit set in layers: the event type's, else the tenant's, else the deployment's (`None` when it
+/// has none); a 0 set for the event type or the tenant means none. The ingest budget has no event-type layer.
 pub fn effective_per_minute(
     event_type: Option<u32>,
     tenant: Option<u32>,

@@ -76,11 +76,11 @@ where
             .tenant_settings(&caller.tenant)
             .await
             .map_err(|error| backend_failure(&error))?;
-        let budget = match tenant_settings.ingest_budget_per_minute {
-            Some(0) => None,
-            Some(budget) => Some(budget),
-            None => self.settings.ingest_budget_per_minute,
-        };
+        let budget = rate_limit::effective_per_minute(
+            None,
+            tenant_settings.ingest_budget_per_minute,
+            self.settings.ingest_budget_per_minute,
+        );
         let Some(budget) = budget else {
             return Ok(());
         };

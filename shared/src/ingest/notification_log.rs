@@ -14,8 +14,7 @@ use crate::domain::{EventId, NotificationId, Problem, TenantId};
 use crate::http::{HttpResponse, backend_failure, json_response, query_parameters};
 use crate::ports::{
     ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
-    LogWindow, NotificationLog, NotificationQueue, Page, RuleStore, TemplateStore, TenantSettingsStore,
-    UserStore,
+    NotificationLog, NotificationQueue, Page, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
 };
 use futures::StreamExt;
 use lambda_http::Request;
@@ -116,11 +115,7 @@ where
         after: Option<&str>,
     ) -> Result<Page<NotificationId>, BackendError> {
         let activity = self.activity();
-        let window = LogWindow {
-            user_id: query.user_id.clone(),
-            since: query.since,
-            until: query.until,
-        };
+        let window = query.window();
         let filtered = query.status.is_some() || query.channel.is_some();
         let mut matched = Vec::new();
         let mut examined = 0;

@@ -300,14 +300,9 @@ impl DynamoActivityStore {
             let update = aws_sdk_dynamodb::types::Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(counter.key.clone(), "RATE")))
-                .update_expression(
-                    "SET sends = if_not_exists(sends, :zero) + :increment, expires_at = :expires",
-                )
-                .condition_expression("attribute_not_exists(sends) OR sends <= :room")
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":increment", n(counter.increment))
-                .expression_attribute_values(":room", n(counter.room_before()))
-                .expression_attribute_values(":expires", n(counter.expires_at.epoch_seconds()));
+                .update_expression(super::COUNTER_UPDATE)
+                .condition_expression(super::COUNTER_CONDITION)
+                .set_expression_attribute_values(Some(super::counter_values(counter)));
             writes.push(
                 aws_sdk_dynamodb::types::TransactWriteItem::builder()
                     .update(built(update.build())?)

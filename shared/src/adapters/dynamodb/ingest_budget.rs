@@ -5,7 +5,7 @@
 //! transaction holds), where plain conditional updates of one item are simply applied in turn.
 
 use super::activity_store::DynamoActivityStore;
-use super::{is_condition_failed, key, n};
+use super::{COUNTER_CONDITION, COUNTER_UPDATE, counter_values, is_condition_failed, key};
 use crate::adapters::backend_error;
 use crate::domain::rate_limit::RateCounter;
 use crate::ports::{BackendError, IngestBudgets};
@@ -17,12 +17,9 @@ impl IngestBudgets for DynamoActivityStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(counter.key.clone(), "RATE")))
-            .update_expression("SET sends = if_not_exists(sends, :zero) + :increment, expires_at = :expires")
-            .condition_expression("attribute_not_exists(sends) OR sends <= :room")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":increment", n(counter.increment))
-            .expression_attribute_values(":room", n(counter.room_before()))
-            .expression_attribute_values(":expires", n(counter.expires_at.epoch_seconds()))
+            .update_expression(COUNTER_UPDATE)
+            .condition_expression(COUNTER_CONDITION)
+            .set_expression_attribute_values(Some(counter_values(counter)))
             .send()
             .await;
         match result {

@@ -53,6 +53,25 @@ type Item = HashMap<String, AttributeValue>;
 /// The name of the config table's index of rules by event type.
 pub const RULES_BY_EVENT_INDEX: &str = "by_event";
 
+/// A stable byte spread by a notification's random id, to pick an index partition from.
+fn spread(id: &crate::domain::NotificationId) -> u8 {
+    id.as_str().bytes().fold(0u8, u8::wrapping_add)
+}
+
+/// A rate counter's conditional raise (a recipient's in the acceptance transaction, a key's budget alone):
+/// the update, its condition, and their values.
+const COUNTER_UPDATE: &str = "SET sends = if_not_exists(sends, :zero) + :increment, expires_at = :expires";
+const COUNTER_CONDITION: &str = "attribute_not_exists(sends) OR sends <= :room";
+
+fn counter_values(counter: &crate::domain::rate_limit::RateCounter) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":zero".to_owned(), n(0)),
+        (":increment".to_owned(), n(counter.increment)),
+        (":room".to_owned(), n(counter.room_before())),
+        (":expires".to_owned(), n(counter.expires_at.epoch_seconds())),
+    ])
+}
+
 /// Whether an `UpdateItem` failed only because its condition did not hold.
 fn is_condition_failed(
     error: &aws_sdk_dynamodb::error::SdkError<

@@ -15,10 +15,10 @@ use super::activity_store::{DynamoActivityStore, notification_key};
 use super::unsettled::notification_from_key;
 use super::{Item, ItemExt, corrupt, n, s};
 use crate::adapters::backend_error;
-use crate::domain::log_query::LogPosition;
+use crate::domain::log_query::{LogPosition, LogWindow};
 use crate::domain::notification::Notification;
 use crate::domain::{NotificationId, TenantId, Timestamp};
-use crate::ports::{BackendError, LogWindow, NotificationLog, Page};
+use crate::ports::{BackendError, NotificationLog, Page};
 
 pub(super) const BY_USER: &str = "log_by_user";
 pub(super) const BY_TENANT: &str = "log_by_tenant";
@@ -29,10 +29,12 @@ const SHARDS: u8 = 8;
 /// The index keys of a new notification.
 pub(super) fn index_keys(item: &mut Item, notification: &Notification) {
     let tenant = &notification.tenant;
-    let spread = notification.id.as_str().bytes().fold(0u8, u8::wrapping_add);
     item.insert(
         "log_tenant".into(),
-        s(format!("T#{tenant}#L#{}", spread % SHARDS)),
+        s(format!(
+            "T#{tenant}#L#{}",
+            super::spread(&notification.id) % SHARDS
+        )),
     );
     if let Some(user) = &notification.user_id {
         item.insert("log_user".into(), s(user_partition(tenant, user)));

@@ -19,8 +19,7 @@ const SHARDS: u8 = 4;
 
 /// The partition of the index a notification is in: stable, and spread by its random id.
 pub(super) fn shard(id: &NotificationId) -> String {
-    let spread = id.as_str().bytes().fold(0u8, u8::wrapping_add);
-    format!("U#{}", spread % SHARDS)
+    format!("U#{}", super::spread(id) % SHARDS)
 }
 
 /// The index keys of a notification accepted `queued`.

@@ -193,13 +193,10 @@ impl MemoryActivityStore {
         if tables.events.contains_key(&event_key) {
             return Transacted::EventExists;
         }
-        let no_room = |counter: &RateCounter| {
-            tables.rate_counters.get(&counter.key).copied().unwrap_or(0) > counter.room_before()
-        };
         let full: Vec<NotificationId> = acceptance
             .rate_counters
             .iter()
-            .filter(|counter| no_room(counter))
+            .filter(|counter| !counter.has_room(tables.rate_counters.get(&counter.key).copied().unwrap_or(0)))
             .flat_map(|counter| counter.notification_ids.iter().cloned())
             .collect();
         if !full.is_empty() {
@@ -248,7 +245,7 @@ impl IngestBudgets for MemoryActivityStore {
         let room = {
             let mut tables = lock(&self.tables);
             let count = tables.rate_counters.entry(counter.key.clone()).or_insert(0);
-            let room = *count <= counter.room_before();
+            let room = counter.has_room(*count);
             if room {
                 *count += counter.increment;
             }

@@ -1,9 +1,9 @@
 //! The notification log's indexes in memory: a sort of the tenant's notifications, in the log's order.
 
 use super::{MemoryActivityStore, before_read, lock};
-use crate::domain::log_query::{LogPosition, page_after};
+use crate::domain::log_query::{LogPosition, LogWindow, page_after};
 use crate::domain::{NotificationId, TenantId};
-use crate::ports::{BackendError, LogWindow, NotificationLog, Page};
+use crate::ports::{BackendError, NotificationLog, Page};
 
 impl NotificationLog for MemoryActivityStore {
     async fn log_page(
@@ -20,14 +20,7 @@ impl NotificationLog for MemoryActivityStore {
             .iter()
             .filter(|((owner, _), _)| owner == tenant)
             .map(|(_, entry)| &entry.notification)
-            .filter(|notification| {
-                window
-                    .user_id
-                    .as_ref()
-                    .is_none_or(|user| notification.user_id.as_ref() == Some(user))
-                    && window.since.is_none_or(|since| notification.created_at >= since)
-                    && window.until.is_none_or(|until| notification.created_at < until)
-            })
+            .filter(|notification| window.contains(notification))
             .map(LogPosition::of)
             .collect();
         let (items, next) = page_after(positions, after.as_ref(), limit);
