@@ -20,7 +20,12 @@ spec = importlib.util.spec_from_file_location("herald_emulator", SCRIPT)
 emulator = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(emulator)  # patches moto in this process
 
-from moto.dynamodb.exceptions import ConditionalCheckFailed, TransactionCanceledException  # noqa: E402
+from moto.dynamodb.exceptions import (  # noqa: E402
+    ConditionalCheckFailed,
+    DuplicateUpdateExpression,
+    TransactionCanceledException,
+    UpdateHashRangeKeyException,
+)
 from moto import mock_aws  # noqa: E402
 from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: E402
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: E402
@@ -152,6 +157,64 @@ class ExpressionsParsedOnce(unittest.TestCase):
             self.update(backend, key("A", "1"), "colour", "red", step, values)
         self.assertEqual(emulator.UpdateExpressionParser.make.cache_info().misses, 1)
         self.assertEqual(emulator._condition_tokens.cache_info().misses, 1)
+
+
+class ShapesCheckedOnce(unittest.TestCase):
+    """A kept shape check answers only for the expression, names and table keys it ran on: the same string
+    with other names, or on a table with other keys, is checked again and refused where moto refuses it."""
+
+    UPDATE = "SET #a = :one, #b = :two"
+    VALUES = {":one": {"S": "1"}, ":two": {"S": "2"}}
+
+    def update(self, backend, table_name, names):
+        return backend.update_item(table_name, key("A", "1"), self.UPDATE, names, self.VALUES)
+
+    def test_other_names_are_checked_again(self):
+        backend, table = backend_with_table()
+        self.update(backend, "t", {"#a": "colour", "#b": "size"})
+        with self.assertRaises(DuplicateUpdateExpression):
+            self.update(backend, "t", {"#a": "colour", "#b": "colour"})
+        with self.assertRaises(UpdateHashRangeKeyException):
+            self.update(backend, "t", {"#a": "colour", "#b": "sk"})
+        self.update(backend, "t", {"#a": "colour", "#b": "size"})
+        self.assertEqual(table.get_item(DynamoType({"S": "A"}), DynamoType({"S": "1"})).to_json()["Attributes"],
+                         {**key("A", "1"), "n": {"N": "1"}, "colour": {"S": "1"}, "size": {"S": "2"}})
+
+    def test_another_tables_keys_are_checked_again(self):
+        backend, _ = backend_with_table()
+        backend.create_table(
+            "by_colour",
+            schema=[{"AttributeName": "colour", "KeyType": "HASH"}],
+            throughput=None,
+            attr=[{"AttributeName": "colour", "AttributeType": "S"}],
+            global_indexes=None, indexes=None, streams=None, billing_mode="PAY_PER_REQUEST",
+            sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None,
+        )
+        names = {"#a": "colour", "#b": "size"}
+        self.update(backend, "t", names)
+        with self.assertRaises(UpdateHashRangeKeyException):
+            backend.update_item("by_colour", {"colour": {"S": "red"}}, self.UPDATE, names, self.VALUES)
+
+    def test_run_once_for_what_passed_them(self):
+        backend, _ = backend_with_table()
+        checks = []
+        verify = emulator.ActionCountValidator.verify_action_counts
+
+        def counted(validator, node):
+            checks.append(node)
+            return verify(validator, node)
+
+        emulator.ActionCountValidator.verify_action_counts = counted
+        try:
+            self.update(backend, "t", {"#a": "shape-once-a", "#b": "shape-once-b"})
+            first = len(checks)
+            for _ in range(2):
+                self.update(backend, "t", {"#a": "shape-once-a", "#b": "shape-once-b"})
+        finally:
+            emulator.ActionCountValidator.verify_action_counts = verify
+        # moto calls the check on every node of the tree, so one request makes several calls.
+        self.assertGreater(first, 0)
+        self.assertEqual(len(checks), first)
 
 
 class ItemsAnsweredAsStored(unittest.TestCase):
