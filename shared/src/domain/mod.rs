@@ -19,6 +19,7 @@ pub mod tenant;
 pub mod time;
 pub mod user;
 pub mod validation;
+pub mod webhook;
 
 pub use channel::Channel;
 pub use ids::{EventId, NotificationId, TenantId};
