@@ -425,8 +425,7 @@ pub trait Sender: Send + Sync {
     /// Sends one rendered message to one address (an email address, an E.164 number, a webhook URL).
     fn send(
         &self,
-        to: &str,
-        message: &crate::domain::delivery::RenderedMessage,
+        outgoing: &crate::domain::delivery::Outgoing<'_>,
     ) -> impl Future<Output = Result<crate::domain::delivery::SendReceipt, crate::domain::delivery::SendError>>
     + Send;
 }

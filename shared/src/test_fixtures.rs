@@ -1,9 +1,30 @@
 //! Values the unit tests of several modules build alike.
 
+use crate::domain::delivery::{Outgoing, RenderedMessage, SendError, SendReceipt};
 use crate::domain::event::{Acceptance, IdempotencyRecord, Recipient, StoredEvent};
 use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate};
 use crate::domain::{Channel, EventId, NotificationId, TenantId, Timestamp};
+use crate::ports::Sender;
 use serde_json::json;
+
+/// `send` for tests that care about the address and the message only: one tenant and notification for all.
+pub trait SendTo {
+    async fn send_to(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError>;
+}
+
+impl<S: Sender> SendTo for S {
+    async fn send_to(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
+        let tenant = TenantId::new("acme");
+        let notification_id = NotificationId::for_rule(&EventId::generate(Timestamp::from_millis(0)), "test");
+        self.send(&Outgoing {
+            tenant: &tenant,
+            notification_id: &notification_id,
+            to,
+            message,
+        })
+        .await
+    }
+}
 
 /// An accepted `user.signup` event of `tenant`, received now, keyed by `idempotency_key`, with one queued
 /// notification per channel (rule `welcome-{channel}`).

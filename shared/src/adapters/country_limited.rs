@@ -6,7 +6,7 @@
 //! [`TENANT_SETTINGS_TTL`], so a change takes effect within that time without a read per message.
 
 use crate::domain::address::CountryAllowList;
-use crate::domain::delivery::{RenderedMessage, SendError, SendReceipt};
+use crate::domain::delivery::{Outgoing, SendError, SendReceipt};
 use crate::domain::{Channel, TenantId};
 use crate::ports::{BackendError, Sender, TenantSettingsStore};
 use std::collections::HashMap;
@@ -83,7 +83,7 @@ impl<S: Sender, T: TenantSettingsStore> Sender for CountryLimited<S, T> {
         self.inner.refuse(tenant, to).await
     }
 
-    async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
-        self.inner.send(to, message).await
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        self.inner.send(outgoing).await
     }
 }

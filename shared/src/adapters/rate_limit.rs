@@ -9,7 +9,7 @@
 //! whichever process holds it, and their sum keeps to the rate in every second (see [`Pacing::shared`]).
 
 use crate::config::SendRateSettings;
-use crate::domain::delivery::{RenderedMessage, SendError, SendReceipt};
+use crate::domain::delivery::{Outgoing, SendError, SendReceipt};
 use crate::domain::{Channel, TenantId};
 use crate::ports::{BackendError, Sender};
 use std::collections::{HashMap, VecDeque};
@@ -241,11 +241,11 @@ impl<S: Sender> Sender for RateLimited<S> {
         self.inner.refuse(tenant, to).await
     }
 
-    async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
-        let at = self.reserve(to).map_err(|wait| self.refusal(wait))?;
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        let at = self.reserve(outgoing.to).map_err(|wait| self.refusal(wait))?;
         tokio::time::sleep_until(at).await;
         let departed = self.depart().await;
-        let sent = self.inner.send(to, message).await;
+        let sent = self.inner.send(outgoing).await;
         // The invocation ends only when its sends have returned: holding each until its interval has
         // passed keeps the next invocation in its place, on whatever process, from sending sooner.
         if let Some(pacing) = self.channel {

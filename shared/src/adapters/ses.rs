@@ -3,7 +3,7 @@
 use crate::adapters::{backend_error, send_error};
 use crate::domain::Channel;
 use crate::domain::address::check_email;
-use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
+use crate::domain::delivery::{FailureKind, Outgoing, RenderedMessage, SendError, SendReceipt};
 use crate::ports::{BackendError, Sender};
 use crate::telemetry::record::provider_call;
 use aws_sdk_sesv2::Client;
@@ -84,7 +84,8 @@ impl Sender for SesSender {
         Channel::Email
     }
 
-    async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        let Outgoing { to, message, .. } = *outgoing;
         check_email(to).map_err(|why| SendError::new(FailureKind::Recipient, "invalid_address", why))?;
         let content = email_content(message)?;
         let request = self
@@ -155,6 +156,7 @@ mod tests {
     //! The sender against an SES client mocked at the SDK boundary (`aws-smithy-mocks`).
 
     use super::*;
+    use crate::test_fixtures::SendTo;
     use aws_sdk_sesv2::config::retry::RetryConfig;
     use aws_sdk_sesv2::config::timeout::TimeoutConfig;
     use aws_sdk_sesv2::error::ErrorMetadata;
@@ -276,7 +278,7 @@ mod tests {
             .then_output(accepted);
 
         let receipt = sender(&[&send], Some(CONFIGURATION_SET))
-            .send(TO, &message())
+            .send_to(TO, &message())
             .await
             .unwrap();
 
@@ -293,7 +295,7 @@ mod tests {
             .match_requests(|request| has_expected_shape(request, None))
             .then_output(accepted);
 
-        sender(&[&send], None).send(TO, &message()).await.unwrap();
+        sender(&[&send], None).send_to(TO, &message()).await.unwrap();
 
         assert_eq!(send.num_calls(), 1);
     }
@@ -315,7 +317,7 @@ mod tests {
             ..message()
         };
 
-        sender(&[&send], None).send(TO, &text_only).await.unwrap();
+        sender(&[&send], None).send_to(TO, &text_only).await.unwrap();
 
         assert_eq!(send.num_calls(), 1);
     }
@@ -337,7 +339,10 @@ mod tests {
         for (code, kind) in cases {
             let failing = mock!(Client::send_email).then_error(move || modeled(code));
 
-            let error = sender(&[&failing], None).send(TO, &message()).await.unwrap_err();
+            let error = sender(&[&failing], None)
+                .send_to(TO, &message())
+                .await
+                .unwrap_err();
 
             assert_eq!(error.kind, kind, "{code}: {error}");
             assert_eq!((error.code.as_str(), error.detail.as_str()), (code, "test"));
@@ -374,7 +379,10 @@ mod tests {
                 .http_status(status, Some(body.to_string()))
                 .build();
 
-            let error = sender(&[&failing], None).send(TO, &message()).await.unwrap_err();
+            let error = sender(&[&failing], None)
+                .send_to(TO, &message())
+                .await
+                .unwrap_err();
 
             assert_eq!(error.kind, kind, "{status} {code}: {error}");
             assert_eq!(error.code, code);
@@ -389,7 +397,10 @@ mod tests {
             .http_status(502, Some("<html>Bad Gateway</html>".into()))
             .build();
 
-        let error = sender(&[&failing], None).send(TO, &message()).await.unwrap_err();
+        let error = sender(&[&failing], None)
+            .send_to(TO, &message())
+            .await
+            .unwrap_err();
 
         assert_eq!(
             (error.kind, error.code.as_str()),
@@ -444,7 +455,7 @@ mod tests {
                 .build();
 
             let error = broken_sender(&through, hang)
-                .send(TO, &message())
+                .send_to(TO, &message())
                 .await
                 .unwrap_err();
 
@@ -463,7 +474,7 @@ mod tests {
             "Ada <ada@example.com>",
             "ada@example.com\r\nBcc: eve@example.com",
         ] {
-            let error = sender.send(bad, &message()).await.unwrap_err();
+            let error = sender.send_to(bad, &message()).await.unwrap_err();
 
             assert_eq!(
                 (error.kind, error.code.as_str()),
@@ -488,7 +499,7 @@ mod tests {
         };
 
         for empty in [no_subject, no_body] {
-            let error = sender.send(TO, &empty).await.unwrap_err();
+            let error = sender.send_to(TO, &empty).await.unwrap_err();
 
             assert_eq!(
                 (error.kind, error.code.as_str()),

@@ -2,7 +2,7 @@
 
 use crate::domain::Channel;
 use crate::domain::address::WebhookPolicy;
-use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
+use crate::domain::delivery::{FailureKind, Outgoing, SendError, SendReceipt};
 use crate::ports::Sender;
 use crate::telemetry::record::provider_call;
 use reqwest::header::RETRY_AFTER;
@@ -129,7 +129,8 @@ impl Sender for SlackSender {
         Channel::Slack
     }
 
-    async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        let Outgoing { to, message, .. } = *outgoing;
         let url = self
             .policy
             .check(to)
@@ -172,6 +173,8 @@ mod tests {
     //! The sender against a local HTTP server standing in for Slack (`wiremock`).
 
     use super::*;
+    use crate::domain::delivery::RenderedMessage;
+    use crate::test_fixtures::SendTo;
     use serde_json::json;
     use wiremock::matchers::{body_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -206,7 +209,7 @@ mod tests {
             .await;
 
         let error = sender(Duration::from_secs(5))
-            .send(&format!("{}{HOOK}", server.uri()), &message())
+            .send_to(&format!("{}{HOOK}", server.uri()), &message())
             .await
             .unwrap_err();
         server.verify().await;
@@ -229,7 +232,7 @@ mod tests {
         let metrics = crate::telemetry::record::testing::record();
 
         let receipt = sender(Duration::from_secs(5))
-            .send(&format!("{}{HOOK}", server.uri()), &message())
+            .send_to(&format!("{}{HOOK}", server.uri()), &message())
             .await
             .unwrap();
 
@@ -262,7 +265,7 @@ mod tests {
         };
 
         sender(Duration::from_secs(5))
-            .send(&format!("{}{HOOK}", server.uri()), &text_only)
+            .send_to(&format!("{}{HOOK}", server.uri()), &text_only)
             .await
             .unwrap();
 
@@ -351,7 +354,7 @@ mod tests {
             .await;
 
         let error = sender(Duration::from_secs(5))
-            .send(&format!("{}{HOOK}", server.uri()), &message())
+            .send_to(&format!("{}{HOOK}", server.uri()), &message())
             .await
             .unwrap_err();
 
@@ -372,7 +375,7 @@ mod tests {
             .await;
 
         let error = sender(Duration::from_millis(200))
-            .send(&format!("{}{HOOK}", server.uri()), &message())
+            .send_to(&format!("{}{HOOK}", server.uri()), &message())
             .await
             .unwrap_err();
 
@@ -393,7 +396,7 @@ mod tests {
             .port();
 
         let error = sender(Duration::from_secs(5))
-            .send(&format!("http://127.0.0.1:{port}{HOOK}"), &message())
+            .send_to(&format!("http://127.0.0.1:{port}{HOOK}"), &message())
             .await
             .unwrap_err();
 
@@ -424,7 +427,7 @@ mod tests {
             "https://evil.example.com/x".to_owned(),
             format!("{}{HOOK}", server.uri()),
         ] {
-            let error = production.send(&refused, &message()).await.unwrap_err();
+            let error = production.send_to(&refused, &message()).await.unwrap_err();
 
             assert_eq!(
                 (error.kind, error.code.as_str()),
@@ -449,7 +452,7 @@ mod tests {
         };
 
         let error = sender(Duration::from_secs(5))
-            .send(&format!("{}{HOOK}", server.uri()), &no_text)
+            .send_to(&format!("{}{HOOK}", server.uri()), &no_text)
             .await
             .unwrap_err();
 

@@ -3,7 +3,7 @@
 use crate::adapters::send_error;
 use crate::domain::Channel;
 use crate::domain::address::check_phone;
-use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
+use crate::domain::delivery::{FailureKind, Outgoing, SendError, SendReceipt};
 use crate::ports::Sender;
 use crate::telemetry::record::provider_call;
 use aws_sdk_sns::Client;
@@ -63,7 +63,8 @@ impl Sender for SnsSender {
         Channel::Sms
     }
 
-    async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        let Outgoing { to, message, .. } = *outgoing;
         check_phone(to).map_err(|why| SendError::new(FailureKind::Recipient, "invalid_address", why))?;
         let Some(text) = message.text.as_deref().filter(|text| !text.trim().is_empty()) else {
             return Err(SendError::new(
@@ -95,6 +96,8 @@ mod tests {
     //! The sender against an SNS client mocked at the SDK boundary (`aws-smithy-mocks`).
 
     use super::*;
+    use crate::domain::delivery::RenderedMessage;
+    use crate::test_fixtures::SendTo;
     use aws_sdk_sns::config::retry::RetryConfig;
     use aws_sdk_sns::config::timeout::TimeoutConfig;
     use aws_sdk_sns::error::ErrorMetadata;
@@ -227,7 +230,7 @@ mod tests {
             .match_requests(|request| has_expected_shape(request, None))
             .then_output(accepted);
 
-        let receipt = sender(&[&publish], None).send(TO, &message()).await.unwrap();
+        let receipt = sender(&[&publish], None).send_to(TO, &message()).await.unwrap();
 
         assert_eq!(receipt.provider_message_id.as_deref(), Some("sns-message-id"));
         assert_eq!(publish.num_calls(), 1);
@@ -240,7 +243,7 @@ mod tests {
             .then_output(accepted);
 
         sender(&[&publish], Some("HERALD"))
-            .send(TO, &message())
+            .send_to(TO, &message())
             .await
             .unwrap();
 
@@ -266,7 +269,10 @@ mod tests {
         for (code, kind) in cases {
             let failing = mock!(Client::publish).then_error(move || modeled(code));
 
-            let error = sender(&[&failing], None).send(TO, &message()).await.unwrap_err();
+            let error = sender(&[&failing], None)
+                .send_to(TO, &message())
+                .await
+                .unwrap_err();
 
             assert_eq!(error.kind, kind, "{code}: {error}");
             assert_eq!((error.code.as_str(), error.detail.as_str()), (code, "test"));
@@ -298,7 +304,10 @@ mod tests {
                 .http_status(status, Some(error_body(code)))
                 .build();
 
-            let error = sender(&[&failing], None).send(TO, &message()).await.unwrap_err();
+            let error = sender(&[&failing], None)
+                .send_to(TO, &message())
+                .await
+                .unwrap_err();
 
             assert_eq!(error.kind, kind, "{status} {code}: {error}");
             assert_eq!(error.code, code);
@@ -344,7 +353,7 @@ mod tests {
             });
 
             let error = SnsSender::new(client, None)
-                .send(TO, &message())
+                .send_to(TO, &message())
                 .await
                 .unwrap_err();
 
@@ -359,7 +368,7 @@ mod tests {
         let sender = sender(&[&unused], None);
 
         for bad in ["15555550100", "+1 555 555 0100", "+0123", "ada@example.com"] {
-            let error = sender.send(bad, &message()).await.unwrap_err();
+            let error = sender.send_to(bad, &message()).await.unwrap_err();
 
             assert_eq!(
                 (error.kind, error.code.as_str()),
@@ -380,7 +389,7 @@ mod tests {
                 subject: Some("ignored".into()),
                 ..RenderedMessage::default()
             };
-            let error = sender.send(TO, &message).await.unwrap_err();
+            let error = sender.send_to(TO, &message).await.unwrap_err();
 
             assert_eq!(
                 (error.kind, error.code.as_str()),

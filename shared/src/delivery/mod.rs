@@ -7,7 +7,7 @@
 
 use crate::config::DeliverySettings;
 use crate::domain::circuit::provider_key;
-use crate::domain::delivery::{FailureKind, RenderedMessage, backoff};
+use crate::domain::delivery::{FailureKind, Outgoing, RenderedMessage, backoff};
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
 use crate::domain::template::TemplateContent;
 use crate::domain::{TenantId, Timestamp};
@@ -255,7 +255,13 @@ where
                     .await;
             }
         };
-        let sent = self.sender.send(to, &rendered).await;
+        let outgoing = Outgoing {
+            tenant: &notification.tenant,
+            notification_id: &notification.id,
+            to,
+            message: &rendered,
+        };
+        let sent = self.sender.send(&outgoing).await;
         let verdict = match &sent {
             // Held back by Herald's own send rate: the provider was not asked, so nothing is learnt.
             Err(error) if !error.reached_provider() => None,

@@ -1,9 +1,19 @@
 //! Delivery outcomes: what a send can end in, and what Herald does about each.
 
-use super::Timestamp;
+use super::{NotificationId, TenantId, Timestamp};
 use serde_json::{Value, json};
 use std::fmt;
 use std::time::Duration;
+
+/// One send as the delivery loop hands it to a channel: the address and the rendered message, and whose
+/// notification it is, for a sender that signs each message (`webhook-id`) or reads what the tenant registered.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub tenant: &'a TenantId,
+    pub notification_id: &'a NotificationId,
+    pub to: &'a str,
+    pub message: &'a RenderedMessage,
+}
 
 /// The rendered parts of one notification, ready for its channel's sender.
 #[derive(Debug, Clone, Default, PartialEq)]

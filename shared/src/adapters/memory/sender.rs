@@ -3,7 +3,7 @@
 
 use super::lock;
 use crate::domain::Channel;
-use crate::domain::delivery::{FailureKind, RenderedMessage, SendError, SendReceipt};
+use crate::domain::delivery::{FailureKind, Outgoing, RenderedMessage, SendError, SendReceipt};
 use crate::ports::{BackendError, ChannelQueue, Sender};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -86,7 +86,8 @@ impl Sender for ScriptedSender {
         self.channel
     }
 
-    async fn send(&self, to: &str, message: &RenderedMessage) -> Result<SendReceipt, SendError> {
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        let Outgoing { to, message, .. } = *outgoing;
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;

@@ -2,7 +2,8 @@
 //! exact and "at most n in any second" is checked send by send.
 
 use super::*;
-use crate::domain::delivery::FailureKind;
+use crate::domain::delivery::{FailureKind, Outgoing, RenderedMessage};
+use crate::test_fixtures::SendTo;
 use futures::future::join_all;
 use futures::poll;
 use std::pin::pin;
@@ -41,7 +42,8 @@ impl Sender for Recorder {
         Ok(to.starts_with("refused").then(|| format!("{to} is not allowed")))
     }
 
-    async fn send(&self, to: &str, _message: &RenderedMessage) -> Result<SendReceipt, SendError> {
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        let to = outgoing.to;
         self.sends.lock().unwrap().push((Instant::now(), to.to_owned()));
         Ok(SendReceipt::default())
     }
@@ -88,7 +90,7 @@ async fn run(processes: &[RateLimited<Recorder>], places: usize, rounds: usize, 
                 let process = &processes[index];
                 let sends = (0..batch).map(|k| {
                     let to = format!("{place}-{round}-{k}");
-                    async move { process.send(&to, message).await }
+                    async move { process.send_to(&to, message).await }
                 });
                 for sent in join_all(sends).await {
                     sent.unwrap();
@@ -206,7 +208,7 @@ async fn a_send_that_would_wait_too_long_is_refused_unsent() {
     let limited = RateLimited::new(recorder.clone(), Some(pacing(1, 1)));
     let message = RenderedMessage::default();
 
-    let results = join_all((0..12).map(|k| limited.send(if k < 6 { "a" } else { "b" }, &message))).await;
+    let results = join_all((0..12).map(|k| limited.send_to(if k < 6 { "a" } else { "b" }, &message))).await;
 
     assert_eq!(recorder.times().len(), 10, "slots 0 to 9.45 s");
     let refused: Vec<_> = results.into_iter().filter_map(Result::err).collect();
@@ -234,7 +236,7 @@ async fn a_send_returns_once_its_interval_has_passed() {
     let limited = RateLimited::new(Recorder::default(), Some(pacing(2, 1)));
     let started = Instant::now();
 
-    limited.send("a", &RenderedMessage::default()).await.unwrap();
+    limited.send_to("a", &RenderedMessage::default()).await.unwrap();
 
     assert_eq!(started.elapsed(), Duration::from_millis(525));
 }
@@ -247,9 +249,9 @@ async fn a_send_whose_timer_woke_late_does_not_leave_within_an_interval_of_the_n
     let limited = RateLimited::new(recorder.clone(), Some(pacing));
     let message = RenderedMessage::default();
     let started = Instant::now();
-    let mut first = pin!(limited.send("a", &message));
-    let mut late = pin!(limited.send("b", &message));
-    let mut third = pin!(limited.send("c", &message));
+    let mut first = pin!(limited.send_to("a", &message));
+    let mut late = pin!(limited.send_to("b", &message));
+    let mut third = pin!(limited.send_to("c", &message));
     for send in [first.as_mut(), late.as_mut(), third.as_mut()] {
         assert!(poll!(send).is_pending(), "permits at 0, 1.05 and 2.1 s");
     }
@@ -290,7 +292,7 @@ async fn without_a_rate_nothing_waits() {
     let message = RenderedMessage::default();
     let started = Instant::now();
 
-    join_all((0..50).map(|_| limited.send("a", &message))).await;
+    join_all((0..50).map(|_| limited.send_to("a", &message))).await;
 
     assert_eq!(recorder.times().len(), 50);
     assert_eq!(started.elapsed(), Duration::ZERO);
@@ -307,7 +309,7 @@ async fn each_webhook_gets_one_message_a_second_without_holding_back_the_others(
         "hook-a", "hook-a", "hook-a", "hook-b", "hook-c", "hook-d", "hook-e",
     ];
 
-    join_all(addresses.iter().map(|to| limited.send(to, &message))).await;
+    join_all(addresses.iter().map(|to| limited.send_to(to, &message))).await;
 
     let hook_a = recorder.times_to("hook-a");
     assert_eq!(hook_a.len(), 3);
