@@ -2,12 +2,14 @@
 
 pub mod country_limited;
 pub mod dynamodb;
+mod http_errors;
 pub mod memory;
 pub mod rate_limit;
 pub mod ses;
 pub mod slack;
 pub mod sns;
 pub mod sqs;
+pub mod webhook;
 
 use crate::domain::delivery::{FailureKind, SendError};
 use crate::ports::BackendError;

@@ -1,18 +1,15 @@
 //! The Slack channel: incoming webhooks, over HTTPS.
 
+use super::http_errors::{error_detail, retry_after, transport_error};
 use crate::domain::Channel;
 use crate::domain::address::WebhookPolicy;
 use crate::domain::delivery::{FailureKind, Outgoing, SendError, SendReceipt};
 use crate::ports::Sender;
 use crate::telemetry::record::provider_call;
-use reqwest::header::RETRY_AFTER;
 use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Map, Value};
-use std::error::Error as _;
 use std::time::Duration;
 
-/// How much of a refusal's body goes into the error's detail.
-const DETAIL_BODY_CHARS: usize = 200;
 /// Slack's refusals are short snake_case tokens (`no_service`, `invalid_payload`); longer bodies are not.
 const MAX_TOKEN_LEN: usize = 64;
 
@@ -65,25 +62,6 @@ fn error_code(status: StatusCode, body: &str) -> String {
     }
 }
 
-fn error_detail(status: StatusCode, body: &str) -> String {
-    let body = body.trim();
-    let mut detail = format!("HTTP {status}");
-    if !body.is_empty() {
-        detail.push_str(": ");
-        detail.extend(body.chars().take(DETAIL_BODY_CHARS));
-        if body.chars().nth(DETAIL_BODY_CHARS).is_some() {
-            detail.push('…');
-        }
-    }
-    detail
-}
-
-/// `Retry-After` in seconds (Slack sends seconds; an HTTP date is ignored).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse().ok().map(Duration::from_secs)
-}
-
 /// What a non-2xx answer means.
 fn status_kind(status: StatusCode) -> FailureKind {
     match status.as_u16() {
@@ -99,29 +77,6 @@ fn status_kind(status: StatusCode) -> FailureKind {
         300..=399 => FailureKind::Configuration,
         _ => FailureKind::Transient,
     }
-}
-
-/// A transport failure: its kind and its chain of causes, without the URL (whose path is the secret).
-fn transport_error(error: reqwest::Error) -> SendError {
-    // A connect timeout is both: nothing was sent. Any other timeout came after the request went out.
-    let (kind, code) = if error.is_connect() {
-        (FailureKind::Transient, "connect")
-    } else if error.is_timeout() {
-        (FailureKind::Ambiguous, "timeout")
-    } else if error.is_builder() {
-        (FailureKind::Configuration, "invalid_request")
-    } else {
-        (FailureKind::Transient, "request")
-    };
-    let error = error.without_url();
-    let mut detail = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    SendError::new(kind, code, detail)
 }
 
 impl Sender for SlackSender {
@@ -173,6 +128,7 @@ mod tests {
     //! The sender against a local HTTP server standing in for Slack (`wiremock`).
 
     use super::*;
+    use crate::adapters::http_errors::DETAIL_BODY_CHARS;
     use crate::domain::delivery::RenderedMessage;
     use crate::test_fixtures::SendTo;
     use serde_json::json;

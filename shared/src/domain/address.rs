@@ -108,11 +108,13 @@ impl std::fmt::Display for CountryAllowList {
     }
 }
 
-/// Where Slack webhooks may point. Production allows `https://` to the allow-listed hosts only; the local
-/// stack also allows loopback so its capture sink can stand in for Slack.
+/// Where webhooks may point. Slack's allow `https://` to the allow-listed hosts only; a tenant's own
+/// endpoints any public host (the address a name resolves to is checked again when connecting). The local
+/// stack also allows loopback so its capture sink can stand in for Slack and for a tenant's endpoint.
 #[derive(Debug, Clone)]
 pub struct WebhookPolicy {
     allowed_hosts: Vec<String>,
+    any_public_host: bool,
     allow_loopback: bool,
 }
 
@@ -124,8 +126,22 @@ impl WebhookPolicy {
             .collect();
         Self {
             allowed_hosts,
+            any_public_host: false,
             allow_loopback,
         }
+    }
+
+    /// Any host that is not internal: for endpoints a tenant registers.
+    pub fn any_public_host(allow_loopback: bool) -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            any_public_host: true,
+            allow_loopback,
+        }
+    }
+
+    pub fn allows_loopback(&self) -> bool {
+        self.allow_loopback
     }
 
     /// The parsed URL, or why it is refused.
@@ -147,7 +163,7 @@ impl WebhookPolicy {
                 if !scheme_ok(false) {
                     return Err("must use https://".into());
                 }
-                if !self.allowed_hosts.iter().any(|allowed| allowed == domain) {
+                if !self.any_public_host && !self.allowed_hosts.iter().any(|allowed| allowed == domain) {
                     return Err(format!(
                         "host {domain} is not allowed; allowed hosts: {}",
                         self.allowed_hosts.join(", ")
@@ -175,6 +191,13 @@ impl WebhookPolicy {
         if is_internal(ip) {
             return Err("must not point at a loopback, private, link-local or unspecified address".into());
         }
+        if self.any_public_host {
+            return if scheme_ok {
+                Ok(())
+            } else {
+                Err("must use https://".into())
+            };
+        }
         Err(format!(
             "host {ip} is not allowed; allowed hosts: {}",
             self.allowed_hosts.join(", ")
@@ -182,7 +205,9 @@ impl WebhookPolicy {
     }
 }
 
-fn is_internal(ip: IpAddr) -> bool {
+/// Loopback, private, link-local (the instance metadata service among them), shared or unspecified: never
+/// a webhook's destination outside the local stack.
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_loopback()

@@ -1,0 +1,400 @@
+//! The HTTP side of a webhook delivery: one POST per attempt, signed to the Standard Webhooks specification,
+//! to an endpoint a tenant registered. A tenant chooses the URL, so the request must not be steerable at
+//! Herald's own network: the URL must be https to a public host, redirects are never followed, and the
+//! addresses a name resolves to are checked when connecting (a name that resolves to a private address, or
+//! is re-pointed at one after it was registered, is refused then, not only when it was saved).
+
+use super::http_errors::{error_detail, retry_after, transport_error};
+use crate::domain::Timestamp;
+use crate::domain::address::{WebhookPolicy, is_internal};
+use crate::domain::delivery::{FailureKind, SendError};
+use crate::domain::webhook::{WebhookEndpoint, sign};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::{Client, StatusCode, redirect};
+use std::error::Error;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+const USER_AGENT: &str = concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION"));
+
+/// Refuses, at connection time, a name that resolves to an internal address.
+#[derive(Debug, Clone, Copy)]
+struct PublicAddressesOnly {
+    allow_loopback: bool,
+}
+
+/// Why a connection was not made: the name resolved to an address webhooks may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {ip}, an internal address")]
+struct InternalAddress {
+    host: String,
+    ip: IpAddr,
+}
+
+fn reachable(ip: IpAddr, allow_loopback: bool) -> bool {
+    let mapped = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    };
+    (allow_loopback && mapped.is_loopback()) || !is_internal(mapped)
+}
+
+impl Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_loopback = self.allow_loopback;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            // Every address, not only the first: the connector may try any of them.
+            if let Some(internal) = addresses
+                .iter()
+                .find(|address| !reachable(address.ip(), allow_loopback))
+            {
+                let refused: Box<dyn Error + Send + Sync> = Box::new(InternalAddress {
+                    host,
+                    ip: internal.ip(),
+                });
+                return Err(refused);
+            }
+            let addresses: Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// Why an endpoint did not take a delivery, and whether it asked never to be sent to again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub error: SendError,
+    /// 410 Gone: the endpoint is to be disabled.
+    pub gone: bool,
+}
+
+impl From<SendError> for Refusal {
+    fn from(error: SendError) -> Self {
+        Self { error, gone: false }
+    }
+}
+
+/// Posts signed deliveries; one HTTP client for every send.
+#[derive(Debug, Clone)]
+pub struct WebhookPoster {
+    client: Client,
+    policy: WebhookPolicy,
+}
+
+impl WebhookPoster {
+    pub fn new(
+        allow_loopback: bool,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = Client::builder()
+            .tls_backend_rustls()
+            .redirect(redirect::Policy::none())
+            .dns_resolver(Arc::new(PublicAddressesOnly { allow_loopback }))
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .user_agent(USER_AGENT)
+            .build()?;
+        Ok(Self {
+            client,
+            policy: WebhookPolicy::any_public_host(allow_loopback),
+        })
+    }
+
+    /// POSTs `body` (JSON) to `endpoint` as message `message_id` (the same for every attempt at one
+    /// notification, so the receiver can drop a repeat), signed at `now` with every secret in use.
+    pub async fn post(
+        &self,
+        endpoint: &WebhookEndpoint,
+        message_id: &str,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        let url = self
+            .policy
+            .check(&endpoint.spec.url)
+            .map_err(|why| SendError::new(FailureKind::Recipient, "endpoint_not_allowed", why))?;
+        if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            let detail = format!("the rendered body is not JSON: {error}");
+            return Err(SendError::new(FailureKind::Recipient, "invalid_body", detail).into());
+        }
+        let signed = sign(&endpoint.signing_secrets(now), message_id, now, body.as_bytes());
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &signed.id)
+            .header("webhook-timestamp", signed.timestamp.to_string())
+            .header("webhook-signature", &signed.signature)
+            .body(body.to_owned());
+        let response = request.send().await.map_err(refused_connection)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let wait = retry_after(response.headers());
+        // A body that cannot be read leaves the status to speak for itself.
+        let answer = response.text().await.unwrap_or_default();
+        let (kind, code) = status_meaning(status);
+        Err(Refusal {
+            error: SendError::new(kind, code, error_detail(status, &answer)).retry_after(wait),
+            gone: status == StatusCode::GONE,
+        })
+    }
+}
+
+/// What an endpoint's non-2xx answer means. The endpoint is the tenant's own system: whatever it answers
+/// but 410 may be fixed on its side, so it is retried on the schedule, and an endpoint that keeps failing
+/// is disabled after a while rather than each message given up at once.
+fn status_meaning(status: StatusCode) -> (FailureKind, &'static str) {
+    match status.as_u16() {
+        410 => (FailureKind::Recipient, "endpoint_gone"),
+        429 => (FailureKind::Throttled, "throttled"),
+        300..=399 => (FailureKind::Transient, "redirect"),
+        400..=499 => (FailureKind::Transient, "client_error"),
+        _ => (FailureKind::Transient, "server_error"),
+    }
+}
+
+/// A transport failure, or a refusal of the resolver's: an internal address is the endpoint's fault, and
+/// trying again will not change where its name points.
+fn refused_connection(error: reqwest::Error) -> Refusal {
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        if let Some(internal) = inner.downcast_ref::<InternalAddress>() {
+            return SendError::new(
+                FailureKind::Recipient,
+                "endpoint_not_allowed",
+                internal.to_string(),
+            )
+            .into();
+        }
+        cause = inner.source();
+    }
+    transport_error(error).into()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The poster against a local HTTP server standing in for a tenant's endpoint (`wiremock`).
+
+    use super::*;
+    use crate::domain::webhook::{EndpointSpec, RetiringSecret, SigningSecret};
+    use serde_json::json;
+    use wiremock::matchers::{body_string, header, header_exists, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const BODY: &str = r#"{"type":"order_created","data":{"order":"A-1"}}"#;
+
+    fn poster(allow_loopback: bool) -> WebhookPoster {
+        WebhookPoster::new(allow_loopback, Duration::from_secs(2), Duration::from_secs(5)).unwrap()
+    }
+
+    fn endpoint(url: &str) -> WebhookEndpoint {
+        let now = Timestamp::now();
+        WebhookEndpoint {
+            id: "billing".into(),
+            spec: EndpointSpec::parse(&json!({ "url": url }), |_| Ok(())).unwrap(),
+            secret: SigningSecret::generate().unwrap(),
+            previous_secret: None,
+            disabled_by: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    async fn endpoint_answering(response: ResponseTemplate) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/hooks/herald"))
+            .respond_with(response)
+            .expect(1)
+            .mount(&server)
+            .await;
+        server
+    }
+
+    #[tokio::test]
+    async fn posts_the_body_signed_with_every_secret_in_use() {
+        let server = MockServer::start().await;
+        let now = Timestamp::now();
+        let mut target = endpoint(&format!("{}/hooks/herald", server.uri()));
+        let previous = SigningSecret::generate().unwrap();
+        target.previous_secret = Some(RetiringSecret {
+            secret: previous.clone(),
+            until: now.plus_seconds(3600),
+        });
+        let expected = sign(&[&target.secret, &previous], "ntf_1", now, BODY.as_bytes());
+        Mock::given(method("POST"))
+            .and(path("/hooks/herald"))
+            .and(header("content-type", "application/json"))
+            .and(header("webhook-id", "ntf_1"))
+            .and(header(
+                "webhook-timestamp",
+                expected.timestamp.to_string().as_str(),
+            ))
+            .and(header_exists("webhook-signature"))
+            .and(header_exists("user-agent"))
+            .and(body_string(BODY))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        poster(true).post(&target, "ntf_1", BODY, now).await.unwrap();
+        server.verify().await;
+        // Read whole: wiremock's header matcher splits values at commas, and a signature has one per entry.
+        let received = server.received_requests().await.unwrap();
+        let signature = received[0]
+            .headers
+            .get("webhook-signature")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(signature, expected.signature);
+        assert_eq!(signature.split(' ').count(), 2);
+    }
+
+    #[tokio::test]
+    async fn gone_disables_and_every_other_refusal_is_retried() {
+        let cases = [
+            (
+                ResponseTemplate::new(410),
+                FailureKind::Recipient,
+                "endpoint_gone",
+                true,
+            ),
+            (
+                ResponseTemplate::new(500),
+                FailureKind::Transient,
+                "server_error",
+                false,
+            ),
+            (
+                ResponseTemplate::new(401),
+                FailureKind::Transient,
+                "client_error",
+                false,
+            ),
+            (
+                ResponseTemplate::new(307).insert_header("location", "http://169.254.169.254/"),
+                FailureKind::Transient,
+                "redirect",
+                false,
+            ),
+        ];
+        for (response, kind, code, gone) in cases {
+            let server = endpoint_answering(response).await;
+            let target = endpoint(&format!("{}/hooks/herald", server.uri()));
+            let refusal = poster(true)
+                .post(&target, "ntf_1", BODY, Timestamp::now())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (refusal.error.kind, refusal.error.code.as_str(), refusal.gone),
+                (kind, code, gone)
+            );
+            server.verify().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_throttled_endpoint_says_when_to_come_back() {
+        let server = endpoint_answering(ResponseTemplate::new(429).insert_header("retry-after", "30")).await;
+        let target = endpoint(&format!("{}/hooks/herald", server.uri()));
+        let refusal = poster(true)
+            .post(&target, "ntf_1", BODY, Timestamp::now())
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.error.kind, FailureKind::Throttled);
+        assert_eq!(refusal.error.retry_after, Some(Duration::from_secs(30)));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_json_is_never_sent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let target = endpoint(&format!("{}/hooks/herald", server.uri()));
+        let refusal = poster(true)
+            .post(&target, "ntf_1", "order A-1 <b>", Timestamp::now())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refusal.error.kind, refusal.error.code.as_str()),
+            (FailureKind::Recipient, "invalid_body")
+        );
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_an_internal_address_is_refused_when_connecting() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let port = server.address().port();
+        // `localhost` passes the URL check (a name), and resolves to loopback: refused at connection time.
+        let target = endpoint(&format!("https://localhost:{port}/hooks/herald"));
+        let refusal = poster(false)
+            .post(&target, "ntf_1", BODY, Timestamp::now())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refusal.error.kind, refusal.error.code.as_str()),
+            (FailureKind::Recipient, "endpoint_not_allowed")
+        );
+        assert!(
+            refusal.error.detail.contains("internal address"),
+            "{}",
+            refusal.error.detail
+        );
+        // An internal address written as such is refused before any connection.
+        for url in [
+            "https://10.0.0.8/hook",
+            "https://169.254.169.254/latest/meta-data",
+            "http://example.com/hook",
+        ] {
+            let refusal = poster(false)
+                .post(&endpoint(url), "ntf_1", BODY, Timestamp::now())
+                .await
+                .unwrap_err();
+            assert_eq!(refusal.error.code, "endpoint_not_allowed", "{url}");
+        }
+        server.verify().await;
+    }
+
+    #[test]
+    fn only_public_addresses_are_reachable() {
+        for public in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"] {
+            assert!(reachable(public.parse().unwrap(), false), "{public}");
+        }
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!reachable(internal.parse().unwrap(), false), "{internal}");
+        }
+        assert!(reachable("127.0.0.1".parse().unwrap(), true));
+        assert!(!reachable("10.1.2.3".parse().unwrap(), true));
+    }
+}
