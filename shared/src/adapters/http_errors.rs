@@ -1,11 +1,21 @@
-//! What an HTTP provider's refusal or a transport failure means, for the senders that POST to a URL (Slack,
-//! webhooks): the detail kept on the notification, `Retry-After`, and the kind of failure.
+//! For the senders that POST to a URL (Slack, webhooks): their HTTP client, and what a refusal or a
+//! transport failure means (the detail kept on the notification, `Retry-After`, the kind of failure).
 
 use crate::domain::delivery::{FailureKind, SendError};
-use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
+use reqwest::{ClientBuilder, StatusCode, redirect};
 use std::error::Error as _;
 use std::time::Duration;
+
+/// rustls, the given timeouts, and no redirects followed: a URL that redirects could otherwise steer the
+/// request at an address the sender's policy refuses.
+pub(crate) fn client_builder(connect_timeout: Duration, timeout: Duration) -> ClientBuilder {
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .redirect(redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+}
 
 /// How much of a refusal's body goes into the error's detail.
 pub(crate) const DETAIL_BODY_CHARS: usize = 200;

@@ -1,12 +1,12 @@
 //! The Slack channel: incoming webhooks, over HTTPS.
 
-use super::http_errors::{error_detail, retry_after, transport_error};
+use super::http_errors::{client_builder, error_detail, retry_after, transport_error};
 use crate::domain::Channel;
 use crate::domain::address::WebhookPolicy;
 use crate::domain::delivery::{FailureKind, Outgoing, SendError, SendReceipt};
 use crate::ports::Sender;
 use crate::telemetry::record::provider_call;
-use reqwest::{Client, StatusCode, redirect};
+use reqwest::{Client, StatusCode};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -20,19 +20,13 @@ pub struct SlackSender {
 }
 
 impl SlackSender {
-    /// One HTTP client for every send: rustls, the given timeouts, and no redirects followed (a webhook
-    /// that redirects could otherwise be steered at an address the policy refuses).
+    /// One HTTP client for every send.
     pub fn new(
         policy: WebhookPolicy,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let client = Client::builder()
-            .tls_backend_rustls()
-            .redirect(redirect::Policy::none())
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
-            .build()?;
+        let client = client_builder(connect_timeout, timeout).build()?;
         Ok(Self { client, policy })
     }
 }

@@ -4,13 +4,13 @@
 //! addresses a name resolves to are checked when connecting (a name that resolves to a private address, or
 //! is re-pointed at one after it was registered, is refused then, not only when it was saved).
 
-use super::http_errors::{error_detail, retry_after, transport_error};
+use super::http_errors::{client_builder, error_detail, retry_after, transport_error};
 use crate::domain::Timestamp;
 use crate::domain::address::{WebhookPolicy, is_internal};
 use crate::domain::delivery::{FailureKind, SendError};
 use crate::domain::webhook::{WebhookEndpoint, sign};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::{Client, StatusCode, redirect};
+use reqwest::{Client, StatusCode};
 use std::error::Error;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -90,12 +90,8 @@ impl WebhookPoster {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let client = Client::builder()
-            .tls_backend_rustls()
-            .redirect(redirect::Policy::none())
+        let client = client_builder(connect_timeout, timeout)
             .dns_resolver(Arc::new(PublicAddressesOnly { allow_loopback }))
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
             .user_agent(USER_AGENT)
             .build()?;
         Ok(Self {
@@ -218,6 +214,17 @@ mod tests {
         server
     }
 
+    /// An endpoint the test expects no request at.
+    async fn endpoint_never_called() -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        server
+    }
+
     #[tokio::test]
     async fn posts_the_body_signed_with_every_secret_in_use() {
         let server = MockServer::start().await;
@@ -316,12 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_is_not_json_is_never_sent() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200))
-            .expect(0)
-            .mount(&server)
-            .await;
+        let server = endpoint_never_called().await;
         let target = endpoint(&format!("{}/hooks/herald", server.uri()));
         let refusal = poster(true)
             .post(&target, "ntf_1", "order A-1 <b>", Timestamp::now())
@@ -336,12 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_that_resolves_to_an_internal_address_is_refused_when_connecting() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200))
-            .expect(0)
-            .mount(&server)
-            .await;
+        let server = endpoint_never_called().await;
         let port = server.address().port();
         // `localhost` passes the URL check (a name), and resolves to loopback: refused at connection time.
         let target = endpoint(&format!("https://localhost:{port}/hooks/herald"));
