@@ -203,11 +203,10 @@ fn parse_event_types(value: Option<&Value>, violations: &mut Violations) -> Vec<
     names
 }
 
-/// Why an endpoint stopped receiving deliveries.
+/// Why Herald stopped sending to an endpoint (the tenant's own `enabled: false` is in its spec). A PUT that
+/// enables it again clears this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisabledBy {
-    /// The tenant set `enabled: false`.
-    Tenant,
     /// The endpoint answered 410 Gone: it asked not to be sent to again.
     Gone,
     /// Every delivery failed for longer than the deployment allows.
@@ -217,14 +216,13 @@ pub enum DisabledBy {
 impl DisabledBy {
     pub const fn as_str(self) -> &'static str {
         match self {
-            DisabledBy::Tenant => "tenant",
             DisabledBy::Gone => "gone",
             DisabledBy::Failing => "failing",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [DisabledBy::Tenant, DisabledBy::Gone, DisabledBy::Failing]
+        [DisabledBy::Gone, DisabledBy::Failing]
             .into_iter()
             .find(|by| by.as_str() == text)
     }
@@ -279,16 +277,12 @@ impl WebhookEndpoint {
 
     /// The endpoint as the API shows it: never its secret.
     pub fn to_json(&self) -> Value {
-        let status = match (self.spec.enabled, self.disabled_by) {
-            (_, Some(by)) if by != DisabledBy::Tenant => "disabled",
-            (false, _) => "disabled",
-            (true, _) => "enabled",
-        };
+        let status = if self.is_active() { "enabled" } else { "disabled" };
         let disabled_reason = match self.disabled_by {
             Some(DisabledBy::Gone) => Some("the endpoint answered 410 Gone"),
             Some(DisabledBy::Failing) => Some("every delivery failed for longer than the deployment allows"),
-            Some(DisabledBy::Tenant) | None if !self.spec.enabled => Some("disabled by the tenant"),
-            _ => None,
+            None if !self.spec.enabled => Some("disabled by the tenant"),
+            None => None,
         };
         json!({
             "id": self.id,

@@ -36,6 +36,7 @@ mod tenant_settings;
 mod tests;
 mod unsettled;
 mod user_store;
+mod webhook_endpoints;
 
 pub use activity_store::DynamoActivityStore;
 pub use config_store::DynamoConfigStore;

@@ -26,6 +26,7 @@ pub mod templates;
 pub mod tenants;
 mod unsettled;
 pub mod users;
+pub mod webhooks;
 pub use unsettled::MemoryQueueDepth;
 
 /// What a failpoint does to the next calls of its operation.
