@@ -4,10 +4,11 @@ use crate::adapters::{backend_error, send_error};
 use crate::domain::Channel;
 use crate::domain::address::check_email;
 use crate::domain::delivery::{FailureKind, Outgoing, RenderedMessage, SendError, SendReceipt};
+use crate::domain::provider_feedback::{NOTIFICATION_TAG, TENANT_TAG, tenant_tag_value};
 use crate::ports::{BackendError, Sender};
 use crate::telemetry::record::provider_call;
 use aws_sdk_sesv2::Client;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, SendQuota};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag, SendQuota};
 use std::num::NonZeroU32;
 
 const CHARSET: &str = "UTF-8";
@@ -63,6 +64,22 @@ fn email_content(message: &RenderedMessage) -> Result<EmailContent, SendError> {
     Ok(EmailContent::builder().simple(simple).build())
 }
 
+/// The tags SES hands back in every event it publishes about the message (a bounce, a complaint, a
+/// delivery), so the feedback names its notification without a lookup by SES message id.
+fn feedback_tags(outgoing: &Outgoing<'_>) -> Result<Vec<MessageTag>, SendError> {
+    let tag = |name: &str, value: String| {
+        MessageTag::builder()
+            .name(name)
+            .value(value)
+            .build()
+            .map_err(|error| SendError::new(FailureKind::Configuration, "invalid_request", error.to_string()))
+    };
+    Ok(vec![
+        tag(TENANT_TAG, tenant_tag_value(outgoing.tenant))?,
+        tag(NOTIFICATION_TAG, outgoing.notification_id.to_string())?,
+    ])
+}
+
 /// SES's own error codes; throttling, 5xx and unknown codes are left to [`send_error`].
 fn classify(code: &str) -> Option<FailureKind> {
     match code {
@@ -94,6 +111,7 @@ impl Sender for SesSender {
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(to).build())
             .content(content)
+            .set_email_tags(Some(feedback_tags(outgoing)?))
             .set_configuration_set_name(self.configuration_set.clone());
         let output = provider_call(Channel::Email, request.send())
             .await
@@ -222,6 +240,21 @@ mod tests {
             && utf8(body.and_then(Body::text)) == Some("Your order is on its way.")
             && utf8(body.and_then(Body::html)) == Some("<p>Your order is on its way.</p>")
             && request.configuration_set_name() == configuration_set
+            && tagged_for_feedback(request)
+    }
+
+    /// Tagged with the tenant (`acme`, as `send_to` sends) and a notification id, for SES's events.
+    fn tagged_for_feedback(request: &SendEmailInput) -> bool {
+        let tag = |name: &str| {
+            request
+                .email_tags()
+                .iter()
+                .find(|tag| tag.name() == name)
+                .map(|tag| tag.value().to_owned())
+        };
+        tag(TENANT_TAG) == Some(tenant_tag_value(&crate::domain::TenantId::new("acme")))
+            && tag(NOTIFICATION_TAG).is_some_and(|id| crate::domain::NotificationId::parse(&id).is_some())
+            && request.email_tags().len() == 2
     }
 
     /// SES's modeled error for `code`, carrying the code in its metadata as the SDK's deserializer sets it.

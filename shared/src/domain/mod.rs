@@ -11,6 +11,7 @@ pub mod ids;
 pub mod log_query;
 pub mod notification;
 pub mod problem;
+pub mod provider_feedback;
 pub mod rate_limit;
 pub mod retry;
 pub mod rule;
