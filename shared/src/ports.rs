@@ -7,6 +7,7 @@ use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::rule::{Rule, RuleSpec};
+use crate::domain::suppression::Suppression;
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::user::{Preferences, User, UserProfile};
@@ -134,6 +135,36 @@ pub trait UserStore: Send + Sync {
         &self,
         tenant: &TenantId,
         user_id: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+}
+
+/// Each tenant's suppressed email addresses, keyed as `suppression_key` writes them.
+pub trait SuppressionList: Send + Sync {
+    /// Adds the entry unless the address is on the list already (the first cause is kept). `true` when
+    /// this call added it.
+    fn suppress(
+        &self,
+        tenant: &TenantId,
+        entry: &Suppression,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    fn suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> impl Future<Output = Result<Option<Suppression>, BackendError>> + Send;
+
+    fn suppressions(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Suppression>, BackendError>> + Send;
+
+    /// `true` when the address was on the list.
+    fn unsuppress(
+        &self,
+        tenant: &TenantId,
+        address: &str,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
 

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is a failed test
 
-use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::adapters::memory::webhooks::MemoryWebhookEndpoints;
 use herald::domain::webhook::{DisabledBy, EndpointSpec, SigningSecret, WebhookEndpoint};
 use herald::domain::{TenantId, Timestamp};
@@ -189,12 +188,7 @@ async fn keeps_its_promises(store: &impl WebhookEndpointStore) {
 
 #[tokio::test]
 async fn the_config_table_keeps_the_promises() {
-    let stack = Stack::new().await;
-    keeps_its_promises(&DynamoConfigStore::new(
-        stack.dynamodb.clone(),
-        &stack.tables.config,
-    ))
-    .await;
+    keeps_its_promises(&Stack::new().await.config_store()).await;
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ pub mod provider_feedback;
 pub mod rate_limit;
 pub mod retry;
 pub mod rule;
+pub mod suppression;
 pub mod template;
 pub mod tenant;
 pub mod time;

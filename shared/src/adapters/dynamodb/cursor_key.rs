@@ -3,10 +3,9 @@
 //! so every function of the deployment signs with the same secret from its first list on.
 
 use super::config_store::DynamoConfigStore;
-use super::{Item, corrupt, key};
+use super::{Item, corrupt, key, put_if_absent};
 use crate::adapters::backend_error;
 use crate::ports::{BackendError, CursorKeyStore};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -53,26 +52,12 @@ impl CursorKeyStore for DynamoConfigStore {
         })?;
         let mut item = cursor_key_item();
         item.insert("secret".into(), AttributeValue::B(Blob::new(secret.clone())));
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(secret),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
-            {
-                self.stored_cursor_key()
-                    .await?
-                    .ok_or_else(|| corrupt("read", "the cursor key vanished after it was made"))
-            }
-            Err(error) => Err(backend_error("DynamoDB", "PutItem(cursor key)", &error)),
+        if put_if_absent(&self.client, &self.table, item, "PutItem(cursor key)").await? {
+            return Ok(secret);
         }
+        // Another process made it first: its key is the one.
+        self.stored_cursor_key()
+            .await?
+            .ok_or_else(|| corrupt("read", "the cursor key vanished after it was made"))
     }
 }

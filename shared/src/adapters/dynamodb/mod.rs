@@ -31,6 +31,7 @@ mod ingest_budget;
 mod ledger;
 mod notification_log;
 mod rule_store;
+mod suppressions;
 mod tenant_settings;
 #[cfg(test)]
 mod tests;
@@ -161,6 +162,33 @@ impl ItemExt for Item {
 fn put_opt(item: &mut Item, name: &str, value: Option<impl Into<String>>) {
     if let Some(value) = value {
         item.insert(name.to_owned(), s(value));
+    }
+}
+
+/// Puts `item` unless an item with its key exists: `true` when this put wrote it.
+async fn put_if_absent(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: Item,
+    operation: &'static str,
+) -> Result<bool, BackendError> {
+    let written = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match written {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error.as_service_error().is_some_and(
+                aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception,
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(crate::adapters::backend_error("DynamoDB", operation, &error)),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod ledger;
 mod notification_log;
 pub mod rules;
 pub mod sender;
+pub mod suppressions;
 pub mod templates;
 pub mod tenants;
 mod unsettled;
@@ -107,6 +108,26 @@ fn after_write(operation: &str, fault: Option<Fault>) -> Result<(), BackendError
 }
 
 /// The failpoint of a read: a timeout after a read that changed nothing is simply a failed read.
+/// One page of `items`, given in key order with their keys: those after `page.after`, at most `page.limit`,
+/// and `next` the last key of a page that left some out.
+fn page_after<T>(
+    items: impl IntoIterator<Item = (String, T)>,
+    page: &crate::ports::PageRequest,
+) -> crate::ports::Page<T> {
+    let limit = usize::from(page.limit.max(1));
+    let mut keyed: Vec<(String, T)> = items
+        .into_iter()
+        .filter(|(key, _)| page.after.as_deref().is_none_or(|after| key.as_str() > after))
+        .take(limit + 1)
+        .collect();
+    let next = (keyed.len() > limit).then(|| keyed[limit - 1].0.clone());
+    keyed.truncate(limit);
+    crate::ports::Page {
+        items: keyed.into_iter().map(|(_, item)| item).collect(),
+        next,
+    }
+}
+
 async fn before_read(failpoints: &Failpoints, operation: &str) -> Result<(), BackendError> {
     let fault = before_write(failpoints, operation).await?;
     after_write(operation, fault)

@@ -1,7 +1,7 @@
 //! Webhook endpoints in memory, with the config table's semantics: each change applies to one endpoint at
 //! once, a PUT keeps an existing endpoint's secrets, and changes to an endpoint that is gone do nothing.
 
-use super::{Failpoints, after_write, before_read, before_write, lock};
+use super::{Failpoints, after_write, before_read, before_write, lock, page_after};
 use crate::domain::webhook::{DisabledBy, EndpointSpec, RetiringSecret, SigningSecret, WebhookEndpoint};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{BackendError, Page, PageRequest, Saved, WebhookEndpointStore};
@@ -89,20 +89,13 @@ impl WebhookEndpointStore for MemoryWebhookEndpoints {
         page: &PageRequest,
     ) -> Result<Page<WebhookEndpoint>, BackendError> {
         before_read(&self.failpoints, "endpoints").await?;
+        let tenant = tenant.to_string();
         let endpoints = lock(&self.endpoints);
-        let mut items: Vec<WebhookEndpoint> = endpoints
+        let mine = endpoints
             .iter()
-            .filter(|((owner, id), _)| {
-                *owner == tenant.to_string() && page.after.as_deref().is_none_or(|after| id.as_str() > after)
-            })
-            .map(|(_, endpoint)| endpoint.clone())
-            .take(usize::from(page.limit) + 1)
-            .collect();
-        let next = (items.len() > usize::from(page.limit)).then(|| {
-            items.truncate(usize::from(page.limit));
-            items.last().map(|last| last.id.clone()).unwrap_or_default()
-        });
-        Ok(Page { items, next })
+            .filter(|((owner, _), _)| *owner == tenant)
+            .map(|((_, id), endpoint)| (id.clone(), endpoint.clone()));
+        Ok(page_after(mine, page))
     }
 
     async fn delete_endpoint(&self, tenant: &TenantId, id: &str) -> Result<bool, BackendError> {
