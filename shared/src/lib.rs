@@ -14,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod feedback;
 pub mod http;
 pub mod ingest;
 pub mod outbox;

@@ -1,0 +1,88 @@
+//! The feedback queue's consumer: SES's bounces and complaints put their addresses on the tenant's
+//! suppression list. One SQS batch at a time; a message that is not feedback Herald can act on is logged and
+//! acknowledged (it would be the same on every retry, so it must not poison the batch), and one whose write
+//! failed is returned to the queue alone, to be retried and, after the queue's receive count, dead-lettered.
+
+use crate::domain::provider_feedback::{ProviderFeedback, parse_ses_event};
+use crate::domain::suppression::Suppression;
+use crate::ports::{BackendError, SuppressionList};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::LambdaEvent;
+
+/// Everything the feedback function holds between invocations.
+#[derive(Debug)]
+pub struct FeedbackHandler<L> {
+    suppressions: L,
+}
+
+impl<L: SuppressionList> FeedbackHandler<L> {
+    pub fn new(suppressions: L) -> Self {
+        Self { suppressions }
+    }
+
+    /// The Lambda handler: the messages to retry, every other one acknowledged.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let outcomes = futures::future::join_all(
+            event
+                .payload
+                .records
+                .iter()
+                .map(|message| async move { (message, self.apply(message).await) }),
+        )
+        .await;
+        let mut response = SqsBatchResponse::default();
+        for (message, outcome) in outcomes {
+            if let Err(error) = outcome {
+                tracing::warn!(
+                    message_id = message.message_id.as_deref().unwrap_or("unknown"),
+                    %error,
+                    "feedback not recorded; returned to the queue"
+                );
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        Ok(response)
+    }
+
+    async fn apply(&self, message: &SqsMessage) -> Result<(), BackendError> {
+        let body = message.body.as_deref().unwrap_or_default();
+        let feedback = match parse_ses_event(body) {
+            Ok(Some(feedback)) => feedback,
+            Ok(None) => return Ok(()),
+            Err(refused) => {
+                tracing::error!(
+                    message_id = message.message_id.as_deref().unwrap_or("unknown"),
+                    error = %refused,
+                    "not feedback Herald can act on; dropped"
+                );
+                return Ok(());
+            }
+        };
+        self.suppress(&feedback).await
+    }
+
+    /// Every address a permanent bounce or a complaint names goes on its tenant's list (the first cause is
+    /// kept, so a redelivered message changes nothing).
+    async fn suppress(&self, feedback: &ProviderFeedback) -> Result<(), BackendError> {
+        for entry in Suppression::from_feedback(feedback) {
+            let added = self.suppressions.suppress(&feedback.tenant, &entry).await?;
+            if added {
+                tracing::info!(
+                    tenant = %feedback.tenant,
+                    notification_id = %feedback.notification_id,
+                    reason = entry.reason.as_str(),
+                    "address suppressed"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
