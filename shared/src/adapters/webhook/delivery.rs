@@ -1,6 +1,6 @@
 //! A webhook delivery around the POST: the endpoint looked up, and what its answer teaches recorded on it.
 
-use super::{Refusal, WebhookPoster};
+use super::{Refusal, RefusedBy, WebhookPoster};
 use crate::domain::Timestamp;
 use crate::domain::delivery::{FailureKind, Outgoing, SendError, SendReceipt};
 use crate::domain::webhook::DisabledBy;
@@ -71,17 +71,21 @@ impl<E: WebhookEndpointStore> WebhookDelivery<E> {
                     provider_message_id: Some(message_id),
                 })
             }
-            Err(Refusal { error, gone: true }) => {
+            Err(Refusal {
+                error,
+                said_by: RefusedBy::EndpointGone,
+            }) => {
                 remember(self.endpoints.disable(tenant, id, DisabledBy::Gone, now).await);
                 Err(error)
             }
-            // Not the endpoint's doing: the body or the URL policy.
-            Err(Refusal { error, .. })
-                if matches!(error.code.as_str(), "invalid_body" | "endpoint_not_allowed") =>
-            {
-                Err(error)
-            }
-            Err(Refusal { error, .. }) => {
+            Err(Refusal {
+                error,
+                said_by: RefusedBy::Herald,
+            }) => Err(error),
+            Err(Refusal {
+                error,
+                said_by: RefusedBy::Endpoint,
+            }) => {
                 if endpoint.failing_longer_than(now, self.disable_after) {
                     remember(self.endpoints.disable(tenant, id, DisabledBy::Failing, now).await);
                     let detail = format!(

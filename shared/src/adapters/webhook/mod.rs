@@ -66,17 +66,31 @@ impl Resolve for PublicAddressesOnly {
     }
 }
 
-/// Why an endpoint did not take a delivery, and whether it asked never to be sent to again.
+/// Why a delivery was not taken, and what it says about the endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub error: SendError,
-    /// 410 Gone: the endpoint is to be disabled.
-    pub gone: bool,
+    pub said_by: RefusedBy,
 }
 
-impl From<SendError> for Refusal {
-    fn from(error: SendError) -> Self {
-        Self { error, gone: false }
+/// Who refused a delivery: what the endpoint's record learns from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBy {
+    /// Herald, before any request: the body is not JSON, or the URL (or where its name points) is not
+    /// allowed. Nothing is learnt about the endpoint's health.
+    Herald,
+    /// The endpoint failed to answer 2xx (or to answer at all): part of a run of failures.
+    Endpoint,
+    /// The endpoint answered 410 Gone: it asked never to be sent to again.
+    EndpointGone,
+}
+
+impl Refusal {
+    fn by_herald(error: SendError) -> Self {
+        Self {
+            error,
+            said_by: RefusedBy::Herald,
+        }
     }
 }
 
@@ -112,13 +126,20 @@ impl WebhookPoster {
         body: &str,
         now: Timestamp,
     ) -> Result<(), Refusal> {
-        let url = self
-            .policy
-            .check(&endpoint.spec.url)
-            .map_err(|why| SendError::new(FailureKind::Recipient, "endpoint_not_allowed", why))?;
+        let url = self.policy.check(&endpoint.spec.url).map_err(|why| {
+            Refusal::by_herald(SendError::new(
+                FailureKind::Recipient,
+                "endpoint_not_allowed",
+                why,
+            ))
+        })?;
         if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(body) {
             let detail = format!("the rendered body is not JSON: {error}");
-            return Err(SendError::new(FailureKind::Recipient, "invalid_body", detail).into());
+            return Err(Refusal::by_herald(SendError::new(
+                FailureKind::Recipient,
+                "invalid_body",
+                detail,
+            )));
         }
         let signed = sign(&endpoint.signing_secrets(now), message_id, now, body.as_bytes());
         let request = self
@@ -140,7 +161,11 @@ impl WebhookPoster {
         let (kind, code) = status_meaning(status);
         Err(Refusal {
             error: SendError::new(kind, code, error_detail(status, &answer)).retry_after(wait),
-            gone: status == StatusCode::GONE,
+            said_by: if status == StatusCode::GONE {
+                RefusedBy::EndpointGone
+            } else {
+                RefusedBy::Endpoint
+            },
         })
     }
 }
@@ -164,16 +189,18 @@ fn refused_connection(error: reqwest::Error) -> Refusal {
     let mut cause = error.source();
     while let Some(inner) = cause {
         if let Some(internal) = inner.downcast_ref::<InternalAddress>() {
-            return SendError::new(
+            return Refusal::by_herald(SendError::new(
                 FailureKind::Recipient,
                 "endpoint_not_allowed",
                 internal.to_string(),
-            )
-            .into();
+            ));
         }
         cause = inner.source();
     }
-    transport_error(error).into()
+    Refusal {
+        error: transport_error(error),
+        said_by: RefusedBy::Endpoint,
+    }
 }
 
 #[cfg(test)]

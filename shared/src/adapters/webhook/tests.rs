@@ -130,7 +130,11 @@ async fn gone_disables_and_every_other_refusal_is_retried() {
             .await
             .unwrap_err();
         assert_eq!(
-            (refusal.error.kind, refusal.error.code.as_str(), refusal.gone),
+            (
+                refusal.error.kind,
+                refusal.error.code.as_str(),
+                refusal.said_by == RefusedBy::EndpointGone
+            ),
             (kind, code, gone)
         );
         server.verify().await;

@@ -7,14 +7,17 @@ use crate::domain::event::{Acceptance, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::notification::{Envelope, Notification};
 use crate::domain::rule::{Rule, RuleSpec};
-use crate::domain::suppression::Suppression;
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::user::{Preferences, User, UserProfile};
-use crate::domain::webhook::{DisabledBy, EndpointSpec, SigningSecret, WebhookEndpoint};
 use crate::domain::{Channel, EventId, FieldError, NotificationId, TenantId, Timestamp};
 use std::future::Future;
 use std::time::Duration;
+
+mod suppressions;
+mod webhooks;
+pub use suppressions::SuppressionList;
+pub use webhooks::WebhookEndpointStore;
 
 /// A backing service failed. `retryable` says whether the same call may succeed later (throttling,
 /// 5xx, timeouts) or not (access denied, a missing table: configuration a person must fix).
@@ -136,103 +139,6 @@ pub trait UserStore: Send + Sync {
         tenant: &TenantId,
         user_id: &str,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
-}
-
-/// Each tenant's suppressed email addresses, keyed as `suppression_key` writes them.
-pub trait SuppressionList: Send + Sync {
-    /// Adds the entry unless the address is on the list already (the first cause is kept). `true` when
-    /// this call added it.
-    fn suppress(
-        &self,
-        tenant: &TenantId,
-        entry: &Suppression,
-    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
-
-    fn suppression(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> impl Future<Output = Result<Option<Suppression>, BackendError>> + Send;
-
-    fn suppressions(
-        &self,
-        tenant: &TenantId,
-        page: &PageRequest,
-    ) -> impl Future<Output = Result<Page<Suppression>, BackendError>> + Send;
-
-    /// `true` when the address was on the list.
-    fn unsuppress(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
-}
-
-/// The webhook endpoints tenants register (`/v1/webhooks/{id}`), and what deliveries learn about them.
-pub trait WebhookEndpointStore: Send + Sync {
-    /// Creates the endpoint with `secret`, or replaces the spec of an existing one, which keeps its own
-    /// secrets. Saving it enabled clears what disabled it (a 410, failures) and its run of failures.
-    fn put_endpoint(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        spec: &EndpointSpec,
-        secret: &SigningSecret,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(Saved, WebhookEndpoint), BackendError>> + Send;
-
-    fn endpoint(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<WebhookEndpoint>, BackendError>> + Send;
-
-    fn endpoints(
-        &self,
-        tenant: &TenantId,
-        page: &PageRequest,
-    ) -> impl Future<Output = Result<Page<WebhookEndpoint>, BackendError>> + Send;
-
-    fn delete_endpoint(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
-
-    /// Makes `secret` the one that signs; the current one keeps signing beside it until `overlap_until`.
-    /// `None` when there is no such endpoint.
-    fn rotate_secret(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        secret: &SigningSecret,
-        overlap_until: Timestamp,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<WebhookEndpoint>, BackendError>> + Send;
-
-    /// Records that deliveries have failed since `since`, unless an earlier failure of the same run is
-    /// recorded already (only a success ends a run).
-    fn mark_failing(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        since: Timestamp,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
-
-    /// A delivery succeeded: the run of failures is over.
-    fn mark_healthy(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
-
-    fn disable(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        by: DisabledBy,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
 /// What an operator sets per tenant (`herald tenant …`), in the config table. Each setting is written on
