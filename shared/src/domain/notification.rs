@@ -22,6 +22,12 @@ pub enum NotificationStatus {
     Skipped,
     /// Not delivered within its event type's maximum age: too late to be worth sending.
     Expired,
+    /// After `sent`: the recipient's server accepted the message (SES's delivery event).
+    Delivered,
+    /// After `sent`: the recipient's server refused the message (SES's bounce event).
+    Bounced,
+    /// After `sent`: the recipient marked the message as spam (SES's complaint event).
+    Complained,
 }
 
 impl NotificationStatus {
@@ -37,6 +43,20 @@ impl NotificationStatus {
             Self::RateLimited => "rate_limited",
             Self::Skipped => "skipped",
             Self::Expired => "expired",
+            Self::Delivered => "delivered",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
+        }
+    }
+
+    /// The statuses a provider's later word may move a notification from to `self`: `None` for statuses
+    /// no feedback leads to. Feedback arrives out of order and more than once; a complaint or a bounce
+    /// outranks a delivery, and nothing moves a notification back.
+    pub const fn after_feedback_from(self) -> Option<&'static [NotificationStatus]> {
+        match self {
+            Self::Delivered => Some(&[Self::Sent]),
+            Self::Bounced | Self::Complained => Some(&[Self::Sent, Self::Delivered]),
+            _ => None,
         }
     }
 
@@ -92,9 +112,11 @@ pub mod reason {
     pub const MAX_AGE_EXCEEDED: &str = "max_age_exceeded";
     /// The provider asked for fewer calls (`retrying`, using up no step of the schedule).
     pub const THROTTLED: &str = "throttled";
+    /// The address is on the tenant's suppression list (it bounced, or its owner complained).
+    pub const ADDRESS_SUPPRESSED: &str = "address_suppressed";
 
     /// Every code: the values of the metrics' `Reason` dimension (telemetry::catalogue).
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         NO_ADDRESS,
         OPTED_OUT,
         RATE_LIMITED,
@@ -110,6 +132,7 @@ pub mod reason {
         EVENT_EXPIRED,
         MAX_AGE_EXCEEDED,
         THROTTLED,
+        ADDRESS_SUPPRESSED,
     ];
 }
 
@@ -274,6 +297,20 @@ mod tests {
         );
         assert_eq!(NotificationStatus::RateLimited.to_string(), "rate_limited");
         assert!("lost".parse::<NotificationStatus>().is_err());
+        assert_eq!("bounced".parse(), Ok(NotificationStatus::Bounced));
+    }
+
+    #[test]
+    fn feedback_never_moves_a_notification_back() {
+        use NotificationStatus::{Bounced, Complained, Delivered, Queued, Sent};
+        assert_eq!(Delivered.after_feedback_from(), Some(&[Sent][..]));
+        for worse in [Bounced, Complained] {
+            let from = worse.after_feedback_from().unwrap();
+            assert!(from.contains(&Sent) && from.contains(&Delivered));
+            assert!(!from.contains(&Bounced) && !from.contains(&Complained));
+            assert!(!Delivered.after_feedback_from().unwrap().contains(&worse));
+        }
+        assert_eq!(Queued.after_feedback_from(), None);
     }
 
     #[test]

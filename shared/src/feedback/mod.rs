@@ -1,23 +1,33 @@
-//! The feedback queue's consumer: SES's bounces and complaints put their addresses on the tenant's
-//! suppression list. One SQS batch at a time; a message that is not feedback Herald can act on is logged and
+//! The feedback queue's consumer: SES's deliveries, bounces and complaints are recorded on the notification
+//! they are about (`delivered`, `bounced`, `complained`), and permanent bounces and complaints put their
+//! addresses on the tenant's suppression list. One SQS batch at a time; a message that is not feedback Herald can act on is logged and
 //! acknowledged (it would be the same on every retry, so it must not poison the batch), and one whose write
 //! failed is returned to the queue alone, to be retried and, after the queue's receive count, dead-lettered.
 
-use crate::domain::provider_feedback::{ProviderFeedback, parse_ses_event};
+use crate::domain::Channel;
+use crate::domain::Timestamp;
+use crate::domain::notification::NotificationStatus;
+use crate::domain::provider_feedback::{FeedbackKind, ProviderFeedback, parse_ses_event};
 use crate::domain::suppression::Suppression;
-use crate::ports::{BackendError, SuppressionList};
+use crate::ports::{BackendError, FeedbackLedger, SuppressionList};
+use crate::telemetry::catalogue::NotificationOutcome;
+use crate::telemetry::record;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 
 /// Everything the feedback function holds between invocations.
 #[derive(Debug)]
-pub struct FeedbackHandler<L> {
+pub struct FeedbackHandler<L, N> {
     suppressions: L,
+    notifications: N,
 }
 
-impl<L: SuppressionList> FeedbackHandler<L> {
-    pub fn new(suppressions: L) -> Self {
-        Self { suppressions }
+impl<L: SuppressionList, N: FeedbackLedger> FeedbackHandler<L, N> {
+    pub fn new(suppressions: L, notifications: N) -> Self {
+        Self {
+            suppressions,
+            notifications,
+        }
     }
 
     /// The Lambda handler: the messages to retry, every other one acknowledged.
@@ -63,7 +73,40 @@ impl<L: SuppressionList> FeedbackHandler<L> {
                 return Ok(());
             }
         };
+        self.record(&feedback).await?;
         self.suppress(&feedback).await
+    }
+
+    /// The notification's new status. A redelivered message, or one arriving after worse news, changes
+    /// nothing and counts nothing.
+    async fn record(&self, feedback: &ProviderFeedback) -> Result<(), BackendError> {
+        let (status, outcome) = match feedback.kind {
+            FeedbackKind::Delivery => (NotificationStatus::Delivered, NotificationOutcome::Delivered),
+            FeedbackKind::Bounce { .. } => (NotificationStatus::Bounced, NotificationOutcome::Bounced),
+            FeedbackKind::Complaint => (NotificationStatus::Complained, NotificationOutcome::Complained),
+        };
+        let recorded = self
+            .notifications
+            .record_feedback(
+                &feedback.tenant,
+                &feedback.notification_id,
+                status,
+                &feedback.detail,
+                Timestamp::now(),
+            )
+            .await?;
+        if recorded {
+            // SES is the only provider that reports back, and it sends email only.
+            record::notification(Channel::Email, outcome, None);
+            tracing::info!(
+                tenant = %feedback.tenant,
+                notification_id = %feedback.notification_id,
+                status = status.as_str(),
+                detail = %feedback.detail,
+                "provider feedback recorded"
+            );
+        }
+        Ok(())
     }
 
     /// Every address a permanent bounce or a complaint names goes on its tenant's list (the first cause is

@@ -1,8 +1,8 @@
 //! The feedback handler on the in-memory suppression list, with failpoints.
 
 use super::*;
-use crate::adapters::memory::Fault;
 use crate::adapters::memory::suppressions::MemorySuppressionList;
+use crate::adapters::memory::{Fault, MemoryActivityStore};
 use crate::domain::TenantId;
 use crate::domain::provider_feedback::{NOTIFICATION_TAG, TENANT_TAG, tenant_tag_value};
 use crate::domain::suppression::SuppressionReason;
@@ -62,7 +62,7 @@ async fn suppressed(list: &MemorySuppressionList) -> Vec<(String, SuppressionRea
 
 #[tokio::test]
 async fn permanent_bounces_and_complaints_suppress_and_nothing_else_does() {
-    let handler = FeedbackHandler::new(MemorySuppressionList::default());
+    let handler = FeedbackHandler::new(MemorySuppressionList::default(), MemoryActivityStore::default());
     let complaint = message(
         "m3",
         "Complaint",
@@ -94,7 +94,7 @@ async fn permanent_bounces_and_complaints_suppress_and_nothing_else_does() {
 
 #[tokio::test]
 async fn a_message_that_is_not_feedback_never_poisons_its_batch() {
-    let handler = FeedbackHandler::new(MemorySuppressionList::default());
+    let handler = FeedbackHandler::new(MemorySuppressionList::default(), MemoryActivityStore::default());
     let mut garbage = SqsMessage::default();
     garbage.message_id = Some("junk".into());
     garbage.body = Some("not json at all".into());
@@ -114,7 +114,7 @@ async fn a_message_that_is_not_feedback_never_poisons_its_batch() {
 
 #[tokio::test]
 async fn a_failed_write_returns_only_its_message_and_a_retry_changes_nothing_twice() {
-    let handler = FeedbackHandler::new(MemorySuppressionList::default());
+    let handler = FeedbackHandler::new(MemorySuppressionList::default(), MemoryActivityStore::default());
     handler.suppressions.failpoints.set("suppress", Fault::Fail, 1);
     let response = handler
         .handle(batch(vec![bounce("m1", "ada@example.com", "Permanent")]))

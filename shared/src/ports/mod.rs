@@ -14,8 +14,10 @@ use crate::domain::{Channel, EventId, FieldError, NotificationId, TenantId, Time
 use std::future::Future;
 use std::time::Duration;
 
+mod feedback;
 mod suppressions;
 mod webhooks;
+pub use feedback::FeedbackLedger;
 pub use suppressions::SuppressionList;
 pub use webhooks::WebhookEndpointStore;
 

@@ -108,10 +108,16 @@ pub enum NotificationOutcome {
     Suppressed,
     /// At ingest: over the recipient's limit on the channel.
     RateLimited,
+    /// After it was sent, the provider said the recipient's server accepted it.
+    Delivered,
+    /// After it was sent, the provider said the recipient's server refused it.
+    Bounced,
+    /// After it was sent, the provider said the recipient marked it as spam.
+    Complained,
 }
 
 impl NotificationOutcome {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 11] = [
         Self::Sent,
         Self::Failed,
         Self::Retried,
@@ -120,6 +126,9 @@ impl NotificationOutcome {
         Self::Skipped,
         Self::Suppressed,
         Self::RateLimited,
+        Self::Delivered,
+        Self::Bounced,
+        Self::Complained,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -132,6 +141,9 @@ impl NotificationOutcome {
             Self::Skipped => "skipped",
             Self::Suppressed => "suppressed",
             Self::RateLimited => "rate_limited",
+            Self::Delivered => "delivered",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
         }
     }
 }
@@ -168,16 +180,18 @@ pub enum Function {
     Sms,
     Slack,
     Sweeper,
+    Feedback,
 }
 
 impl Function {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Ingest,
         Self::Api,
         Self::Email,
         Self::Sms,
         Self::Slack,
         Self::Sweeper,
+        Self::Feedback,
     ];
 
     /// The function's binary, as `template.yaml` names it (`BuildProperties.Binary`).
@@ -189,6 +203,7 @@ impl Function {
             Self::Sms => "sms",
             Self::Slack => "slack",
             Self::Sweeper => "sweeper",
+            Self::Feedback => "feedback",
         }
     }
 }

@@ -26,7 +26,10 @@ pub fn event_refused(code: ProblemCode) {
 /// What became of one notification; `reason` is its reason code when it was not sent.
 pub fn notification(channel: Channel, outcome: NotificationOutcome, reason: Option<&str>) {
     count(&NOTIFICATIONS, [channel.as_str(), outcome.as_str()]);
-    if outcome == NotificationOutcome::Sent {
+    if matches!(
+        outcome,
+        NotificationOutcome::Sent | NotificationOutcome::Delivered
+    ) {
         return;
     }
     let reason = reason

@@ -27,6 +27,7 @@ mod circuit;
 mod config_store;
 mod cursor_key;
 mod event_type_store;
+mod feedback;
 mod ingest_budget;
 mod ledger;
 mod notification_log;

@@ -1,21 +1,23 @@
 //! The config table in memory, as ingest and the API take it: one value for event types, rules,
-//! templates, users and tenants' settings (the DynamoDB adapter is one type for all four). Each part keeps its own failpoints.
+//! templates, users, tenants' settings and suppression lists (the DynamoDB adapter is one type for all of them). Each part keeps its own failpoints.
 
 use super::event_types::MemoryEventTypeStore;
 use super::rules::MemoryRuleStore;
+use super::suppressions::MemorySuppressionList;
 use super::templates::MemoryTemplateStore;
 use super::tenants::MemoryTenantSettingsStore;
 use super::users::MemoryUserStore;
 use crate::domain::address::CountryAllowList;
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::rule::{Rule, RuleSpec};
+use crate::domain::suppression::Suppression;
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
 use crate::domain::tenant::{TenantLimit, TenantSettings};
 use crate::domain::user::{Preferences, User, UserProfile};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{
-    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, TemplateStore, TenantSettingsStore,
-    UserStore, WriteError,
+    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, SuppressionList, TemplateStore,
+    TenantSettingsStore, UserStore, WriteError,
 };
 
 #[derive(Debug, Default)]
@@ -25,6 +27,33 @@ pub struct MemoryConfigStore {
     pub templates: MemoryTemplateStore,
     pub users: MemoryUserStore,
     pub tenants: MemoryTenantSettingsStore,
+    pub suppressions: MemorySuppressionList,
+}
+
+impl SuppressionList for MemoryConfigStore {
+    async fn suppress(&self, tenant: &TenantId, entry: &Suppression) -> Result<bool, BackendError> {
+        self.suppressions.suppress(tenant, entry).await
+    }
+
+    async fn suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<Option<Suppression>, BackendError> {
+        self.suppressions.suppression(tenant, address).await
+    }
+
+    async fn suppressions(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Suppression>, BackendError> {
+        self.suppressions.suppressions(tenant, page).await
+    }
+
+    async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, BackendError> {
+        self.suppressions.unsuppress(tenant, address).await
+    }
 }
 
 impl TenantSettingsStore for MemoryConfigStore {

@@ -6,7 +6,7 @@ use super::{MemoryActivityStore, NotificationEntry, after_write, before_write, l
 use crate::domain::delivery::{Attempt, EARLY_CLAIM_TOLERANCE};
 use crate::domain::notification::{Notification, NotificationStatus};
 use crate::domain::{NotificationId, TenantId, Timestamp};
-use crate::ports::{BackendError, Claim, DeliveryLedger, Settlement};
+use crate::ports::{BackendError, Claim, DeliveryLedger, FeedbackLedger, Settlement};
 use std::time::Duration;
 
 /// Statuses a delivery may claim from (besides `sending` with an expired lease).
@@ -152,6 +152,35 @@ impl DeliveryLedger for MemoryActivityStore {
                     entry.records.values().cloned().collect(),
                 )
             }))
+    }
+}
+
+impl FeedbackLedger for MemoryActivityStore {
+    async fn record_feedback(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        status: NotificationStatus,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<bool, BackendError> {
+        let fault = before_write(&self.failpoints, "record_feedback").await?;
+        let recorded = {
+            let mut tables = lock(&self.tables);
+            let entry = tables.notifications.get_mut(&(tenant.clone(), id.clone()));
+            match (entry, status.after_feedback_from()) {
+                (Some(entry), Some(from)) if from.contains(&entry.notification.status) => {
+                    let notification = &mut entry.notification;
+                    notification.status = status;
+                    notification.detail = Some(detail.to_owned());
+                    notification.reason = None;
+                    notification.updated_at = now;
+                    true
+                }
+                _ => false,
+            }
+        };
+        after_write("record_feedback", fault).map(|()| recorded)
     }
 }
 
