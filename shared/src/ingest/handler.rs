@@ -11,7 +11,8 @@ use crate::http::{
 };
 use crate::ports::{
     ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
-    NotificationLog, NotificationQueue, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
+    NotificationLog, NotificationQueue, RuleStore, SuppressionList, TemplateStore, TenantSettingsStore,
+    UserStore,
 };
 use crate::telemetry::catalogue::EventOutcome;
 use crate::telemetry::record;
@@ -28,7 +29,7 @@ const BATCH_CONCURRENCY: usize = 8;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {
@@ -158,7 +159,7 @@ where
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {

@@ -19,7 +19,7 @@ use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
     ActivityStore, ApiKeyStore, EventTypeStore, IngestBudgets, NotificationQueue, Recorded, RuleStore,
-    TemplateStore, TenantSettingsStore, UserStore,
+    SuppressionList, TemplateStore, TenantSettingsStore, UserStore,
 };
 use crate::telemetry::catalogue::NotificationOutcome;
 use crate::telemetry::record;
@@ -50,7 +50,7 @@ pub struct Ingest<K, C, A, Q> {
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
     A: ActivityStore + IngestBudgets,
     Q: NotificationQueue,
 {
@@ -155,6 +155,7 @@ where
         };
         let mut notifications =
             resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref());
+        self.hold_back_suppressed(tenant, &mut notifications).await?;
         let tenant_settings = self
             .catalog
             .tenant_settings(tenant)
@@ -255,6 +256,47 @@ where
             submission.recipient = submission.recipient.filled_from(profile);
         }
         Ok(user.preferences)
+    }
+
+    /// Emails to an address on the tenant's suppression list become `suppressed` and are never sent, critical
+    /// event types' included: the address itself bounced or complained, and every send to it costs the
+    /// sender's reputation. One read, and only for an event with an email to send (all its emails go to
+    /// the one recipient's address). Not cached: an address suppressed a moment ago must already hold.
+    async fn hold_back_suppressed(
+        &self,
+        tenant: &TenantId,
+        notifications: &mut [Notification],
+    ) -> Result<(), Problem> {
+        let is_email_to_send =
+            |n: &Notification| n.channel == Channel::Email && n.status == NotificationStatus::Queued;
+        let Some(address) = notifications
+            .iter()
+            .find(|n| is_email_to_send(n))
+            .and_then(|n| n.to.clone())
+        else {
+            return Ok(());
+        };
+        let Some(entry) = self
+            .catalog
+            .store()
+            .suppression(tenant, &address)
+            .await
+            .map_err(|error| backend_failure(&error))?
+        else {
+            return Ok(());
+        };
+        for notification in notifications.iter_mut().filter(|n| is_email_to_send(n)) {
+            notification.status = NotificationStatus::Suppressed;
+            notification.reason = Some(reason::ADDRESS_SUPPRESSED.to_owned());
+            notification.detail = Some(format!(
+                "the address is on the suppression list ({} on {}); DELETE /v1/suppressions/{} to send to it again",
+                entry.reason.as_str(),
+                entry.created_at.to_rfc3339(),
+                entry.address
+            ));
+            notification.pinned = None;
+        }
+        Ok(())
     }
 
     /// Records the acceptance and fans it out, or finds the request it replays, or the counters that had no

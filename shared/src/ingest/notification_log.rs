@@ -14,7 +14,8 @@ use crate::domain::{EventId, NotificationId, Problem, TenantId};
 use crate::http::{HttpResponse, backend_failure, json_response, query_parameters};
 use crate::ports::{
     ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
-    NotificationLog, NotificationQueue, Page, RuleStore, TemplateStore, TenantSettingsStore, UserStore,
+    NotificationLog, NotificationQueue, Page, RuleStore, SuppressionList, TemplateStore, TenantSettingsStore,
+    UserStore,
 };
 use futures::StreamExt;
 use lambda_http::Request;
@@ -28,7 +29,7 @@ const ATTEMPT_READS: usize = 16;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore,
+    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {

@@ -28,6 +28,7 @@ use std::time::Duration;
 mod backend_faults;
 mod notification_log;
 mod rate_limits;
+mod suppressions;
 mod users;
 
 type MemoryIngest = Ingest<MemoryApiKeyStore, MemoryConfigStore, MemoryActivityStore, MemoryQueue>;
