@@ -1,8 +1,10 @@
 //! The email Lambda: delivers the email queue's notifications through Amazon SES v2, within its send rate.
 
+use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::adapters::load_aws_config;
 use herald::adapters::rate_limit::{Pacing, RateLimited};
 use herald::adapters::ses::{SesSender, account_send_rate_or_fallback};
+use herald::adapters::suppression_checked::SuppressionChecked;
 use herald::config::{DeliveryConfig, EmailSettings, Env, SendRateSettings};
 use herald::delivery::{provider_config, serve};
 use herald::telemetry::Function;
@@ -23,6 +25,11 @@ async fn main() -> Result<(), Error> {
     };
     let pacing = Pacing::shared(per_second, rate.max_concurrency)?;
     let ses = aws_sdk_sesv2::Client::new(&provider_config(&aws, config.delivery.provider_timeout));
-    let sender = SesSender::new(ses, email.from, email.configuration_set);
-    serve(RateLimited::new(sender, Some(pacing)), &aws, config).await
+    let sender = RateLimited::new(
+        SesSender::new(ses, email.from, email.configuration_set),
+        Some(pacing),
+    );
+    let suppressions = DynamoConfigStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.tables.config);
+    // The suppression list outside the rate: an address it refuses costs no permit.
+    serve(SuppressionChecked::new(sender, suppressions), &aws, config).await
 }

@@ -6,7 +6,7 @@
 //! [`TENANT_SETTINGS_TTL`], so a change takes effect within that time without a read per message.
 
 use crate::domain::address::CountryAllowList;
-use crate::domain::delivery::{Outgoing, SendError, SendReceipt};
+use crate::domain::delivery::{DestinationRefusal, Outgoing, SendError, SendReceipt};
 use crate::domain::{Channel, TenantId};
 use crate::ports::{BackendError, Sender, TenantSettingsStore};
 use std::collections::HashMap;
@@ -75,10 +75,10 @@ impl<S: Sender, T: TenantSettingsStore> Sender for CountryLimited<S, T> {
         self.inner.channel()
     }
 
-    async fn refuse(&self, tenant: &TenantId, to: &str) -> Result<Option<String>, BackendError> {
+    async fn refuse(&self, tenant: &TenantId, to: &str) -> Result<Option<DestinationRefusal>, BackendError> {
         let own = self.tenant_list(tenant).await?;
         if let Err(why) = own.as_ref().unwrap_or(&self.deployment).check(to) {
-            return Ok(Some(why));
+            return Ok(Some(DestinationRefusal::NotAllowed(why)));
         }
         self.inner.refuse(tenant, to).await
     }

@@ -9,6 +9,7 @@ pub mod ses;
 pub mod slack;
 pub mod sns;
 pub mod sqs;
+pub mod suppression_checked;
 pub mod webhook;
 
 use crate::domain::delivery::{FailureKind, SendError};

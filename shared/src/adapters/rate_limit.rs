@@ -237,7 +237,11 @@ impl<S: Sender> Sender for RateLimited<S> {
         self.inner.channel()
     }
 
-    async fn refuse(&self, tenant: &TenantId, to: &str) -> Result<Option<String>, BackendError> {
+    async fn refuse(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+    ) -> Result<Option<crate::domain::delivery::DestinationRefusal>, BackendError> {
         self.inner.refuse(tenant, to).await
     }
 

@@ -7,7 +7,7 @@
 
 use crate::config::DeliverySettings;
 use crate::domain::circuit::provider_key;
-use crate::domain::delivery::{FailureKind, Outgoing, RenderedMessage, backoff};
+use crate::domain::delivery::{DestinationRefusal, FailureKind, Outgoing, RenderedMessage, backoff};
 use crate::domain::notification::{Envelope, Notification, NotificationStatus, reason};
 use crate::domain::template::TemplateContent;
 use crate::domain::{TenantId, Timestamp};
@@ -335,7 +335,14 @@ where
         };
         match self.sender.refuse(&notification.tenant, to).await {
             Ok(None) => Ok((to, rendered)),
-            Ok(Some(why)) => Err(failed(reason::DESTINATION_NOT_ALLOWED, &why)),
+            Ok(Some(DestinationRefusal::NotAllowed(why))) => {
+                Err(failed(reason::DESTINATION_NOT_ALLOWED, &why))
+            }
+            Ok(Some(DestinationRefusal::Suppressed(why))) => Err(Next::Final(final_settlement(
+                NotificationStatus::Suppressed,
+                reason::ADDRESS_SUPPRESSED,
+                &why,
+            ))),
             Err(error) => {
                 tracing::error!(%error, "could not read whether the destination is allowed");
                 Err(self
@@ -535,5 +542,7 @@ mod breaker_tests;
 mod retry_tests;
 #[cfg(test)]
 mod sms_countries_tests;
+#[cfg(test)]
+mod suppression_tests;
 #[cfg(test)]
 mod tests;

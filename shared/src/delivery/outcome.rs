@@ -125,6 +125,7 @@ where
             NotificationStatus::Retrying => AttemptOutcome::Retrying,
             NotificationStatus::DeadLettered => AttemptOutcome::DeadLettered,
             NotificationStatus::Expired => AttemptOutcome::Expired,
+            NotificationStatus::Suppressed => AttemptOutcome::Suppressed,
             _ => AttemptOutcome::Failed,
         };
         let record = Attempt {
@@ -205,6 +206,7 @@ fn count_outcome(notification: &Notification, outcome: AttemptOutcome, reason: O
         AttemptOutcome::Failed => NotificationOutcome::Failed,
         AttemptOutcome::DeadLettered => NotificationOutcome::DeadLettered,
         AttemptOutcome::Expired => NotificationOutcome::Expired,
+        AttemptOutcome::Suppressed => NotificationOutcome::Suppressed,
     };
     record::notification(notification.channel, counted, reason);
     if outcome == AttemptOutcome::Sent {

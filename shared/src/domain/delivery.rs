@@ -122,6 +122,17 @@ pub enum AttemptOutcome {
     DeadLettered,
     /// Too late to send: past its event type's maximum age.
     Expired,
+    /// Not sent: the address went on the tenant's suppression list after the event was accepted.
+    Suppressed,
+}
+
+/// Why a channel will not send to an address at all, decided before any provider call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationRefusal {
+    /// Outside what the channel may send to (an SMS country not allowed): the notification fails.
+    NotAllowed(String),
+    /// On the tenant's suppression list: the notification is `suppressed`, as ingest would have made it.
+    Suppressed(String),
 }
 
 impl AttemptOutcome {
@@ -133,6 +144,7 @@ impl AttemptOutcome {
             Self::Failed => "failed",
             Self::DeadLettered => "dead_lettered",
             Self::Expired => "expired",
+            Self::Suppressed => "suppressed",
         }
     }
 }
@@ -148,6 +160,7 @@ impl std::str::FromStr for AttemptOutcome {
             Self::Failed,
             Self::DeadLettered,
             Self::Expired,
+            Self::Suppressed,
         ]
         .into_iter()
         .find(|outcome| outcome.as_str() == text)

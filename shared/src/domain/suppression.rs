@@ -62,6 +62,16 @@ impl Suppression {
             .collect()
     }
 
+    /// What a notification held back by this entry says (`suppressed`, `address_suppressed`).
+    pub fn held_back_detail(&self) -> String {
+        format!(
+            "the address is on the suppression list ({} on {}); DELETE /v1/suppressions/{} to send to it again",
+            self.reason.as_str(),
+            self.created_at.to_rfc3339(),
+            self.address
+        )
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "address": self.address,

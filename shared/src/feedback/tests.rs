@@ -148,9 +148,9 @@ async fn a_failed_write_returns_only_its_message_and_a_retry_changes_nothing_twi
     assert_eq!(suppressed(&handler.suppressions).await.len(), 1);
 }
 
-/// A handler over an activity table holding one email notification of tenant `acme`, `sent` when `send`.
+/// A handler over an activity table holding one email notification of tenant `acme`, `sent` when `was_sent`.
 async fn with_notification(
-    send: bool,
+    was_sent: bool,
 ) -> (
     FeedbackHandler<MemorySuppressionList, MemoryActivityStore>,
     String,
@@ -160,7 +160,7 @@ async fn with_notification(
     activity.record_acceptance(&accepted, LEASE).await.unwrap();
     let notification = &accepted.notifications[0];
     let (tenant, id) = (&notification.tenant, &notification.id);
-    if send {
+    if was_sent {
         let Claim::Claimed { attempt, .. } =
             activity.claim(tenant, id, Timestamp::now(), LEASE).await.unwrap()
         else {

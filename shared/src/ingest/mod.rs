@@ -288,12 +288,7 @@ where
         for notification in notifications.iter_mut().filter(|n| is_email_to_send(n)) {
             notification.status = NotificationStatus::Suppressed;
             notification.reason = Some(reason::ADDRESS_SUPPRESSED.to_owned());
-            notification.detail = Some(format!(
-                "the address is on the suppression list ({} on {}); DELETE /v1/suppressions/{} to send to it again",
-                entry.reason.as_str(),
-                entry.created_at.to_rfc3339(),
-                entry.address
-            ));
+            notification.detail = Some(entry.held_back_detail());
             notification.pinned = None;
         }
         Ok(())

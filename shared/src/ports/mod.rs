@@ -419,13 +419,13 @@ pub trait Sender: Send + Sync {
     fn channel(&self) -> Channel;
 
     /// Why this channel will not send to `to` for `tenant` at all (an SMS country outside the tenant's
-    /// allow-list), decided before any provider call; `None` to send. The notification then fails with
-    /// `destination_not_allowed`. `Err` when what decides it cannot be read now: the notification waits.
+    /// allow-list, an address on the suppression list), decided before any provider call; `None` to send.
+    /// `Err` when what decides it cannot be read now: the notification waits.
     fn refuse(
         &self,
         _tenant: &TenantId,
         _to: &str,
-    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+    ) -> impl Future<Output = Result<Option<crate::domain::delivery::DestinationRefusal>, BackendError>> + Send {
         async { Ok(None) }
     }
 

@@ -38,8 +38,14 @@ impl Sender for Recorder {
         Channel::Slack
     }
 
-    async fn refuse(&self, _tenant: &TenantId, to: &str) -> Result<Option<String>, BackendError> {
-        Ok(to.starts_with("refused").then(|| format!("{to} is not allowed")))
+    async fn refuse(
+        &self,
+        _tenant: &TenantId,
+        to: &str,
+    ) -> Result<Option<crate::domain::delivery::DestinationRefusal>, BackendError> {
+        Ok(to
+            .starts_with("refused")
+            .then(|| crate::domain::delivery::DestinationRefusal::NotAllowed(format!("{to} is not allowed"))))
     }
 
     async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
@@ -278,8 +284,10 @@ async fn what_the_inner_sender_refuses_is_refused_before_any_permit() {
     let tenant = TenantId::new("acme");
 
     assert_eq!(
-        limited.refuse(&tenant, "refused-1").await.unwrap().as_deref(),
-        Some("refused-1 is not allowed")
+        limited.refuse(&tenant, "refused-1").await.unwrap(),
+        Some(crate::domain::delivery::DestinationRefusal::NotAllowed(
+            "refused-1 is not allowed".into()
+        ))
     );
     assert_eq!(limited.refuse(&tenant, "hook-a").await.unwrap(), None);
     assert_eq!(limited.channel(), Channel::Slack);
