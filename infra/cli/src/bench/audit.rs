@@ -173,10 +173,12 @@ fn tally(
         if let Some(sent_at) = notification["sent_at"].as_str().and_then(parse_millis) {
             audit.last_sent_at = audit.last_sent_at.max(Some(sent_at));
         }
-        match (status.as_str(), received) {
-            ("sent", 1) => audit.delivered_once += 1,
-            ("sent", 0) => audit.lost.push(finding(format!(
-                "recorded sent (provider id {}), but the provider has no record of it",
+        // The provider's later word (delivered, bounced, complained) follows a send: each is a send.
+        let recorded_sent = matches!(status.as_str(), "sent" | "delivered" | "bounced" | "complained");
+        match (recorded_sent, received) {
+            (true, 1) => audit.delivered_once += 1,
+            (true, 0) => audit.lost.push(finding(format!(
+                "recorded {status} (provider id {}), but the provider has no record of it",
                 notification["provider_message_id"]
             ))),
             (_, 0) => audit
@@ -354,6 +356,11 @@ mod tests {
                 1,
             ),
             (expected(5, "slack"), None, 0), // accepted, then not found
+            (
+                expected(6, "email"),
+                Some(json!({"status": "bounced", "attempts": [{}]})),
+                1,
+            ), // sent once, and SES said it bounced
         ];
         let deliveries: BTreeMap<(String, usize), usize> = cases
             .iter()
@@ -368,7 +375,7 @@ mod tests {
         let audit = tally(&looked_up, &deliveries);
 
         let ids = |findings: &[Finding]| findings.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
-        assert_eq!(audit.delivered_once, 1);
+        assert_eq!(audit.delivered_once, 2);
         assert_eq!(ids(&audit.lost), ["ntf_email_1", "ntf_sms_3", "ntf_slack_5"]);
         assert_eq!(ids(&audit.doubled), ["ntf_sms_2"]);
         assert_eq!(ids(&audit.misrecorded), ["ntf_slack_4"]);
