@@ -127,6 +127,7 @@ impl QueueUrls {
             (Channel::Email, env.required("HERALD_EMAIL_QUEUE_URL")?),
             (Channel::Sms, env.required("HERALD_SMS_QUEUE_URL")?),
             (Channel::Slack, env.required("HERALD_SLACK_QUEUE_URL")?),
+            (Channel::Webhook, env.required("HERALD_WEBHOOK_QUEUE_URL")?),
         ]))
     }
 
@@ -136,6 +137,7 @@ impl QueueUrls {
             (Channel::Email, env.required("HERALD_EMAIL_DLQ_URL")?),
             (Channel::Sms, env.required("HERALD_SMS_DLQ_URL")?),
             (Channel::Slack, env.required("HERALD_SLACK_DLQ_URL")?),
+            (Channel::Webhook, env.required("HERALD_WEBHOOK_DLQ_URL")?),
         ]))
     }
 
@@ -375,6 +377,32 @@ impl SlackSettings {
     }
 }
 
+/// The webhook channel: how long a POST may take, and how long an endpoint may keep failing before
+/// Herald disables it.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSettings {
+    /// `HERALD_ALLOW_LOOPBACK_WEBHOOKS`: the local stack's capture sink stands in for an endpoint.
+    pub allow_loopback: bool,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// `HERALD_WEBHOOK_DISABLE_AFTER_HOURS` (default 120: five days, as Svix does): a run of failures
+    /// longer than this disables the endpoint, and the tenant sees why on `GET /v1/webhooks/{id}`.
+    pub disable_after: Duration,
+}
+
+impl WebhookSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            allow_loopback: env.flag("HERALD_ALLOW_LOOPBACK_WEBHOOKS")?,
+            connect_timeout: Duration::from_millis(env.number("HERALD_WEBHOOK_CONNECT_TIMEOUT_MS", 2_000)?),
+            timeout: Duration::from_millis(env.number("HERALD_WEBHOOK_TIMEOUT_MS", 15_000)?),
+            disable_after: Duration::from_secs(
+                env.number("HERALD_WEBHOOK_DISABLE_AFTER_HOURS", 120)? * 3_600,
+            ),
+        })
+    }
+}
+
 /// A channel function's send rate, and how many invocations share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendRateSettings {
@@ -520,6 +548,7 @@ mod tests {
             ("HERALD_EMAIL_QUEUE_URL", "http://q/email"),
             ("HERALD_SMS_QUEUE_URL", "http://q/sms"),
             ("HERALD_SLACK_QUEUE_URL", "http://q/slack"),
+            ("HERALD_WEBHOOK_QUEUE_URL", "http://q/webhook"),
         ]))
         .unwrap();
         assert_eq!(config.queues.get(Channel::Sms), Some("http://q/sms"));

@@ -172,7 +172,7 @@ where
         let provider = envelope
             .provider
             .clone()
-            .unwrap_or_else(|| provider_key(self.sender.channel(), None));
+            .unwrap_or_else(|| provider_key(&envelope.tenant, self.sender.channel(), None));
         let admission = self
             .breaker
             .admit(&self.ledger, &provider, Timestamp::now())

@@ -11,16 +11,25 @@ pub enum Channel {
     Email,
     Sms,
     Slack,
+    /// A POST to each of the tenant's own endpoints that receives the event (`/v1/webhooks`), signed.
+    Webhook,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Slack];
+    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Sms, Channel::Slack, Channel::Webhook];
+
+    /// Whether it reaches a person (the recipient), whose opt-outs and rate limit then apply; a webhook
+    /// reaches the tenant's own systems.
+    pub const fn reaches_a_person(self) -> bool {
+        !matches!(self, Channel::Webhook)
+    }
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",
             Channel::Sms => "sms",
             Channel::Slack => "slack",
+            Channel::Webhook => "webhook",
         }
     }
 }
@@ -32,7 +41,7 @@ impl fmt::Display for Channel {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown channel {0:?}; known channels are email, sms and slack")]
+#[error("unknown channel {0:?}; known channels are email, sms, slack and webhook")]
 pub struct UnknownChannel(pub String);
 
 impl FromStr for Channel {

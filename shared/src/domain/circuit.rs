@@ -1,7 +1,7 @@
 //! Circuit breakers: one per provider endpoint, so an outage is waited out without calling the provider
 //! for every message and without using up anyone's retries.
 
-use super::{Channel, Timestamp};
+use super::{Channel, TenantId, Timestamp};
 use url::Url;
 
 /// A provider's circuit as stored: closed while `open_until` is unset; open until then; half-open after,
@@ -22,10 +22,11 @@ impl CircuitState {
     }
 }
 
-/// The provider endpoint a notification is sent through, which names its circuit: `ses`, `sns`, or
-/// `slack:<host>` (each webhook host fails on its own). A Slack notification whose address is unknown here
-/// shares `slack`.
-pub fn provider_key(channel: Channel, address: Option<&str>) -> String {
+/// The provider endpoint a notification is sent through, which names its circuit: `ses`, `sns`,
+/// `slack:<host>` (each webhook host fails on its own), or `webhook:<tenant>:<endpoint>` (each tenant's
+/// endpoint fails on its own; endpoint ids are the tenant's). A notification whose address is unknown here
+/// shares its channel's name.
+pub fn provider_key(tenant: &TenantId, channel: Channel, address: Option<&str>) -> String {
     match channel {
         Channel::Email => "ses".to_owned(),
         Channel::Sms => "sns".to_owned(),
@@ -35,6 +36,10 @@ pub fn provider_key(channel: Channel, address: Option<&str>) -> String {
                 .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
             host.map_or_else(|| "slack".to_owned(), |host| format!("slack:{host}"))
         }
+        Channel::Webhook => address.map_or_else(
+            || "webhook".to_owned(),
+            |endpoint| format!("webhook:{tenant}:{endpoint}"),
+        ),
     }
 }
 
@@ -44,18 +49,32 @@ mod tests {
 
     #[test]
     fn each_provider_endpoint_has_its_own_circuit() {
-        assert_eq!(provider_key(Channel::Email, Some("ada@example.com")), "ses");
-        assert_eq!(provider_key(Channel::Sms, None), "sns");
+        let acme = TenantId::new("acme");
+        assert_eq!(
+            provider_key(&acme, Channel::Email, Some("ada@example.com")),
+            "ses"
+        );
+        assert_eq!(provider_key(&acme, Channel::Sms, None), "sns");
         assert_eq!(
             provider_key(
+                &acme,
                 Channel::Slack,
                 Some("https://Hooks.Slack.com/services/T/B/secret")
             ),
             "slack:hooks.slack.com",
             "the host only: the path is a secret"
         );
-        assert_eq!(provider_key(Channel::Slack, Some("not a url")), "slack");
-        assert_eq!(provider_key(Channel::Slack, None), "slack");
+        assert_eq!(provider_key(&acme, Channel::Slack, Some("not a url")), "slack");
+        assert_eq!(provider_key(&acme, Channel::Slack, None), "slack");
+        assert_eq!(
+            provider_key(&acme, Channel::Webhook, Some("orders")),
+            "webhook:acme:orders"
+        );
+        assert_ne!(
+            provider_key(&TenantId::new("globex"), Channel::Webhook, Some("orders")),
+            "webhook:acme:orders",
+            "two tenants' endpoints of one name are two circuits"
+        );
     }
 
     #[test]

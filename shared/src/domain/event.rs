@@ -36,6 +36,8 @@ impl Recipient {
             Channel::Email => self.email.as_deref(),
             Channel::Sms => self.phone.as_deref(),
             Channel::Slack => self.slack_webhook_url.as_deref(),
+            // The tenant's own endpoints, not the recipient's: ingest sends to each that receives the event.
+            Channel::Webhook => None,
         }
     }
 

@@ -182,6 +182,8 @@ impl Notification {
             Channel::Email => mask_email(to),
             Channel::Sms => mask_phone(to),
             Channel::Slack => mask_webhook(to),
+            // An endpoint's id, chosen by the tenant: nothing secret in it.
+            Channel::Webhook => to.to_owned(),
         })
     }
 
@@ -262,6 +264,7 @@ impl Envelope {
     pub fn for_notification(notification: &Notification) -> Self {
         Self {
             provider: Some(super::circuit::provider_key(
+                &notification.tenant,
                 notification.channel,
                 notification.to.as_deref(),
             )),

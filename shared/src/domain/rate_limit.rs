@@ -64,9 +64,10 @@ pub fn counters(
     };
     let (minute, expires_at) = window(now);
     let mut by_key: BTreeMap<(String, Channel), RateCounter> = BTreeMap::new();
+    // A limit protects a person from a flood; a webhook goes to the tenant's own systems.
     for notification in notifications
         .iter()
-        .filter(|n| n.status == NotificationStatus::Queued)
+        .filter(|n| n.status == NotificationStatus::Queued && n.channel.reaches_a_person())
     {
         let Some(subject) = subject(recipient, notification) else {
             continue;

@@ -132,6 +132,11 @@ impl RuleSet {
         Self { rules, conditions }
     }
 
+    /// Whether any enabled rule sends on `channel`.
+    pub fn uses(&self, channel: Channel) -> bool {
+        self.rules.iter().any(|rule| rule.spec.channel == channel)
+    }
+
     /// The rules that apply to an event with this payload and recipient, in a stable order.
     pub fn matching(&self, payload: &Value, recipient: &Value) -> Vec<&Rule> {
         let subject = json!({"payload": payload, "recipient": recipient}).to_string();

@@ -1,12 +1,16 @@
 //! What ingest needs to know about an event type — its schema, rules and their templates — compiled once,
-//! and its tenant's limits, each cached per container for a short while.
+//! its tenant's limits and its tenant's webhook endpoints, each cached per container for a short while.
 
 use crate::domain::TenantId;
 use crate::domain::event_type::{EventType, compile_schema};
 use crate::domain::rule::RuleSet;
 use crate::domain::template::TemplateHead;
 use crate::domain::tenant::TenantSettings;
-use crate::ports::{BackendError, EventTypeStore, RuleStore, TemplateStore, TenantSettingsStore};
+use crate::domain::webhook::WebhookEndpoint;
+use crate::ports::{
+    BackendError, EventTypeStore, PageRequest, RuleStore, TemplateStore, TenantSettingsStore,
+    WebhookEndpointStore,
+};
 use jsonschema::Validator;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,12 @@ pub struct CompiledEventType {
 
 type CacheKey = (TenantId, String);
 
+/// A tenant's webhook endpoints that deliveries go to now.
+pub type ActiveEndpoints = Arc<Vec<WebhookEndpoint>>;
+
+/// Pages of a tenant's webhook endpoints read (100 a page): a tenant has at most this many hundred.
+const MAX_ENDPOINT_PAGES: usize = 10;
+
 /// Loads and caches compiled event types. Unknown types are not cached, so a type created a moment ago
 /// is usable at once.
 #[derive(Debug)]
@@ -32,6 +42,7 @@ pub struct Catalog<C> {
     ttl: Duration,
     cache: Mutex<HashMap<CacheKey, (Arc<CompiledEventType>, Instant)>>,
     settings: Mutex<HashMap<TenantId, (TenantSettings, Instant)>>,
+    endpoints: Mutex<HashMap<TenantId, (ActiveEndpoints, Instant)>>,
 }
 
 impl<C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore> Catalog<C> {
@@ -41,7 +52,40 @@ impl<C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore> Catalo
             ttl,
             cache: Mutex::new(HashMap::new()),
             settings: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The tenant's active webhook endpoints, cached as the event types are: an endpoint registered a
+    /// moment ago receives events within the cache's lifetime, as a new rule does.
+    pub async fn active_endpoints(&self, tenant: &TenantId) -> Result<ActiveEndpoints, BackendError>
+    where
+        C: WebhookEndpointStore,
+    {
+        if let Ok(cache) = self.endpoints.lock()
+            && let Some((endpoints, at)) = cache.get(tenant)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(endpoints));
+        }
+        let mut active = Vec::new();
+        let mut page = PageRequest {
+            limit: 100,
+            after: None,
+        };
+        for _ in 0..MAX_ENDPOINT_PAGES {
+            let listed = self.store.endpoints(tenant, &page).await?;
+            active.extend(listed.items.into_iter().filter(WebhookEndpoint::is_active));
+            match listed.next {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        let active = Arc::new(active);
+        if let Ok(mut cache) = self.endpoints.lock() {
+            cache.insert(tenant.clone(), (Arc::clone(&active), Instant::now()));
+        }
+        Ok(active)
     }
 
     /// The tenant's own limits (its ingest budget, its rate limit), cached as the event types are.

@@ -12,7 +12,7 @@ use crate::http::{
 use crate::ports::{
     ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
     NotificationLog, NotificationQueue, RuleStore, SuppressionList, TemplateStore, TenantSettingsStore,
-    UserStore,
+    UserStore, WebhookEndpointStore,
 };
 use crate::telemetry::catalogue::EventOutcome;
 use crate::telemetry::record;
@@ -29,7 +29,13 @@ const BATCH_CONCURRENCY: usize = 8;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
+    C: EventTypeStore
+        + RuleStore
+        + TemplateStore
+        + TenantSettingsStore
+        + UserStore
+        + SuppressionList
+        + WebhookEndpointStore,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {
@@ -159,7 +165,13 @@ where
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
+    C: EventTypeStore
+        + RuleStore
+        + TemplateStore
+        + TenantSettingsStore
+        + UserStore
+        + SuppressionList
+        + WebhookEndpointStore,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {

@@ -4,14 +4,16 @@
 mod catalog;
 pub mod handler;
 mod notification_log;
+mod resolve;
 
 pub use catalog::{Catalog, CompiledEventType};
+use resolve::{Accepting, resolve_notifications};
 
 use crate::config::HttpSettings;
 use crate::domain::api_key::KeyGrant;
 use crate::domain::event::{Acceptance, EventSubmission, IdempotencyRecord, StoredEvent};
 use crate::domain::event_type::payload_violations;
-use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate, reason};
+use crate::domain::notification::{Notification, NotificationStatus, reason};
 use crate::domain::rate_limit;
 use crate::domain::user::Preferences;
 use crate::domain::{Channel, EventId, NotificationId, Problem, ProblemCode, TenantId, Timestamp};
@@ -19,11 +21,12 @@ use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
     ActivityStore, ApiKeyStore, EventTypeStore, IngestBudgets, NotificationQueue, Recorded, RuleStore,
-    SuppressionList, TemplateStore, TenantSettingsStore, UserStore,
+    SuppressionList, TemplateStore, TenantSettingsStore, UserStore, WebhookEndpointStore,
 };
 use crate::telemetry::catalogue::NotificationOutcome;
 use crate::telemetry::record;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Idempotency keys are remembered this long (the contract promises at least 24 h).
 const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 3600;
@@ -50,7 +53,13 @@ pub struct Ingest<K, C, A, Q> {
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
+    C: EventTypeStore
+        + RuleStore
+        + TemplateStore
+        + TenantSettingsStore
+        + UserStore
+        + SuppressionList
+        + WebhookEndpointStore,
     A: ActivityStore + IngestBudgets,
     Q: NotificationQueue,
 {
@@ -153,8 +162,21 @@ where
             correlation_id,
             now,
         };
-        let mut notifications =
-            resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref());
+        let endpoints = if compiled.rules.uses(Channel::Webhook) && submission.wants(Channel::Webhook) {
+            self.catalog
+                .active_endpoints(tenant)
+                .await
+                .map_err(|error| backend_failure(&error))?
+        } else {
+            Arc::default()
+        };
+        let mut notifications = resolve_notifications(
+            &accepted,
+            &submission,
+            &compiled,
+            preferences.as_ref(),
+            &endpoints,
+        );
         self.hold_back_suppressed(tenant, &mut notifications).await?;
         let tenant_settings = self
             .catalog
@@ -429,117 +451,6 @@ fn mark_rate_limited(notifications: &mut [Notification], full: &[NotificationId]
             notification.channel
         ));
     }
-}
-
-/// What every notification of one accepted event shares.
-struct Accepting<'a> {
-    tenant: &'a TenantId,
-    event_id: &'a EventId,
-    correlation_id: &'a str,
-    now: Timestamp,
-}
-
-/// One notification per rule that applies and whose channel the submission allows; `suppressed` where
-/// the user opted out (unless the event type is critical), never queued.
-fn resolve_notifications(
-    accepting: &Accepting<'_>,
-    submission: &EventSubmission,
-    compiled: &CompiledEventType,
-    preferences: Option<&Preferences>,
-) -> Vec<Notification> {
-    let Accepting {
-        tenant,
-        event_id,
-        correlation_id,
-        now,
-    } = *accepting;
-    let recipient = serde_json::to_value(&submission.recipient).unwrap_or_default();
-    let spec = &compiled.event_type.spec;
-    let opted_out = |channel| {
-        !spec.critical
-            && preferences.is_some_and(|preferences| {
-                !preferences.allows(channel, &submission.event, spec.category.as_deref())
-            })
-    };
-    compiled
-        .rules
-        .matching(&submission.payload, &recipient)
-        .into_iter()
-        .filter(|rule| submission.wants(rule.spec.channel))
-        .map(|rule| {
-            let channel = rule.spec.channel;
-            let head = compiled
-                .templates
-                .get(&rule.spec.template)
-                .and_then(Option::as_ref);
-            let to = submission.recipient.address(channel).map(str::to_owned);
-            let (status, reason, detail, pinned) = match (head, &to) {
-                (Some(head), _) if head.channel != channel => (
-                    NotificationStatus::Failed,
-                    Some(reason::TEMPLATE_NOT_FOUND),
-                    Some(format!(
-                        "template {} is for {}, not {channel}",
-                        head.name, head.channel
-                    )),
-                    None,
-                ),
-                (None, _) => (
-                    NotificationStatus::Failed,
-                    Some(reason::TEMPLATE_NOT_FOUND),
-                    Some(format!("template {} does not exist", rule.spec.template)),
-                    None,
-                ),
-                (Some(_), _) if opted_out(channel) => (
-                    NotificationStatus::Suppressed,
-                    Some(reason::OPTED_OUT),
-                    Some(format!("the user opted out of {channel} for this event")),
-                    None,
-                ),
-                (Some(_), None) => (
-                    NotificationStatus::Skipped,
-                    Some(reason::NO_ADDRESS),
-                    Some(format!("the recipient has no {channel} address")),
-                    None,
-                ),
-                (Some(head), Some(_)) => {
-                    let (locale, version) = head.resolve_locale(submission.recipient.locale.as_deref());
-                    let pinned = PinnedTemplate {
-                        name: head.name.clone(),
-                        locale: locale.to_owned(),
-                        version,
-                    };
-                    (NotificationStatus::Queued, None, None, Some(pinned))
-                }
-            };
-            Notification {
-                id: NotificationId::for_rule(event_id, &rule.id),
-                tenant: tenant.clone(),
-                event_id: event_id.clone(),
-                event: submission.event.clone(),
-                rule_id: rule.id.clone(),
-                channel,
-                status,
-                reason: reason.map(str::to_owned),
-                detail,
-                to,
-                template: rule.spec.template.clone(),
-                pinned,
-                user_id: submission.recipient.user_id.clone(),
-                created_at: now,
-                updated_at: now,
-                sent_at: None,
-                provider_message_id: None,
-                next_attempt_at: None,
-                failures: 0,
-                deliver_by: compiled
-                    .event_type
-                    .spec
-                    .max_age_seconds
-                    .map(|seconds| now.plus_seconds(i64::try_from(seconds).unwrap_or(i64::MAX))),
-                correlation_id: Some(correlation_id.to_owned()),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

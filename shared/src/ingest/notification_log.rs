@@ -15,7 +15,7 @@ use crate::http::{HttpResponse, backend_failure, json_response, query_parameters
 use crate::ports::{
     ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
     NotificationLog, NotificationQueue, Page, RuleStore, SuppressionList, TemplateStore, TenantSettingsStore,
-    UserStore,
+    UserStore, WebhookEndpointStore,
 };
 use futures::StreamExt;
 use lambda_http::Request;
@@ -29,7 +29,13 @@ const ATTEMPT_READS: usize = 16;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + RuleStore + TemplateStore + TenantSettingsStore + UserStore + SuppressionList,
+    C: EventTypeStore
+        + RuleStore
+        + TemplateStore
+        + TenantSettingsStore
+        + UserStore
+        + SuppressionList
+        + WebhookEndpointStore,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {

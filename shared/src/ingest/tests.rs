@@ -30,6 +30,7 @@ mod notification_log;
 mod rate_limits;
 mod suppressions;
 mod users;
+mod webhooks;
 
 type MemoryIngest = Ingest<MemoryApiKeyStore, MemoryConfigStore, MemoryActivityStore, MemoryQueue>;
 
@@ -68,6 +69,7 @@ async fn ingest_with_event_type(extra: Value) -> MemoryIngest {
         let content = match channel {
             Channel::Email => json!({"channel": "email", "locale": "en",
                                      "subject": "Order {{ payload.order_id }}", "text": "Thanks"}),
+            Channel::Webhook => json!({"channel": channel, "text": "{\"order\": {{ payload.order_id }}}"}),
             _ => json!({"channel": channel, "text": "Order {{ payload.order_id }}"}),
         };
         let content = TemplateContent::from_json(&content).unwrap();
@@ -199,8 +201,12 @@ fn copies(ingest: &MemoryIngest, accepted: &Answer) -> BTreeMap<Channel, usize> 
         .collect()
 }
 
+/// The channels whose rules make one notification of an order (`ingest` has a webhook rule too, which
+/// makes one per endpoint, and the fixture registers none).
+const RULE_CHANNELS: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Slack];
+
 fn each(n: usize) -> BTreeMap<Channel, usize> {
-    Channel::ALL.into_iter().map(|channel| (channel, n)).collect()
+    RULE_CHANNELS.into_iter().map(|channel| (channel, n)).collect()
 }
 
 /// A moment after every lease taken now has run out.
@@ -381,7 +387,7 @@ async fn a_write_that_commits_but_answers_too_late_is_its_own_so_it_answers_202_
 /// pending with its lease released; the same request again is the replay and finishes the fan-out at once.
 #[tokio::test]
 async fn when_sqs_fails_for_one_channel_the_answer_is_202_and_a_keyed_retry_finishes_the_fan_out() {
-    for failing in Channel::ALL {
+    for failing in RULE_CHANNELS {
         let ingest = ingest().await;
         ingest
             .outbox
@@ -419,7 +425,7 @@ async fn when_sqs_fails_for_one_channel_the_answer_is_202_and_a_keyed_retry_fini
 
 #[tokio::test]
 async fn when_sqs_fails_for_one_channel_without_a_key_the_sweeper_finishes_the_fan_out_after_the_lease() {
-    for failing in Channel::ALL {
+    for failing in RULE_CHANNELS {
         let ingest = ingest().await;
         ingest
             .outbox

@@ -181,10 +181,11 @@ pub enum Function {
     Slack,
     Sweeper,
     Feedback,
+    Webhook,
 }
 
 impl Function {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Ingest,
         Self::Api,
         Self::Email,
@@ -192,6 +193,7 @@ impl Function {
         Self::Slack,
         Self::Sweeper,
         Self::Feedback,
+        Self::Webhook,
     ];
 
     /// The function's binary, as `template.yaml` names it (`BuildProperties.Binary`).
@@ -204,6 +206,7 @@ impl Function {
             Self::Slack => "slack",
             Self::Sweeper => "sweeper",
             Self::Feedback => "feedback",
+            Self::Webhook => "webhook",
         }
     }
 }

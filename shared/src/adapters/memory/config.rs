@@ -7,6 +7,7 @@ use super::suppressions::MemorySuppressionList;
 use super::templates::MemoryTemplateStore;
 use super::tenants::MemoryTenantSettingsStore;
 use super::users::MemoryUserStore;
+use super::webhooks::MemoryWebhookEndpoints;
 use crate::domain::address::CountryAllowList;
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::rule::{Rule, RuleSpec};
@@ -14,10 +15,11 @@ use crate::domain::suppression::Suppression;
 use crate::domain::template::{TemplateContent, TemplateHead, TemplateVersion};
 use crate::domain::tenant::{TenantLimit, TenantSettings};
 use crate::domain::user::{Preferences, User, UserProfile};
+use crate::domain::webhook::{DisabledBy, EndpointSpec, SigningSecret, WebhookEndpoint};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{
     BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, SuppressionList, TemplateStore,
-    TenantSettingsStore, UserStore, WriteError,
+    TenantSettingsStore, UserStore, WebhookEndpointStore, WriteError,
 };
 
 #[derive(Debug, Default)]
@@ -28,6 +30,67 @@ pub struct MemoryConfigStore {
     pub users: MemoryUserStore,
     pub tenants: MemoryTenantSettingsStore,
     pub suppressions: MemorySuppressionList,
+    pub webhooks: MemoryWebhookEndpoints,
+}
+
+impl WebhookEndpointStore for MemoryConfigStore {
+    async fn put_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        spec: &EndpointSpec,
+        secret: &SigningSecret,
+        now: Timestamp,
+    ) -> Result<(Saved, WebhookEndpoint), BackendError> {
+        self.webhooks.put_endpoint(tenant, id, spec, secret, now).await
+    }
+
+    async fn endpoint(&self, tenant: &TenantId, id: &str) -> Result<Option<WebhookEndpoint>, BackendError> {
+        self.webhooks.endpoint(tenant, id).await
+    }
+
+    async fn endpoints(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookEndpoint>, BackendError> {
+        self.webhooks.endpoints(tenant, page).await
+    }
+
+    async fn delete_endpoint(&self, tenant: &TenantId, id: &str) -> Result<bool, BackendError> {
+        self.webhooks.delete_endpoint(tenant, id).await
+    }
+
+    async fn rotate_secret(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        secret: &SigningSecret,
+        overlap_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<WebhookEndpoint>, BackendError> {
+        self.webhooks
+            .rotate_secret(tenant, id, secret, overlap_until, now)
+            .await
+    }
+
+    async fn mark_failing(&self, tenant: &TenantId, id: &str, since: Timestamp) -> Result<(), BackendError> {
+        self.webhooks.mark_failing(tenant, id, since).await
+    }
+
+    async fn mark_healthy(&self, tenant: &TenantId, id: &str) -> Result<(), BackendError> {
+        self.webhooks.mark_healthy(tenant, id).await
+    }
+
+    async fn disable(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        by: DisabledBy,
+        now: Timestamp,
+    ) -> Result<(), BackendError> {
+        self.webhooks.disable(tenant, id, by, now).await
+    }
 }
 
 impl SuppressionList for MemoryConfigStore {

@@ -1,10 +1,11 @@
 //! A webhook delivery around the POST: the endpoint looked up, and what its answer teaches recorded on it.
 
 use super::{Refusal, RefusedBy, WebhookPoster};
+use crate::domain::Channel;
 use crate::domain::Timestamp;
 use crate::domain::delivery::{FailureKind, Outgoing, SendError, SendReceipt};
 use crate::domain::webhook::DisabledBy;
-use crate::ports::{BackendError, WebhookEndpointStore};
+use crate::ports::{BackendError, Sender, WebhookEndpointStore};
 use std::time::Duration;
 
 /// One webhook delivery: the endpoint the tenant registered, looked up for each send (a change, a rotation
@@ -113,5 +114,16 @@ impl<E: WebhookEndpointStore> WebhookDelivery<E> {
 fn remember(written: Result<(), BackendError>) {
     if let Err(error) = written {
         tracing::warn!(error = %error, "the webhook endpoint's state was not recorded");
+    }
+}
+
+/// The webhook channel: its address is the endpoint's id.
+impl<E: WebhookEndpointStore> Sender for WebhookDelivery<E> {
+    fn channel(&self) -> Channel {
+        Channel::Webhook
+    }
+
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<SendReceipt, SendError> {
+        self.deliver(outgoing, Timestamp::now()).await
     }
 }

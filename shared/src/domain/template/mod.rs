@@ -116,13 +116,13 @@ impl TemplateContent {
                 }
                 forbid(violations, "blocks", self.blocks.is_some());
             }
-            Channel::Sms | Channel::Slack => {
+            Channel::Sms | Channel::Slack | Channel::Webhook => {
                 if self.text.is_none() {
                     violations.add("/text", format!("is required for {} templates", self.channel));
                 }
                 forbid(violations, "subject", self.subject.is_some());
                 forbid(violations, "html", self.html.is_some());
-                if self.channel == Channel::Sms {
+                if matches!(self.channel, Channel::Sms | Channel::Webhook) {
                     forbid(violations, "blocks", self.blocks.is_some());
                 }
             }
@@ -247,6 +247,9 @@ fn environment_with(channel: Channel, undefined: UndefinedBehavior) -> Environme
     env.set_auto_escape_callback(move |name| match channel {
         Channel::Email if name.to_ascii_lowercase().ends_with(".html") => AutoEscape::Html,
         Channel::Slack => AutoEscape::Custom(Cow::Borrowed(MRKDWN)),
+        // A webhook's text is its JSON body: every value goes in as JSON (a string quoted and escaped), so
+        // a payload cannot break out of the document.
+        Channel::Webhook => AutoEscape::Json,
         _ => AutoEscape::None,
     });
     env.set_formatter(|out, state, value| {
@@ -400,6 +403,12 @@ impl TemplateContent {
         if let Some(count) = sms_chars.filter(|count| *count > MAX_SMS_CHARS) {
             let message = format!("is {count} characters; an SMS takes at most {MAX_SMS_CHARS}");
             return Err(RenderError::new("text", Failure::Limit, message));
+        }
+        if let Some(body) = text.as_deref().filter(|_| self.channel == Channel::Webhook)
+            && let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(body)
+        {
+            let message = format!("does not render to a JSON document ({error}); a webhook's body is JSON");
+            return Err(RenderError::new("text", Failure::Data, message));
         }
         let html = self
             .html

@@ -118,3 +118,40 @@ fn locale_falls_back_to_language_then_default() {
     assert_eq!(head.resolve_locale(Some("fr")), ("de", 2));
     assert_eq!(head.resolve_locale(None), ("de", 2));
 }
+
+#[test]
+fn a_webhook_body_takes_every_value_as_json_so_a_payload_cannot_break_out() {
+    let content = TemplateContent::from_json(&json!({
+        "channel": "webhook",
+        "text": "{\"type\": {{ event.name }}, \"name\": {{ payload.name }}, \"data\": {{ payload }}}"
+    }))
+    .unwrap();
+    let hostile = json!({"payload": {"name": "\", \"admin\": true, \"x\": \"</script>", "n": 1},
+                         "event": {"name": "order_created", "id": "evt_1"}});
+    let body = content.render(&hostile).unwrap().text.unwrap();
+    let parsed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["type"], "order_created");
+    assert_eq!(
+        parsed["name"], hostile["payload"]["name"],
+        "the quotes stayed inside the string"
+    );
+    assert_eq!(parsed["data"], hostile["payload"]);
+    assert!(parsed.get("admin").is_none());
+}
+
+#[test]
+fn a_webhook_body_that_is_not_json_fails_to_render_and_other_parts_are_refused() {
+    let content =
+        TemplateContent::from_json(&json!({"channel": "webhook", "text": "order {{ payload.order_id }}"}))
+            .unwrap();
+    let error = content.render(&context()).unwrap_err();
+    assert_eq!(error.part, "text");
+    assert!(error.message.contains("JSON"), "{}", error.message);
+
+    let errors = TemplateContent::from_json(
+        &json!({"channel": "webhook", "text": "{}", "subject": "s", "blocks": []}),
+    )
+    .unwrap_err();
+    let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/subject", "/blocks"]);
+}
