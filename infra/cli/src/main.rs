@@ -11,7 +11,7 @@ const USAGE: &str = "usage:
   herald local up [--release [--no-build]]  run the whole stack locally (emulator, functions, API on :3000);
                                             --release runs the functions' release build, as Lambda does;
                                             --no-build takes target/release as it is
-  herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, sweeper)
+  herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, webhook, sweeper)
   herald keys create TENANT [--name NAME] [--scope ingest|full] [--key KEY] [--local]
                                             create an API key for TENANT, printed once (a new random key
                                             unless --key gives one of 32+ characters); scope ingest may

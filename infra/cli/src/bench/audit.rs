@@ -1,6 +1,6 @@
 //! The audit that ends every run: each notification looked up by id, each delivery counted in what the
-//! providers received (the emulator's SES and SNS records, the Slack sink's file), and every final status
-//! explained. Lost means accepted but not delivered; doubled means delivered more than once.
+//! providers received (the emulator's SES and SNS records, the sink's file for Slack and webhooks), and
+//! every final status explained. Lost means accepted but not delivered; doubled means delivered more than once.
 
 use super::BenchError;
 use super::load::marker_prefix;
@@ -271,14 +271,14 @@ async fn provider_deliveries(
     for sms in data["sns"]["SMS"].as_array().into_iter().flatten() {
         count("sms", sms["message"].as_str().unwrap_or_default());
     }
-    let slack_record = tokio::fs::read_to_string(&stack.sink_log)
+    let sink_record = tokio::fs::read_to_string(&stack.sink_log)
         .await
         .map_err(|error| BenchError::Setup {
-            what: format!("reading the Slack sink's record {}", stack.sink_log.display()),
+            what: format!("reading the sink's record {}", stack.sink_log.display()),
             detail: error.to_string(),
         })?;
     let slack_prefix = format!("/services/TBENCH/{run}/");
-    for line in slack_record.lines() {
+    for line in sink_record.lines() {
         let Ok(message) = serde_json::from_str::<Value>(line) else {
             continue;
         };
@@ -288,6 +288,15 @@ async fn provider_deliveries(
             .and_then(|seq| seq.parse().ok())
         {
             *deliveries.entry(("slack".to_owned(), seq)).or_insert(0) += 1;
+        }
+        let webhook_of_this_run =
+            message["path"] == super::load::WEBHOOK_PATH && message["body"]["run"] == run;
+        if let Some(seq) = message["body"]["seq"]
+            .as_u64()
+            .filter(|_| webhook_of_this_run)
+            .and_then(|seq| usize::try_from(seq).ok())
+        {
+            *deliveries.entry(("webhook".to_owned(), seq)).or_insert(0) += 1;
         }
     }
     Ok(deliveries)

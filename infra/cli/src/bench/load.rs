@@ -139,6 +139,9 @@ fn now_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Where the sink receives the benchmark's webhook POSTs; each body names its run and sequence number.
+pub const WEBHOOK_PATH: &str = "/webhooks/bench";
+
 /// How every message of a run marks itself: this prefix, then the event's sequence number, so the audit
 /// can find each delivery in what the providers received. The templates render it from the payload.
 pub fn marker_prefix(run: &str) -> String {
@@ -177,6 +180,20 @@ async fn set_up(stack: &Stack) -> Result<(), BenchError> {
         (
             "/v1/rules/bench-slack".to_owned(),
             json!({"event": EVENT_TYPE, "channel": "slack", "template": "bench-slack"}),
+        ),
+        (
+            "/v1/templates/bench-webhook".to_owned(),
+            json!({"channel": "webhook", "locale": "en",
+                   "text": "{\"run\": {{ payload.run }}, \"seq\": {{ payload.seq }}, \"filler\": {{ payload.filler }}}"}),
+        ),
+        (
+            "/v1/rules/bench-webhook".to_owned(),
+            json!({"event": EVENT_TYPE, "channel": "webhook", "template": "bench-webhook"}),
+        ),
+        // The sink as the tenant's one endpoint, receiving only the benchmark's events.
+        (
+            "/v1/webhooks/bench".to_owned(),
+            json!({"url": format!("{}{WEBHOOK_PATH}", stack.sink), "event_types": [EVENT_TYPE]}),
         ),
     ];
     for (path, body) in resources {

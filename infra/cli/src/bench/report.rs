@@ -7,6 +7,7 @@ use super::cost::PerEvent;
 use super::load::Outcome;
 use super::power::{self, FunctionCpu};
 use super::probe::{OperationCost, RequestCount};
+use herald::domain::Channel;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -69,7 +70,7 @@ fn function_memory(f: &mut fmt::Formatter<'_>, cpu: &FunctionCpu, events: usize)
     for (function, seconds) in &cpu.seconds {
         let per_event = seconds / events as f64;
         let name = function.to_ascii_lowercase();
-        let (invocation, per_invocation) = if ["email", "sms", "slack"].iter().any(|c| name.contains(c)) {
+        let (invocation, per_invocation) = if Channel::ALL.iter().any(|c| name.contains(c.as_str())) {
             ("a batch of 10", per_event * BATCH_SIZE)
         } else if name.contains("ingest") {
             ("an event", per_event)

@@ -55,7 +55,7 @@ pub enum LocalError {
     #[error("{url} did not answer within 20 s")]
     NotHealthy { url: String },
     #[error(
-        "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack, sweeper)"
+        "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack, webhook, sweeper)"
     )]
     InvokeUsage,
     #[error("{path}: {source}")]

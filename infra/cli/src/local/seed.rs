@@ -1,5 +1,6 @@
 //! The local stack's demo data: tenant `local` with key `herald-dev-key`, and the README's example
-//! (event type `order_created`, a template and a rule per channel), so the README's curl works at once.
+//! (event type `order_created`, a template and a rule per channel), so the README's curl works at once. The
+//! webhook rule sends to every endpoint the tenant registers (none at first: the README registers the sink).
 
 use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::domain::api_key::{KeyScope, NewApiKey, key_hash};
@@ -53,7 +54,7 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), SeedError> {
     store
         .put_event_type(&tenant, "order_created", &event_type, now)
         .await?;
-    let templates: [(&str, Value); 3] = [
+    let templates: [(&str, Value); 4] = [
         (
             "order-confirmation",
             json!({"channel": "email", "locale": "en",
@@ -72,6 +73,11 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), SeedError> {
             "text": "New order #{{ payload.order_id }} ({{ payload.total }})",
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*New order* #{{ payload.order_id }} — total {{ payload.total }}"}}]}),
         ),
+        (
+            "order-webhook",
+            json!({"channel": "webhook", "locale": "en",
+            "text": "{\"type\": {{ event.name }}, \"event_id\": {{ event.id }}, \"data\": {{ payload }}}"}),
+        ),
     ];
     for (name, body) in templates {
         if store.template_head(&tenant, name).await?.is_none() {
@@ -83,6 +89,7 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), SeedError> {
         ("order-email", "email", "order-confirmation"),
         ("order-sms", "sms", "order-sms"),
         ("order-slack", "slack", "order-slack"),
+        ("order-webhook", "webhook", "order-webhook"),
     ] {
         let rule = spec(
             RuleSpec::from_json(&json!({"event": "order_created", "channel": channel, "template": template})),

@@ -1,6 +1,8 @@
-//! The Slack capture sink: stands in for Slack's incoming webhooks in the local stack. Every POST is
-//! appended to a JSON Lines file (the full record) and the latest ones are kept in memory, so a person or a
-//! test can see what Herald "sent to Slack" without the sink growing over a long day of use.
+//! The capture sink: stands in for Slack's incoming webhooks and for a tenant's webhook endpoint in the local
+//! stack. Every POST is appended to a JSON Lines file (the full record) and the latest ones are kept in
+//! memory, so a person or a test can see what Herald sent without the sink growing over a long day of use.
+//! A signed webhook POST is kept with its Standard Webhooks headers and its body exactly as received, so
+//! its signature can be checked with any Standard Webhooks library.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -118,6 +120,7 @@ impl SlackSink {
                 }
             }
             (Method::POST, _) => {
+                let signature = signature_headers(&parts.headers);
                 let bytes = body
                     .collect()
                     .await
@@ -129,7 +132,11 @@ impl SlackSink {
                 }
                 let body = serde_json::from_slice::<Value>(&bytes)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-                let message = json!({"path": path, "body": body});
+                let mut message = json!({"path": path, "body": body});
+                if let Some(mut headers) = signature {
+                    headers["raw_body"] = json!(String::from_utf8_lossy(&bytes));
+                    message["webhook"] = headers;
+                }
                 self.append(&message).await;
                 if let Ok(mut captured) = self.captured.lock() {
                     if captured.latest.len() == WINDOW {
@@ -156,6 +163,18 @@ impl SlackSink {
             let _ = file.write_all(line.as_bytes()).await;
         }
     }
+}
+
+/// The Standard Webhooks headers of a signed POST (`webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`); `None` for an unsigned one, as Slack's are.
+fn signature_headers(headers: &hyper::HeaderMap) -> Option<Value> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let signature = header("webhook-signature")?;
+    Some(json!({
+        "id": header("webhook-id"),
+        "timestamp": header("webhook-timestamp"),
+        "signature": signature,
+    }))
 }
 
 fn respond(status: u16, content_type: &str, body: String) -> Response<Full<Bytes>> {

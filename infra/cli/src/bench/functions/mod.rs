@@ -222,7 +222,7 @@ fn event_for(root: &Path, function: &str) -> Result<Bytes, BenchError> {
     let event = match function {
         "api" => sample("api-health.json")?,
         "ingest" => unauthenticated(sample("ingest-post-event.json")?),
-        "email" | "sms" | "slack" => json!({ "Records": [] }),
+        "email" | "sms" | "slack" | "webhook" => json!({ "Records": [] }),
         "sweeper" => sample("sweeper-schedule.json")?,
         other => {
             return Err(BenchError::Setup {
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn every_function_of_the_template_has_an_event() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        for function in ["api", "ingest", "email", "sms", "slack", "sweeper"] {
+        for function in ["api", "ingest", "email", "sms", "slack", "webhook", "sweeper"] {
             let event: Value = serde_json::from_slice(&event_for(&root, function).unwrap()).unwrap();
             assert!(event.is_object(), "{function}");
         }

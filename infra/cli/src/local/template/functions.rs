@@ -372,7 +372,10 @@ mod tests {
             .map(|f| f.binary)
             .collect::<Vec<_>>();
         binaries.sort();
-        assert_eq!(binaries, ["api", "email", "ingest", "slack", "sms", "sweeper"]);
+        assert_eq!(
+            binaries,
+            ["api", "email", "ingest", "slack", "sms", "sweeper", "webhook"]
+        );
         let ingest = function(&template, "ingest");
         assert_eq!((ingest.timeout_seconds, ingest.memory_mb), (10, 256));
         assert!(ingest.http_routes.contains(&HttpRoute {
@@ -399,7 +402,7 @@ mod tests {
             method: "GET".into(),
             path: "/v1/health".into()
         }));
-        assert_eq!(api.http_routes.len(), 10);
+        assert_eq!(api.http_routes.len(), 13);
     }
 
     #[test]
@@ -409,6 +412,7 @@ mod tests {
             ("email", "EmailQueue"),
             ("sms", "SmsQueue"),
             ("slack", "SlackQueue"),
+            ("webhook", "WebhookQueue"),
         ] {
             let spec = function(&template, binary);
             assert!(spec.http_routes.is_empty());

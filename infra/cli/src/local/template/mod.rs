@@ -326,7 +326,7 @@ mod tests {
     fn load_reads_the_real_template_from_disk() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"));
         let template = StackTemplate::load(path, STACK, &BTreeMap::new()).unwrap();
-        assert_eq!(template.functions().len(), 6);
+        assert_eq!(template.functions().len(), 7);
         let missing = StackTemplate::load(Path::new("/nonexistent/template.yaml"), STACK, &BTreeMap::new());
         assert!(matches!(missing, Err(TemplateError::Read { .. })));
     }

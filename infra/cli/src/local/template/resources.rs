@@ -423,10 +423,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_real_template_has_three_queues_and_three_dlqs_each_redriving_to_its_own() {
+    fn the_real_template_has_a_queue_and_a_dlq_per_channel_each_redriving_to_its_own() {
         let queues = real().queues();
-        assert_eq!(queues.len(), 6);
-        for channel in ["Email", "Sms", "Slack"] {
+        assert_eq!(queues.len(), 8);
+        for channel in ["Email", "Sms", "Slack", "Webhook"] {
             let lower = channel.to_lowercase();
             let queue = queues
                 .iter()
