@@ -77,6 +77,10 @@ const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 /// parameter, set to the fewest it allows (its default is larger), so unclaimable messages move soon.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 
+/// The channels `seed_order_created` has a rule for, each making one notification of an order: the ones
+/// whose address the recipient carries (a webhook goes to a tenant's registered endpoints instead).
+pub const ORDER_CHANNELS: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Slack];
+
 /// The retry schedule in tests: four one-second steps, so a notification is dead-lettered within a test.
 pub const RETRY_SCHEDULE: &str = "1s,1s,1s,1s";
 
@@ -409,6 +413,7 @@ impl Stack {
         (answer, statuses)
     }
 
+    /// Seeds `order_created` with one template and rule per channel of [`ORDER_CHANNELS`].
     pub async fn seed_order_created(&self) {
         let api = self.api();
         let put = |path: &str, body: Value| ApiRequest::new("PUT", path).key(&self.api_key).json(&body);

@@ -20,7 +20,7 @@ use herald_integration_tests::delivery_fixture::{
 };
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
 use herald_integration_tests::poller::{emulator_data, sqs_event_with_bodies};
-use herald_integration_tests::{ApiRequest, RETRY_SCHEDULE, Stack};
+use herald_integration_tests::{ApiRequest, ORDER_CHANNELS, RETRY_SCHEDULE, Stack};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -156,7 +156,7 @@ async fn a_throttled_or_failing_provider_is_retried_and_then_sent() {
             .all(|outcome| outcome.received == 1 && outcome.failed.is_empty()),
         "{second:?}"
     );
-    for channel in Channel::ALL {
+    for channel in ORDER_CHANNELS {
         let sent = notification(&stack, &notification_id(&accepted, channel)).await;
         assert_eq!(sent["status"], "sent", "{channel}");
         assert_eq!(sent["reason"], Value::Null);

@@ -15,7 +15,7 @@ use herald::outbox::{FANOUT_LEASE, Outbox};
 use herald::ports::NotificationQueue;
 use herald_integration_tests::delivery_fixture::{seeded_stack, slack_that_accepts};
 use herald_integration_tests::fault_proxy::{Fault, FaultProxy};
-use herald_integration_tests::{Answer, ApiRequest, Stack, TestIngest};
+use herald_integration_tests::{Answer, ApiRequest, ORDER_CHANNELS, Stack, TestIngest};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -201,7 +201,7 @@ async fn a_request_that_dies_during_its_fan_out_is_finished_by_the_sweeper() {
         SqsNotificationQueue::new(sqs, stack.queues.clone()),
         stack.settings(),
     );
-    for _ in Channel::ALL {
+    for _ in ORDER_CHANNELS {
         proxy.fail_next(Fault::answered_late("\"Entries\"", Duration::from_secs(30)));
     }
 

@@ -7,7 +7,7 @@
 use herald::domain::tenant::TenantLimit;
 use herald::domain::{Channel, Timestamp};
 use herald::ports::TenantSettingsStore;
-use herald_integration_tests::{Answer, ApiRequest, Stack, TestIngest, order_created};
+use herald_integration_tests::{Answer, ApiRequest, ORDER_CHANNELS, Stack, TestIngest, order_created};
 use std::time::Duration;
 
 /// Waits out the last three seconds of a minute, so the events of the test fall in one counter window.
@@ -51,7 +51,7 @@ async fn sixteen_concurrent_events_for_one_user_queue_exactly_five_per_channel()
         [("queued".to_owned(), 15), ("rate_limited".to_owned(), 33)].into(),
         "five of the sixteen events per channel"
     );
-    for channel in Channel::ALL {
+    for channel in ORDER_CHANNELS {
         assert_eq!(stack.drain(channel).await.len(), 5, "{channel}");
     }
     let limited = answers
@@ -106,7 +106,7 @@ async fn an_event_types_own_limit_and_a_keys_ingest_budget_hold_under_concurrenc
         let wait: u32 = answer.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=60).contains(&wait), "{wait}");
     }
-    for channel in Channel::ALL {
+    for channel in ORDER_CHANNELS {
         assert_eq!(
             stack.drain(channel).await.len(),
             2,

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use herald::domain::Channel;
+use herald::telemetry::Function;
 use herald_integration_tests::template_file::{reference, resources, template};
 use serde_norway::Value;
 
@@ -35,7 +37,7 @@ fn every_channel_queue_redrives_to_a_dlq_that_allows_console_redrive() {
         .iter()
         .filter(|(_, q)| !q["Properties"]["RedrivePolicy"].is_null())
         .collect();
-    assert_eq!(sources.len(), 3, "email, sms and slack");
+    assert_eq!(sources.len(), Channel::ALL.len(), "one per channel");
     for (id, queue) in sources {
         let redrive = &queue["Properties"]["RedrivePolicy"];
         assert!(
@@ -82,7 +84,7 @@ fn sqs_consumers(template: &Value) -> Vec<(&str, &Value, &Value)> {
 fn every_sqs_event_reports_batch_item_failures_and_its_queue_outlasts_six_timeouts() {
     let template = template();
     let consumers = sqs_consumers(&template);
-    assert_eq!(consumers.len(), 3);
+    assert_eq!(consumers.len(), Channel::ALL.len());
     for (id, function, properties) in consumers {
         let types: Vec<_> = properties["FunctionResponseTypes"]
             .as_sequence()
@@ -153,7 +155,7 @@ fn every_function_logs_json_to_its_own_log_group() {
         Some("JSON")
     );
     let functions = resources(&template, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 6);
+    assert_eq!(functions.len(), Function::ALL.len());
     for (id, function) in functions {
         let group = reference(&function["Properties"]["LoggingConfig"]["LogGroup"]);
         let log_group = &template["Resources"][group.as_str()];
