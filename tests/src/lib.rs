@@ -14,6 +14,7 @@ pub mod poller;
 pub mod recovery;
 pub mod table_fixture;
 pub mod template_file;
+pub mod webhook_verifier;
 
 use base64::Engine;
 use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
