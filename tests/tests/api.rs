@@ -1,8 +1,11 @@
-//! The management API against the emulator: event types, templates, rules, paging, tenant isolation.
+//! The management API against the emulator: event types, templates, rules, webhook endpoints, paging,
+//! tenant isolation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is a failed test
 
-use herald::domain::TenantId;
+use herald::domain::webhook::SigningSecret;
+use herald::domain::{TenantId, Timestamp};
+use herald::ports::WebhookEndpointStore;
 use herald_integration_tests::{Answer, ApiRequest, Stack, TestApi, unique};
 use serde_json::{Value, json};
 
@@ -520,4 +523,55 @@ async fn a_tenant_never_sees_another_tenants_configuration() {
         200,
         "A's rule is intact"
     );
+}
+
+/// The webhook routes over the config table: the secret of the PUT that creates an endpoint is the one the
+/// table keeps, a replacement and a read show none, and a rotation keeps the old secret signing.
+#[tokio::test]
+async fn a_webhook_endpoint_shows_its_secret_when_created_and_rotated_only() {
+    let stack = Stack::new().await;
+    let api = stack.api();
+    let store = stack.config_store();
+    let tenant = &stack.tenant;
+    let url = "https://hooks.example.com/herald";
+    let put = || {
+        call(
+            &stack,
+            &api,
+            "PUT",
+            "/v1/webhooks/billing",
+            Some(json!({"url": url})),
+        )
+    };
+
+    let created = put().await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let secret = SigningSecret::parse(created.body["secret"].as_str().unwrap()).unwrap();
+    let replaced = put().await;
+    assert_eq!(replaced.status, 200);
+    let read = call(&stack, &api, "GET", "/v1/webhooks/billing", None).await;
+    for body in [&replaced.body, &read.body] {
+        assert!(!body.to_string().contains("whsec_"), "{body}");
+    }
+    let stored = store.endpoint(tenant, "billing").await.unwrap().unwrap();
+    assert_eq!(stored.secret, secret);
+
+    let rotated = call(
+        &stack,
+        &api,
+        "POST",
+        "/v1/webhooks/billing/rotate-secret",
+        Some(json!({"overlap_seconds": 3600})),
+    )
+    .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    let new = SigningSecret::parse(rotated.body["secret"].as_str().unwrap()).unwrap();
+    let stored = store.endpoint(tenant, "billing").await.unwrap().unwrap();
+    assert_eq!(stored.signing_secrets(Timestamp::now()), vec![&new, &secret]);
+
+    let listed = call(&stack, &api, "GET", "/v1/webhooks", None).await;
+    assert_eq!(listed.body["items"][0]["id"], "billing");
+    let deleted = call(&stack, &api, "DELETE", "/v1/webhooks/billing", None).await;
+    assert_eq!(deleted.status, 204);
+    assert!(store.endpoint(tenant, "billing").await.unwrap().is_none());
 }

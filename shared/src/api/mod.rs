@@ -1,8 +1,15 @@
-//! The management API: health, event types, templates, rules and users, each tenant's alone.
+//! The management API: health, event types, templates, rules, users and webhook endpoints, each tenant's
+//! alone.
 
+#[cfg(test)]
+mod testing;
 mod users;
+mod webhooks;
+#[cfg(test)]
+mod webhooks_tests;
 
 use crate::config::HttpSettings;
+use crate::domain::address::WebhookPolicy;
 use crate::domain::api_key::KeyScope;
 use crate::domain::event_type::EventTypeSpec;
 use crate::domain::rule::RuleSpec;
@@ -16,7 +23,7 @@ use crate::http::{
 };
 use crate::ports::{
     ApiKeyStore, BackendError, CursorKeyStore, EventTypeStore, Page, PageRequest, RuleStore, Saved,
-    TemplateStore, UserStore, WriteError,
+    TemplateStore, UserStore, WebhookEndpointStore, WriteError,
 };
 use lambda_http::Request;
 use lambda_http::http::Method;
@@ -33,6 +40,9 @@ pub struct Api<K, C> {
     cursors: Cursors,
     store: C,
     settings: HttpSettings,
+    /// Where a tenant's endpoints may point: any public host, and loopback only where the deployment
+    /// allows it for every webhook (`HERALD_ALLOW_LOOPBACK_WEBHOOKS`: the local stack).
+    endpoint_policy: WebhookPolicy,
 }
 
 fn backend(error: &BackendError) -> Problem {
@@ -82,13 +92,14 @@ fn list_response<T>(
 impl<K, C> Api<K, C>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + TemplateStore + RuleStore + UserStore,
+    C: EventTypeStore + TemplateStore + RuleStore + UserStore + WebhookEndpointStore,
 {
     pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
         Self {
             auth: Authenticator::new(keys, settings.cache_ttl),
             cursors: Cursors::default(),
             store,
+            endpoint_policy: WebhookPolicy::any_public_host(settings.webhook_policy.allows_loopback()),
             settings,
         }
     }
@@ -111,10 +122,12 @@ where
                 _ => Err(method_not_allowed(request, "GET")),
             };
         }
-        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules", ..] if segments.len() <= 3)
+        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules" | "webhooks", ..] if segments.len() <= 3)
             || matches!(
                 segments.as_slice(),
-                ["v1", "users", _] | ["v1", "users", _, "preferences"]
+                ["v1", "users", _]
+                    | ["v1", "users", _, "preferences"]
+                    | ["v1", "webhooks", _, "rotate-secret"]
             );
         if !known {
             return Err(not_found_route(request));
@@ -145,7 +158,15 @@ where
                 self.put_preferences(request, &tenant, id).await
             }
             (Method::GET, ["v1", "users", id, "preferences"]) => self.get_preferences(&tenant, id).await,
+            (Method::GET, ["v1", "webhooks"]) => self.list_webhooks(request, &tenant).await,
+            (Method::PUT, ["v1", "webhooks", id]) => self.put_webhook(request, &tenant, id).await,
+            (Method::GET, ["v1", "webhooks", id]) => self.get_webhook(&tenant, id).await,
+            (Method::DELETE, ["v1", "webhooks", id]) => self.delete_webhook(&tenant, id).await,
+            (Method::POST, ["v1", "webhooks", id, "rotate-secret"]) => {
+                self.rotate_webhook_secret(request, &tenant, id).await
+            }
             (_, [_, _, _, "preferences"]) => Err(method_not_allowed(request, "GET, PUT")),
+            (_, [_, _, _, "rotate-secret"]) => Err(method_not_allowed(request, "POST")),
             // A collection is listed; its items are read, replaced and deleted.
             (_, [_, _]) => Err(method_not_allowed(request, "GET")),
             _ => Err(method_not_allowed(request, "GET, PUT, DELETE")),

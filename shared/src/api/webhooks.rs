@@ -1,0 +1,181 @@
+//! `/v1/webhooks`: the endpoints where a tenant's own systems receive its events, signed (decision 30).
+//! A signing secret is shown in exactly one answer: that of the PUT that created the endpoint, or of the
+//! rotation that made the secret. Nothing that reads an endpoint shows one, so a listing on a screen or in
+//! a log of answers never holds what signs the deliveries.
+
+use super::{Api, backend, list_response, path_name, saved_status};
+use crate::domain::validation::{Violations, is_valid_name};
+use crate::domain::webhook::{DisabledBy, EndpointSpec, SigningSecret, WebhookEndpoint};
+use crate::domain::{Problem, ProblemCode, TenantId, Timestamp};
+use crate::http::{HttpResponse, MAX_BODY_BYTES, empty_response, json_body, json_response};
+use crate::ports::{ApiKeyStore, CursorKeyStore, Saved, WebhookEndpointStore};
+use lambda_http::Request;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How long a replaced secret keeps signing unless the rotation says otherwise: a day for the receivers
+/// to deploy the new one.
+const DEFAULT_OVERLAP_SECONDS: u64 = 86_400;
+/// A secret is rotated because it may be known to someone else; it must not keep signing for long.
+const MAX_OVERLAP_SECONDS: u64 = 7 * 86_400;
+
+/// The list name cursors are bound to.
+const LIST: &str = "webhooks";
+
+/// The endpoint as every answer shows it: `WebhookEndpoint::to_json` (never a secret) and the machine
+/// word for what disabled it, beside the sentence.
+pub(super) fn view(endpoint: &WebhookEndpoint) -> Value {
+    let mut body = endpoint.to_json();
+    body["disabled_by"] = json!(endpoint.disabled_by.map(DisabledBy::as_str));
+    body
+}
+
+fn not_found(id: &str) -> Problem {
+    Problem::not_found(&format!("webhook endpoint {id}"))
+}
+
+/// A fresh secret from the OS. Its failure is Herald's own fault and no retry of the request cures it
+/// quickly, so it is a 500, not a 503.
+fn new_secret() -> Result<SigningSecret, Problem> {
+    SigningSecret::generate().map_err(|error| {
+        tracing::error!(error = %error, "the OS gave no random bytes for a webhook signing secret");
+        Problem::new(
+            ProblemCode::InternalError,
+            "could not generate a signing secret; this needs the operator, not a retry",
+        )
+    })
+}
+
+/// How long the replaced secret keeps signing: `{"overlap_seconds": n}`, or no body at all.
+fn overlap(request: &Request) -> Result<Duration, Problem> {
+    if request.body().as_ref().is_empty() {
+        return Ok(Duration::from_secs(DEFAULT_OVERLAP_SECONDS));
+    }
+    let body = json_body(request, MAX_BODY_BYTES)?;
+    let mut violations = Violations::default();
+    let Some(object) = violations.object(&body, "", &["overlap_seconds"]) else {
+        return Err(Problem::validation(violations.into_errors()));
+    };
+    let seconds = match object.get("overlap_seconds") {
+        None | Some(Value::Null) => DEFAULT_OVERLAP_SECONDS,
+        Some(value) => value
+            .as_u64()
+            .filter(|seconds| *seconds <= MAX_OVERLAP_SECONDS)
+            .unwrap_or_else(|| {
+                violations.add(
+                    "/overlap_seconds",
+                    format!("must be a whole number of seconds from 0 to {MAX_OVERLAP_SECONDS} (7 days)"),
+                );
+                0
+            }),
+    };
+    violations
+        .finish(Duration::from_secs(seconds))
+        .map_err(Problem::validation)
+}
+
+impl<K, C> Api<K, C>
+where
+    K: ApiKeyStore + CursorKeyStore,
+    C: WebhookEndpointStore,
+{
+    pub(super) async fn put_webhook(
+        &self,
+        request: &Request,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<HttpResponse, Problem> {
+        let id = path_name(id)?;
+        let spec = EndpointSpec::parse(&json_body(request, MAX_BODY_BYTES)?, |url| self.check_url(url))
+            .map_err(Problem::validation)?;
+        // Offered to every PUT: the store keeps it only when the PUT creates the endpoint, which only the
+        // store can tell when two PUTs race.
+        let secret = new_secret()?;
+        let (saved, endpoint) = self
+            .store
+            .put_endpoint(tenant, id, &spec, &secret, Timestamp::now())
+            .await
+            .map_err(|e| backend(&e))?;
+        let mut body = view(&endpoint);
+        if saved == Saved::Created {
+            body["secret"] = json!(endpoint.secret.expose());
+        }
+        Ok(json_response(saved_status(saved), &body))
+    }
+
+    /// The endpoint policy, and no `localhost` name outside the local stack: the any-public-host policy
+    /// takes every name, so such a URL would be refused only by the connection's DNS check, at every send
+    /// rather than at the PUT.
+    fn check_url(&self, url: &str) -> Result<(), String> {
+        let parsed = self.endpoint_policy.check(url)?;
+        let host = parsed.host_str().unwrap_or_default().trim_end_matches('.');
+        let loopback_name =
+            host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
+        if loopback_name && !self.endpoint_policy.allows_loopback() {
+            return Err("must not point at a loopback, private, link-local or unspecified address".into());
+        }
+        Ok(())
+    }
+
+    pub(super) async fn get_webhook(&self, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
+        let found = if is_valid_name(id) {
+            self.store.endpoint(tenant, id).await.map_err(|e| backend(&e))?
+        } else {
+            None
+        };
+        let endpoint = found.ok_or_else(|| not_found(id))?;
+        Ok(json_response(200, &view(&endpoint)))
+    }
+
+    pub(super) async fn list_webhooks(
+        &self,
+        request: &Request,
+        tenant: &TenantId,
+    ) -> Result<HttpResponse, Problem> {
+        let cursor = self.cursors.signer(self.auth.keys()).await?;
+        let page = cursor.page_request(request, tenant, LIST)?;
+        let listed = self
+            .store
+            .endpoints(tenant, &page)
+            .await
+            .map_err(|e| backend(&e))?;
+        Ok(list_response(&cursor, tenant, LIST, listed, view))
+    }
+
+    pub(super) async fn delete_webhook(&self, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {
+        let deleted = is_valid_name(id)
+            && self
+                .store
+                .delete_endpoint(tenant, id)
+                .await
+                .map_err(|e| backend(&e))?;
+        if deleted {
+            Ok(empty_response(204))
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    pub(super) async fn rotate_webhook_secret(
+        &self,
+        request: &Request,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<HttpResponse, Problem> {
+        let overlap = overlap(request)?;
+        if !is_valid_name(id) {
+            return Err(not_found(id));
+        }
+        let secret = new_secret()?;
+        let now = Timestamp::now();
+        let rotated = self
+            .store
+            .rotate_secret(tenant, id, &secret, now.plus(overlap), now)
+            .await
+            .map_err(|e| backend(&e))?
+            .ok_or_else(|| not_found(id))?;
+        let mut body = view(&rotated);
+        body["secret"] = json!(rotated.secret.expose());
+        Ok(json_response(200, &body))
+    }
+}
