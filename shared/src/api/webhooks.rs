@@ -5,10 +5,12 @@
 
 use super::{Api, backend, list_response, path_name, saved_status};
 use crate::domain::validation::{Violations, is_valid_name};
-use crate::domain::webhook::{DisabledBy, EndpointSpec, SigningSecret, WebhookEndpoint};
+use crate::domain::webhook::{
+    DisabledBy, EndpointSpec, MAX_ENDPOINTS_PER_TENANT, SigningSecret, WebhookEndpoint,
+};
 use crate::domain::{Problem, ProblemCode, TenantId, Timestamp};
 use crate::http::{HttpResponse, MAX_BODY_BYTES, empty_response, json_body, json_response};
-use crate::ports::{ApiKeyStore, CursorKeyStore, Saved, WebhookEndpointStore};
+use crate::ports::{ApiKeyStore, CursorKeyStore, PageRequest, Saved, WebhookEndpointStore};
 use lambda_http::Request;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -91,6 +93,7 @@ where
         // Offered to every PUT: the store keeps it only when the PUT creates the endpoint, which only the
         // store can tell when two PUTs race.
         let secret = new_secret()?;
+        self.refuse_past_the_limit(tenant, id).await?;
         let (saved, endpoint) = self
             .store
             .put_endpoint(tenant, id, &spec, &secret, Timestamp::now())
@@ -103,18 +106,43 @@ where
         Ok(json_response(saved_status(saved), &body))
     }
 
-    /// The endpoint policy, and no `localhost` name outside the local stack: the any-public-host policy
-    /// takes every name, so such a URL would be refused only by the connection's DNS check, at every send
-    /// rather than at the PUT.
-    fn check_url(&self, url: &str) -> Result<(), String> {
-        let parsed = self.endpoint_policy.check(url)?;
-        let host = parsed.host_str().unwrap_or_default().trim_end_matches('.');
-        let loopback_name =
-            host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
-        if loopback_name && !self.endpoint_policy.allows_loopback() {
-            return Err("must not point at a loopback, private, link-local or unspecified address".into());
+    /// A new endpoint past [`MAX_ENDPOINTS_PER_TENANT`] is refused (409). Two creations racing at the limit
+    /// may both pass: the bound it keeps, the acceptance transaction's 100 items, is far above it.
+    async fn refuse_past_the_limit(&self, tenant: &TenantId, id: &str) -> Result<(), Problem> {
+        let exists = self
+            .store
+            .endpoint(tenant, id)
+            .await
+            .map_err(|e| backend(&e))?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        let page = PageRequest {
+            limit: u16::try_from(MAX_ENDPOINTS_PER_TENANT).unwrap_or(u16::MAX),
+            after: None,
+        };
+        let listed = self
+            .store
+            .endpoints(tenant, &page)
+            .await
+            .map_err(|e| backend(&e))?;
+        if listed.items.len() >= MAX_ENDPOINTS_PER_TENANT {
+            return Err(Problem::new(
+                ProblemCode::Conflict,
+                format!(
+                    "this tenant has {MAX_ENDPOINTS_PER_TENANT} webhook endpoints, the most it may have; \
+                     delete one, or point one at a receiver that fans out"
+                ),
+            ));
         }
         Ok(())
+    }
+
+    /// The deployment's endpoint URL policy: https to a public host (loopback only in the local stack),
+    /// checked again by name resolution at every send.
+    fn check_url(&self, url: &str) -> Result<(), String> {
+        self.endpoint_policy.check(url).map(|_| ())
     }
 
     pub(super) async fn get_webhook(&self, tenant: &TenantId, id: &str) -> Result<HttpResponse, Problem> {

@@ -11,7 +11,8 @@ use super::testing::{
 };
 use crate::adapters::memory::Fault;
 use crate::domain::webhook::{
-    DisabledBy, EndpointSpec, RetiringSecret, SECRET_PREFIX, SigningSecret, WebhookEndpoint,
+    DisabledBy, EndpointSpec, MAX_ENDPOINTS_PER_TENANT, RetiringSecret, SECRET_PREFIX, SigningSecret,
+    WebhookEndpoint,
 };
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::WebhookEndpointStore;
@@ -201,6 +202,35 @@ async fn endpoints_are_listed_by_id_a_page_at_a_time() {
     )
     .await;
     assert_eq!((theirs.status, theirs.problem_code()), (400, "invalid_cursor"));
+}
+
+#[tokio::test]
+async fn a_tenant_has_at_most_twenty_endpoints_and_may_still_replace_them() {
+    let api = new_api().await;
+    for n in 0..MAX_ENDPOINTS_PER_TENANT {
+        let created = call(
+            &api,
+            "PUT",
+            &format!("/v1/webhooks/e{n}"),
+            Some(json!({"url": URL})),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{created:?}");
+    }
+    let refused = call(&api, "PUT", "/v1/webhooks/one-more", Some(json!({"url": URL}))).await;
+    assert_eq!((refused.status, refused.problem_code()), (409, "conflict"));
+    assert!(stored(&api, &acme(), "one-more").await.is_none());
+    let replaced = call(
+        &api,
+        "PUT",
+        "/v1/webhooks/e0",
+        Some(json!({"url": URL, "enabled": false})),
+    )
+    .await;
+    assert_eq!(replaced.status, 200, "{replaced:?}");
+    call(&api, "DELETE", "/v1/webhooks/e1", None).await;
+    let room = call(&api, "PUT", "/v1/webhooks/one-more", Some(json!({"url": URL}))).await;
+    assert_eq!(room.status, 201);
 }
 
 #[tokio::test]

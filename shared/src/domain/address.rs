@@ -159,6 +159,12 @@ impl WebhookPolicy {
                     return Err("must use http:// or https://".into());
                 }
             }
+            // Names that resolve to loopback by definition (RFC 6761), refused before any lookup.
+            Some(Host::Domain(domain)) if is_loopback_name(domain) && !self.allow_loopback => {
+                return Err(
+                    "must not point at a loopback, private, link-local or unspecified address".into(),
+                );
+            }
             Some(Host::Domain(domain)) => {
                 if !scheme_ok(false) {
                     return Err("must use https://".into());
@@ -203,6 +209,12 @@ impl WebhookPolicy {
             self.allowed_hosts.join(", ")
         ))
     }
+}
+
+/// `localhost`, `*.localhost`, with or without the root's trailing dot.
+fn is_loopback_name(domain: &str) -> bool {
+    let name = domain.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// Loopback, private, link-local (the instance metadata service among them), shared or unspecified: never
@@ -329,6 +341,25 @@ mod tests {
         ] {
             assert!(production().check(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_tenants_endpoint_may_be_any_public_host_but_never_a_loopback_name() {
+        let endpoints = WebhookPolicy::any_public_host(false);
+        assert!(endpoints.check("https://hooks.example.com/in").is_ok());
+        for bad in [
+            "https://localhost/x",
+            "https://LOCALHOST./x",
+            "https://api.localhost/x",
+            "http://hooks.example.com/in",
+        ] {
+            assert!(endpoints.check(bad).is_err(), "{bad}");
+        }
+        assert!(
+            WebhookPolicy::any_public_host(true)
+                .check("http://localhost:4000/x")
+                .is_ok()
+        );
     }
 
     #[test]

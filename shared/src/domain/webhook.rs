@@ -101,6 +101,10 @@ pub fn sign(secrets: &[&SigningSecret], id: &str, timestamp: Timestamp, body: &[
 }
 
 /// What a tenant says about an endpoint (`PUT /v1/webhooks/{id}`).
+/// A tenant's endpoints at most. Each receiving endpoint is one more notification written in the event's
+/// acceptance transaction (at most 100 items, the event's and its other notifications' among them).
+pub const MAX_ENDPOINTS_PER_TENANT: usize = 20;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSpec {
     pub url: String,

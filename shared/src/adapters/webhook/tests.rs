@@ -168,12 +168,30 @@ async fn a_body_that_is_not_json_is_never_sent() {
     server.verify().await;
 }
 
+/// A name `/etc/hosts` maps to a loopback address other than `localhost` (which the URL check refuses by
+/// name): the machine's own name, on the machines Herald is tested on.
+fn loopback_name_from_hosts_file() -> String {
+    let hosts = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");
+    hosts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address: std::net::IpAddr = fields.next()?.parse().ok()?;
+            address.is_loopback().then_some(fields)
+        })
+        .flatten()
+        .find(|name| !name.starts_with('#') && !name.to_ascii_lowercase().contains("localhost"))
+        .map(str::to_owned)
+        .expect("/etc/hosts maps some name besides localhost to loopback (this machine's own name)")
+}
+
 #[tokio::test]
 async fn a_name_that_resolves_to_an_internal_address_is_refused_when_connecting() {
     let server = endpoint_never_called().await;
     let port = server.address().port();
-    // `localhost` passes the URL check (a name), and resolves to loopback: refused at connection time.
-    let target = endpoint(&format!("https://localhost:{port}/hooks/herald"));
+    // A name that passes the URL check (not `localhost`) and resolves to loopback: refused at connection time.
+    let name = loopback_name_from_hosts_file();
+    let target = endpoint(&format!("https://{name}:{port}/hooks/herald"));
     let refusal = poster(false)
         .post(&target, "ntf_1", BODY, Timestamp::now())
         .await
@@ -187,8 +205,10 @@ async fn a_name_that_resolves_to_an_internal_address_is_refused_when_connecting(
         "{}",
         refusal.error.detail
     );
-    // An internal address written as such is refused before any connection.
+    // An internal address written as such, or a name loopback by definition, is refused before any
+    // connection.
     for url in [
+        "https://localhost/hook",
         "https://10.0.0.8/hook",
         "https://169.254.169.254/latest/meta-data",
         "http://example.com/hook",
