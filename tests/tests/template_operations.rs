@@ -81,7 +81,7 @@ fn every_queue_has_an_alarm_on_its_oldest_message_and_every_dlq_one_on_any_messa
             (!target.is_null()).then(|| reference(target))
         })
         .collect();
-    assert_eq!((queues.len(), dead_letter_queues.len()), (6, 3));
+    assert_eq!((queues.len(), dead_letter_queues.len()), (8, 4));
     for (id, _) in &queues {
         let queue_name = format!("!GetAtt {id}.QueueName");
         let by_name = [("QueueName", queue_name.as_str())];
@@ -115,7 +115,7 @@ fn every_queue_has_an_alarm_on_its_oldest_message_and_every_dlq_one_on_any_messa
 fn every_function_has_an_error_and_a_throttle_alarm_and_the_api_a_5xx_alarm() {
     let template = template();
     let functions = resources(&template, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 6);
+    assert_eq!(functions.len(), 7);
     for (id, _) in functions {
         let function = format!("!Ref {id}");
         for metric in ["Errors", "Throttles"] {
