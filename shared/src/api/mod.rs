@@ -1,5 +1,9 @@
-//! The management API: health, event types, templates, rules and users, each tenant's alone.
+//! The management API: health, event types, templates, rules, users and the suppression list, each
+//! tenant's alone.
 
+mod suppressions;
+#[cfg(test)]
+mod suppressions_tests;
 mod users;
 
 use crate::config::HttpSettings;
@@ -16,7 +20,7 @@ use crate::http::{
 };
 use crate::ports::{
     ApiKeyStore, BackendError, CursorKeyStore, EventTypeStore, Page, PageRequest, RuleStore, Saved,
-    TemplateStore, UserStore, WriteError,
+    SuppressionList, TemplateStore, UserStore, WriteError,
 };
 use lambda_http::Request;
 use lambda_http::http::Method;
@@ -82,7 +86,7 @@ fn list_response<T>(
 impl<K, C> Api<K, C>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + TemplateStore + RuleStore + UserStore,
+    C: EventTypeStore + TemplateStore + RuleStore + UserStore + SuppressionList,
 {
     pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
         Self {
@@ -111,7 +115,7 @@ where
                 _ => Err(method_not_allowed(request, "GET")),
             };
         }
-        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules", ..] if segments.len() <= 3)
+        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules" | "suppressions", ..] if segments.len() <= 3)
             || matches!(
                 segments.as_slice(),
                 ["v1", "users", _] | ["v1", "users", _, "preferences"]
@@ -146,6 +150,13 @@ where
             }
             (Method::GET, ["v1", "users", id, "preferences"]) => self.get_preferences(&tenant, id).await,
             (_, [_, _, _, "preferences"]) => Err(method_not_allowed(request, "GET, PUT")),
+            (Method::GET, ["v1", "suppressions"]) => self.list_suppressions(request, &tenant).await,
+            (Method::GET, ["v1", "suppressions", address]) => self.get_suppression(&tenant, address).await,
+            (Method::DELETE, ["v1", "suppressions", address]) => {
+                self.delete_suppression(&tenant, address).await
+            }
+            // Entries are added by the provider's feedback alone.
+            (_, ["v1", "suppressions", _]) => Err(method_not_allowed(request, "GET, DELETE")),
             // A collection is listed; its items are read, replaced and deleted.
             (_, [_, _]) => Err(method_not_allowed(request, "GET")),
             _ => Err(method_not_allowed(request, "GET, PUT, DELETE")),
