@@ -31,6 +31,7 @@ use lambda_http::Request;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 pub type TestIngest = Ingest<DynamoConfigStore, DynamoConfigStore, DynamoActivityStore, SqsNotificationQueue>;
 pub type TestApi = Api<DynamoConfigStore, DynamoConfigStore>;
@@ -62,6 +63,10 @@ pub struct Stack {
     pub tables: Tables,
     pub queues: QueueUrls,
     pub dead_letter_queues: QueueUrls,
+    /// The template as this stack was made from it, and what its resources are called here (by logical id);
+    /// shared, so a stack stays small enough to move between futures.
+    pub template: Arc<StackTemplate>,
+    pub provisioned: Arc<Provisioned>,
     pub tenant: TenantId,
     pub api_key: String,
     /// Whether Slack webhooks may point at loopback (where wiremock listens), as in the local stack.
@@ -101,13 +106,14 @@ impl Stack {
         let aws = emulator_config().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
         let sqs = aws_sdk_sqs::Client::new(&aws);
+        let sns = aws_sdk_sns::Client::new(&aws);
         let parameters = BTreeMap::from([("MaxReceiveCount".to_owned(), MAX_RECEIVE_COUNT.to_string())]);
         let template = StackTemplate::load(Path::new(TEMPLATE), &unique("herald-test"), &parameters)
             .expect("template.yaml loads");
         let provisioned = template
-            .provision(&dynamodb, &sqs)
+            .provision(&dynamodb, &sqs, &sns)
             .await
-            .expect("the tables and queues of template.yaml are created");
+            .expect("the tables, queues and topics of template.yaml are created");
         // The tables and queues the template gives the ingest function.
         let ingest = template
             .functions()
@@ -130,6 +136,8 @@ impl Stack {
             tables,
             queues,
             dead_letter_queues,
+            template: Arc::new(template),
+            provisioned: Arc::new(provisioned),
             loopback_webhooks: false,
             rate_limit_per_minute: 0,
             tenant: TenantId::new(unique("tenant")),

@@ -1,11 +1,12 @@
 //! The management API against the emulator: event types, templates, rules, webhook endpoints, paging,
-//! tenant isolation.
+//! tenant isolation, the suppression list.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is a failed test
 
+use herald::domain::suppression::{Suppression, SuppressionReason};
 use herald::domain::webhook::SigningSecret;
 use herald::domain::{TenantId, Timestamp};
-use herald::ports::WebhookEndpointStore;
+use herald::ports::{SuppressionList, WebhookEndpointStore};
 use herald_integration_tests::{Answer, ApiRequest, Stack, TestApi, unique};
 use serde_json::{Value, json};
 
@@ -574,4 +575,53 @@ async fn a_webhook_endpoint_shows_its_secret_when_created_and_rotated_only() {
     let deleted = call(&stack, &api, "DELETE", "/v1/webhooks/billing", None).await;
     assert_eq!(deleted.status, 204);
     assert!(store.endpoint(tenant, "billing").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_suppressed_address_is_read_by_its_encoded_path_and_removed_by_its_own_tenant_alone() {
+    let stack = Stack::new().await;
+    let api = stack.api();
+    let other = TenantId::new(unique("tenant-b"));
+    stack.add_tenant(&other, "key-of-b").await;
+    let entry = |address: &str| Suppression {
+        address: address.to_owned(),
+        reason: SuppressionReason::Complaint,
+        detail: "abuse".into(),
+        notification_id: None,
+        created_at: Timestamp::now(),
+    };
+    let store = stack.config_store();
+    store
+        .suppress(&stack.tenant, &entry("Ada@Example.com"))
+        .await
+        .unwrap();
+    store.suppress(&other, &entry("bob@example.com")).await.unwrap();
+
+    let read = call(&stack, &api, "GET", "/v1/suppressions/ADA%40example.com", None).await;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(
+        (read.body["address"].clone(), read.body["reason"].clone()),
+        (json!("ada@example.com"), json!("complaint"))
+    );
+    let listed = call(&stack, &api, "GET", "/v1/suppressions", None).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1, "{listed:?}");
+    let theirs = call(&stack, &api, "DELETE", "/v1/suppressions/bob@example.com", None).await;
+    assert_eq!(theirs.status, 404, "another tenant's entry is not ours to remove");
+    assert!(
+        store
+            .suppression(&other, "bob@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let removed = call(&stack, &api, "DELETE", "/v1/suppressions/ada@example.com", None).await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    let gone = call(&stack, &api, "GET", "/v1/suppressions/ada@example.com", None).await;
+    assert_eq!((gone.status, gone.problem_code()), (404, "not_found"));
+    let invalid = call(&stack, &api, "GET", "/v1/suppressions/not-an-address", None).await;
+    assert_eq!(
+        (invalid.status, invalid.problem_code()),
+        (422, "validation_failed")
+    );
 }

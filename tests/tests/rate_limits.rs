@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use herald::domain::tenant::TenantLimit;
 use herald::domain::Timestamp;
+use herald::domain::tenant::TenantLimit;
 use herald::ports::TenantSettingsStore;
 use herald_integration_tests::{Answer, ApiRequest, ORDER_CHANNELS, Stack, TestIngest, order_created};
 use std::time::Duration;

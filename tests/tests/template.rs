@@ -30,14 +30,18 @@ fn function_timeout(template: &Value, function: &Value) -> u64 {
 }
 
 #[test]
-fn every_channel_queue_redrives_to_a_dlq_that_allows_console_redrive() {
+fn every_queue_redrives_to_a_dlq_that_allows_console_redrive() {
     let template = template();
     let queues = resources(&template, "AWS::SQS::Queue");
     let sources: Vec<_> = queues
         .iter()
         .filter(|(_, q)| !q["Properties"]["RedrivePolicy"].is_null())
         .collect();
-    assert_eq!(sources.len(), Channel::ALL.len(), "one per channel");
+    assert_eq!(
+        sources.len(),
+        Channel::ALL.len() + 1,
+        "one per channel, and the feedback queue"
+    );
     for (id, queue) in sources {
         let redrive = &queue["Properties"]["RedrivePolicy"];
         assert!(
@@ -84,7 +88,11 @@ fn sqs_consumers(template: &Value) -> Vec<(&str, &Value, &Value)> {
 fn every_sqs_event_reports_batch_item_failures_and_its_queue_outlasts_six_timeouts() {
     let template = template();
     let consumers = sqs_consumers(&template);
-    assert_eq!(consumers.len(), Channel::ALL.len());
+    assert_eq!(
+        consumers.len(),
+        Channel::ALL.len() + 1,
+        "each channel's function, and the feedback one"
+    );
     for (id, function, properties) in consumers {
         let types: Vec<_> = properties["FunctionResponseTypes"]
             .as_sequence()
@@ -106,6 +114,13 @@ fn every_sqs_event_reports_batch_item_failures_and_its_queue_outlasts_six_timeou
         );
         let variables = &function["Properties"]["Environment"]["Variables"];
         let dead_letter_queue = &queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
+        assert!(!dead_letter_queue.is_null(), "{id}: its queue has a DLQ");
+        // The feedback function re-queues nothing: a failed message comes back by itself, and SQS's redrive
+        // moves it on. A channel function sends its retries and dead letters itself, to its own queues.
+        if id == "FeedbackFunction" {
+            assert!(variables["HERALD_QUEUE_URL"].is_null() && variables["HERALD_DLQ_URL"].is_null());
+            continue;
+        }
         assert_eq!(
             reference(&variables["HERALD_DLQ_URL"]),
             reference(dead_letter_queue),
@@ -122,7 +137,12 @@ fn every_sqs_event_reports_batch_item_failures_and_its_queue_outlasts_six_timeou
 #[test]
 fn every_channel_function_shares_its_send_rate_among_the_invocations_that_can_run_at_once() {
     let template = template();
-    for (id, function, properties) in sqs_consumers(&template) {
+    let channel_functions: Vec<_> = sqs_consumers(&template)
+        .into_iter()
+        .filter(|(id, _, _)| *id != "FeedbackFunction")
+        .collect();
+    assert_eq!(channel_functions.len(), 3);
+    for (id, function, properties) in channel_functions {
         let variables = &function["Properties"]["Environment"]["Variables"];
         assert_eq!(
             reference(&variables["HERALD_MAX_CONCURRENCY"]),

@@ -82,8 +82,9 @@ fn every_queue_has_an_alarm_on_its_oldest_message_and_every_dlq_one_on_any_messa
             (!target.is_null()).then(|| reference(target))
         })
         .collect();
-    let channels = Channel::ALL.len();
-    assert_eq!((queues.len(), dead_letter_queues.len()), (2 * channels, channels));
+    // A queue and a DLQ per channel, and the feedback queue with its own.
+    let redriven = Channel::ALL.len() + 1;
+    assert_eq!((queues.len(), dead_letter_queues.len()), (2 * redriven, redriven));
     for (id, _) in &queues {
         let queue_name = format!("!GetAtt {id}.QueueName");
         let by_name = [("QueueName", queue_name.as_str())];

@@ -29,7 +29,8 @@ async fn config_table() -> (DynamoConfigStore, String) {
         &uuid::Uuid::now_v7().simple().to_string()[20..]
     );
     let template = StackTemplate::load(&template, &stack_name, &BTreeMap::new()).unwrap();
-    let provisioned = template.provision(&dynamodb, &sqs).await.unwrap();
+    let sns = aws_sdk_sns::Client::new(&aws);
+    let provisioned = template.provision(&dynamodb, &sqs, &sns).await.unwrap();
     let api = template
         .functions()
         .into_iter()

@@ -1,6 +1,9 @@
-//! The management API: health, event types, templates, rules, users and webhook endpoints, each tenant's
-//! alone.
+//! The management API: health, event types, templates, rules, users, webhook endpoints and the suppression
+//! list, each tenant's alone.
 
+mod suppressions;
+#[cfg(test)]
+mod suppressions_tests;
 #[cfg(test)]
 mod testing;
 mod users;
@@ -23,7 +26,7 @@ use crate::http::{
 };
 use crate::ports::{
     ApiKeyStore, BackendError, CursorKeyStore, EventTypeStore, Page, PageRequest, RuleStore, Saved,
-    TemplateStore, UserStore, WebhookEndpointStore, WriteError,
+    SuppressionList, TemplateStore, UserStore, WebhookEndpointStore, WriteError,
 };
 use lambda_http::Request;
 use lambda_http::http::Method;
@@ -92,7 +95,7 @@ fn list_response<T>(
 impl<K, C> Api<K, C>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + TemplateStore + RuleStore + UserStore + WebhookEndpointStore,
+    C: EventTypeStore + TemplateStore + RuleStore + UserStore + WebhookEndpointStore + SuppressionList,
 {
     pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
         Self {
@@ -122,7 +125,7 @@ where
                 _ => Err(method_not_allowed(request, "GET")),
             };
         }
-        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules" | "webhooks", ..] if segments.len() <= 3)
+        let known = matches!(segments.as_slice(), ["v1", "event-types" | "templates" | "rules" | "webhooks" | "suppressions", ..] if segments.len() <= 3)
             || matches!(
                 segments.as_slice(),
                 ["v1", "users", _]
@@ -167,6 +170,13 @@ where
             }
             (_, [_, _, _, "preferences"]) => Err(method_not_allowed(request, "GET, PUT")),
             (_, [_, _, _, "rotate-secret"]) => Err(method_not_allowed(request, "POST")),
+            (Method::GET, ["v1", "suppressions"]) => self.list_suppressions(request, &tenant).await,
+            (Method::GET, ["v1", "suppressions", address]) => self.get_suppression(&tenant, address).await,
+            (Method::DELETE, ["v1", "suppressions", address]) => {
+                self.delete_suppression(&tenant, address).await
+            }
+            // Entries are added by the provider's feedback alone.
+            (_, ["v1", "suppressions", _]) => Err(method_not_allowed(request, "GET, DELETE")),
             // A collection is listed; its items are read, replaced and deleted.
             (_, [_, _]) => Err(method_not_allowed(request, "GET")),
             _ => Err(method_not_allowed(request, "GET, PUT, DELETE")),

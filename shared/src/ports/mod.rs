@@ -425,7 +425,8 @@ pub trait Sender: Send + Sync {
         &self,
         _tenant: &TenantId,
         _to: &str,
-    ) -> impl Future<Output = Result<Option<crate::domain::delivery::DestinationRefusal>, BackendError>> + Send {
+    ) -> impl Future<Output = Result<Option<crate::domain::delivery::DestinationRefusal>, BackendError>> + Send
+    {
         async { Ok(None) }
     }
 

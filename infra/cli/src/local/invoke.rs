@@ -46,7 +46,11 @@ pub async fn run(args: &[&str]) -> Result<(), LocalError> {
     // The local stack's parameters (and `HERALD_PARAMETERS`), so the invocation runs as it would there.
     let template = local_template(&root)?;
     let provisioned = template
-        .provision(&dynamodb, &aws_sdk_sqs::Client::new(&aws))
+        .provision(
+            &dynamodb,
+            &aws_sdk_sqs::Client::new(&aws),
+            &aws_sdk_sns::Client::new(&aws),
+        )
         .await?;
     let _ = aws_sdk_sesv2::Client::new(&aws)
         .create_email_identity()

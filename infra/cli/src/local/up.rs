@@ -167,8 +167,10 @@ pub async fn start(ports: Ports, build: Build) -> Result<LocalStack, LocalError>
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
     let template = local_template(&root)?;
-    say("creating the tables and queues of template.yaml");
-    let provisioned = template.provision(&dynamodb, &sqs).await?;
+    say("creating the tables, queues and topics of template.yaml");
+    let provisioned = template
+        .provision(&dynamodb, &sqs, &aws_sdk_sns::Client::new(&aws))
+        .await?;
     let names = |names: Vec<String>| names.join(", ");
     say(&format!(
         "tables: {}",
@@ -177,6 +179,10 @@ pub async fn start(ports: Ports, build: Build) -> Result<LocalStack, LocalError>
     say(&format!(
         "queues: {}",
         names(template.queues().into_iter().map(|queue| queue.name).collect())
+    ));
+    say(&format!(
+        "topics: {}",
+        names(template.topics().into_iter().map(|topic| topic.name).collect())
     ));
     aws_sdk_sesv2::Client::new(&aws)
         .create_email_identity()

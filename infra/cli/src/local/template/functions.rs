@@ -364,7 +364,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_real_template_has_five_functions_with_globals_merged() {
+    fn the_real_template_has_seven_functions_with_globals_merged() {
         let template = real();
         let mut binaries = template
             .functions()
@@ -374,7 +374,9 @@ mod tests {
         binaries.sort();
         assert_eq!(
             binaries,
-            ["api", "email", "ingest", "slack", "sms", "sweeper", "webhook"]
+            [
+                "api", "email", "feedback", "ingest", "slack", "sms", "sweeper", "webhook"
+            ]
         );
         let ingest = function(&template, "ingest");
         assert_eq!((ingest.timeout_seconds, ingest.memory_mb), (10, 256));
@@ -427,6 +429,23 @@ mod tests {
                 }]
             );
         }
+    }
+
+    #[test]
+    fn the_feedback_function_consumes_the_feedback_queue_reporting_failures_one_by_one() {
+        let feedback = function(&real(), "feedback");
+        assert_eq!((feedback.timeout_seconds, feedback.memory_mb), (10, 256));
+        assert!(feedback.http_routes.is_empty() && feedback.schedules.is_empty());
+        assert_eq!(
+            feedback.sqs_events,
+            [SqsEventSpec {
+                queue: "FeedbackQueue".into(),
+                batch_size: 10,
+                maximum_concurrency: 2,
+                report_batch_item_failures: true,
+                batching_window_seconds: 1,
+            }]
+        );
     }
 
     #[test]

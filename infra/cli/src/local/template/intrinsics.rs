@@ -146,7 +146,8 @@ impl Scope<'_> {
             .ok_or_else(|| self.invalid(path, &format!("no condition named {name}")))
     }
 
-    /// `Ref target`: a pseudo parameter, a parameter, a table's name or a queue's URL.
+    /// `Ref target`: a pseudo parameter, a parameter, a table's name, a queue's URL, a topic's ARN or a
+    /// configuration set's name.
     fn reference(&self, target: &str, path: &str) -> Result<Option<Json>, TemplateError> {
         let symbols = self.symbols;
         let pseudo = &symbols.pseudo;
@@ -170,6 +171,8 @@ impl Scope<'_> {
                     let provisioned = match symbols.resources.get(target) {
                         Some(Kind::Table { .. }) => self.provisioned.table_names.get(target),
                         Some(Kind::Queue { .. }) => self.provisioned.queue_urls.get(target),
+                        Some(Kind::Topic { .. }) => self.provisioned.topic_arns.get(target),
+                        Some(Kind::Named { name }) => Some(name),
                         Some(Kind::Other { resource_type }) => {
                             return Err(self.invalid(
                                 path,
@@ -192,13 +195,17 @@ impl Scope<'_> {
         Ok(Some(Json::String(value)))
     }
 
-    /// `Fn::GetAtt target.attribute`: a queue's Arn, QueueUrl or QueueName, a table's Arn.
+    /// `Fn::GetAtt target.attribute`: a queue's Arn, QueueUrl or QueueName, a table's Arn, a topic's
+    /// TopicArn or TopicName.
     fn attribute(&self, target: &str, attribute: &str, path: &str) -> Result<String, TemplateError> {
         let pseudo = &self.symbols.pseudo;
         let value = match (self.symbols.resources.get(target), attribute) {
             (Some(Kind::Queue { .. }), "Arn") => self.provisioned.queue_arns.get(target).cloned(),
             (Some(Kind::Queue { .. }), "QueueUrl") => self.provisioned.queue_urls.get(target).cloned(),
-            (Some(Kind::Queue { name }), "QueueName") => Some(name.clone()),
+            (Some(Kind::Queue { name }), "QueueName") | (Some(Kind::Topic { name }), "TopicName") => {
+                Some(name.clone())
+            }
+            (Some(Kind::Topic { .. }), "TopicArn") => self.provisioned.topic_arns.get(target).cloned(),
             (Some(Kind::Table { .. }), "Arn") => self.provisioned.table_names.get(target).map(|name| {
                 format!(
                     "arn:{}:dynamodb:{}:{}:table/{name}",

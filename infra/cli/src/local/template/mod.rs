@@ -9,8 +9,9 @@
 //! intrinsic and the resource, rather than being half-evaluated.
 //!
 //! The pieces: [`yaml`] reads the document (short-form tags into long form), [`parameters`] resolves the
-//! Parameters and Conditions, [`intrinsics`] evaluates expressions, [`resources`] and [`functions`] turn
-//! the resources into specs, and [`provision`] creates the tables and queues on the emulator.
+//! Parameters and Conditions, [`intrinsics`] evaluates expressions, [`resources`], [`topics`] and
+//! [`functions`] turn the resources into specs, and [`provision`] creates the tables, queues, topics and
+//! subscriptions on the emulator.
 
 mod functions;
 mod intrinsics;
@@ -19,10 +20,12 @@ mod provision;
 mod resources;
 #[cfg(test)]
 mod testing;
+mod topics;
 mod yaml;
 
 pub use functions::{FunctionSpec, HttpRoute, SqsEventSpec};
 pub use resources::{AttributeSpec, IndexSpec, KeySpec, ProjectionSpec, QueueSpec, Redrive, TableSpec};
+pub use topics::{SubscriptionSpec, TopicSpec};
 
 use functions::function_spec;
 use intrinsics::{Scope, check_intrinsics, scalar_string};
@@ -33,6 +36,7 @@ use resources::{
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use topics::{SUBSCRIPTION, TOPIC, subscription_spec, topic_spec};
 
 /// The account moto answers for: the value of `AWS::AccountId`.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -94,6 +98,7 @@ pub struct Provisioned {
     pub table_names: BTreeMap<String, String>,
     pub queue_urls: BTreeMap<String, String>,
     pub queue_arns: BTreeMap<String, String>,
+    pub topic_arns: BTreeMap<String, String>,
 }
 
 /// The template, parsed and evaluated as far as it can be before anything exists.
@@ -103,6 +108,9 @@ pub struct StackTemplate {
     tables: Vec<TableSpec>,
     /// In creation order: every dead-letter queue before the queues that redrive to it.
     queues: Vec<QueueSpec>,
+    topics: Vec<TopicSpec>,
+    /// Those that deliver to a queue of the template; the others have nowhere to go locally.
+    subscriptions: Vec<SubscriptionSpec>,
     functions: Vec<FunctionSpec>,
     /// Each function's `Environment.Variables`, Globals merged under its own, unevaluated.
     environments: BTreeMap<String, BTreeMap<String, Json>>,
@@ -121,9 +129,23 @@ struct Symbols {
 /// What a logical id of a used resource names.
 #[derive(Debug, Clone)]
 enum Kind {
-    Table { name: String },
-    Queue { name: String },
-    Other { resource_type: String },
+    Table {
+        name: String,
+    },
+    Queue {
+        name: String,
+    },
+    /// An SNS topic: its `Ref` is its ARN.
+    Topic {
+        name: String,
+    },
+    /// A resource the local stack does not create whose `Ref` is its name (an SES configuration set).
+    Named {
+        name: String,
+    },
+    Other {
+        resource_type: String,
+    },
 }
 
 /// The values of the pseudo parameters.
@@ -189,13 +211,24 @@ impl StackTemplate {
         self.queues.clone()
     }
 
+    /// The `AWS::SNS::Topic` resources.
+    pub fn topics(&self) -> Vec<TopicSpec> {
+        self.topics.clone()
+    }
+
+    /// The `AWS::SNS::Subscription` resources that deliver to a queue of the template.
+    pub fn subscriptions(&self) -> Vec<SubscriptionSpec> {
+        self.subscriptions.clone()
+    }
+
     /// The `AWS::Serverless::Function` resources.
     pub fn functions(&self) -> Vec<FunctionSpec> {
         self.functions.clone()
     }
 
     /// What [`provision`](Self::provision) would answer, without creating anything: each table by its name,
-    /// each queue at `{queue_endpoint}/{account}/{name}` (for runs that must not reach a real stack).
+    /// each queue at `{queue_endpoint}/{account}/{name}`, each topic at its ARN in us-east-1 (for runs that
+    /// must not reach a real stack).
     pub fn unprovisioned(&self, queue_endpoint: &str) -> Provisioned {
         let mut provisioned = Provisioned::default();
         for table in self.tables() {
@@ -206,6 +239,10 @@ impl StackTemplate {
             let arn = format!("arn:aws:sqs:us-east-1:{ACCOUNT_ID}:{}", queue.name);
             provisioned.queue_urls.insert(queue.logical_id.clone(), url);
             provisioned.queue_arns.insert(queue.logical_id, arn);
+        }
+        for topic in self.topics() {
+            let arn = format!("arn:aws:sns:us-east-1:{ACCOUNT_ID}:{}", topic.name);
+            provisioned.topic_arns.insert(topic.logical_id, arn);
         }
         provisioned
     }
@@ -276,6 +313,8 @@ impl StackTemplate {
             symbols,
             tables: Vec::new(),
             queues: Vec::new(),
+            topics: Vec::new(),
+            subscriptions: Vec::new(),
             functions: Vec::new(),
             environments: BTreeMap::new(),
         };
@@ -289,6 +328,10 @@ impl StackTemplate {
             match resource.type_name {
                 TABLE => template.tables.push(table_spec(&scope, resource)?),
                 QUEUE => queues.push(queue_spec(&scope, resource, &predicted)?),
+                TOPIC => template.topics.push(topic_spec(&scope, resource)?),
+                SUBSCRIPTION => template
+                    .subscriptions
+                    .extend(subscription_spec(&scope, resource, &predicted)?),
                 FUNCTION => {
                     let (spec, environment) = function_spec(&scope, resource, globals, &predicted)?;
                     template.functions.push(spec);
@@ -326,7 +369,7 @@ mod tests {
     fn load_reads_the_real_template_from_disk() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"));
         let template = StackTemplate::load(path, STACK, &BTreeMap::new()).unwrap();
-        assert_eq!(template.functions().len(), 7);
+        assert_eq!(template.functions().len(), herald::telemetry::Function::ALL.len());
         let missing = StackTemplate::load(Path::new("/nonexistent/template.yaml"), STACK, &BTreeMap::new());
         assert!(matches!(missing, Err(TemplateError::Read { .. })));
     }
@@ -357,9 +400,10 @@ mod tests {
         assert_eq!(environment["HERALD_RETENTION_DAYS"], "30");
         assert_eq!(environment["HERALD_SLACK_ALLOWED_HOSTS"], "hooks.slack.com");
         assert_eq!(environment["HERALD_METRICS_NAMESPACE"], format!("Herald/{STACK}"));
-        assert!(
-            !environment.contains_key("HERALD_SES_CONFIGURATION_SET"),
-            "AWS::NoValue drops it"
+        assert_eq!(
+            environment["HERALD_SES_CONFIGURATION_SET"],
+            format!("{STACK}-EmailConfigurationSet"),
+            "the stack's own, not created locally but named"
         );
         assert!(
             !environment.contains_key("HERALD_EMAIL_QUEUE_URL"),

@@ -1,22 +1,25 @@
-//! Creating the template's tables and queues on the emulator.
+//! Creating the template's tables, queues, topics and subscriptions on the emulator.
 
 use super::resources::{KeySpec, QueueSpec, TableSpec};
+use super::topics::SubscriptionSpec;
 use super::{Provisioned, StackTemplate, TemplateError, invalid};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 impl StackTemplate {
-    /// Creates every table and queue on the emulator, dead-letter queues before the queues that redrive
-    /// to them. Existing ones are reused (a queue's attributes are set to the template's).
+    /// Creates every table, queue and topic on the emulator, dead-letter queues before the queues that
+    /// redrive to them, and subscribes the queues to their topics. Existing ones are reused (a queue's
+    /// attributes are set to the template's).
     pub async fn provision(
         &self,
         dynamodb: &aws_sdk_dynamodb::Client,
         sqs: &aws_sdk_sqs::Client,
+        sns: &aws_sdk_sns::Client,
     ) -> Result<Provisioned, TemplateError> {
         let mut provisioned = Provisioned::default();
         for table in &self.tables {
@@ -30,8 +33,55 @@ impl StackTemplate {
             provisioned.queue_urls.insert(queue.logical_id.clone(), url);
             provisioned.queue_arns.insert(queue.logical_id.clone(), arn);
         }
+        for topic in &self.topics {
+            // CreateTopic answers the existing topic's ARN for a name already taken.
+            let arn = sns
+                .create_topic()
+                .name(&topic.name)
+                .send()
+                .await
+                .map_err(|error| emulator_error("CreateTopic", &topic.logical_id, error))?
+                .topic_arn
+                .ok_or_else(|| TemplateError::Emulator {
+                    operation: "CreateTopic",
+                    resource: topic.logical_id.clone(),
+                    message: "the emulator returned no TopicArn".to_owned(),
+                })?;
+            provisioned.topic_arns.insert(topic.logical_id.clone(), arn);
+        }
+        for subscription in &self.subscriptions {
+            subscribe(sns, subscription, &provisioned).await?;
+        }
         Ok(provisioned)
     }
+}
+
+/// Subscribes the queue to the topic (SNS answers an existing subscription for the same pair).
+async fn subscribe(
+    sns: &aws_sdk_sns::Client,
+    subscription: &SubscriptionSpec,
+    provisioned: &Provisioned,
+) -> Result<(), TemplateError> {
+    let id = subscription.logical_id.as_str();
+    let created = |logical_id: &str, of: &BTreeMap<String, String>| {
+        of.get(logical_id)
+            .cloned()
+            .ok_or_else(|| invalid(id, "", &format!("{logical_id} is not created yet")))
+    };
+    let mut request = sns
+        .subscribe()
+        .topic_arn(created(&subscription.topic, &provisioned.topic_arns)?)
+        .protocol("sqs")
+        .endpoint(created(&subscription.queue, &provisioned.queue_arns)?);
+    // Only when on: moto 5.2.5 delivers raw whenever the attribute is set at all, "false" included.
+    if subscription.raw_message_delivery {
+        request = request.attributes("RawMessageDelivery", "true");
+    }
+    request
+        .send()
+        .await
+        .map_err(|error| emulator_error("Subscribe", id, error))?;
+    Ok(())
 }
 
 fn emulator_error<E: std::error::Error>(operation: &'static str, resource: &str, error: E) -> TemplateError {

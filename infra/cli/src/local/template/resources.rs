@@ -2,6 +2,7 @@
 //! queues (dead-letter queues ordered before the queues that redrive to them).
 
 use super::intrinsics::{Scope, check_intrinsics, integer, truthy};
+use super::topics::{SUBSCRIPTION, TOPIC};
 use super::{Kind, Provisioned, Pseudo, Symbols, TemplateError, invalid};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
@@ -11,10 +12,17 @@ pub(super) const TABLE: &str = "AWS::DynamoDB::Table";
 pub(super) const QUEUE: &str = "AWS::SQS::Queue";
 pub(super) const FUNCTION: &str = "AWS::Serverless::Function";
 
+/// An SES configuration set: not created locally, but a `Ref` of it is its name.
+pub(super) const CONFIGURATION_SET: &str = "AWS::SES::ConfigurationSet";
+
 /// Resource types with nothing to create or run locally (the local stack routes HTTP itself; the
 /// operations resources watch CloudWatch, which the emulator does not feed: locally the metrics are in the
-/// log). Any type neither here nor above fails the load.
-const SKIPPED_TYPES: [&str; 13] = [
+/// log; the emulator enforces no policy). SES configuration sets and their event destinations are left out
+/// because moto 5.2.5 has neither in its SES v2 and publishes no events: its SendEmail takes a configuration
+/// set's name and ignores it, and sends no bounce, complaint or delivery anywhere. Locally `herald local
+/// feedback` publishes to the feedback topic what the event destination would. Any type neither here nor
+/// above fails the load.
+const SKIPPED_TYPES: [&str; 14] = [
     "AWS::Logs::LogGroup",
     "AWS::Logs::QueryDefinition",
     "AWS::Serverless::HttpApi",
@@ -25,9 +33,10 @@ const SKIPPED_TYPES: [&str; 13] = [
     "AWS::Lambda::Permission",
     "AWS::CloudWatch::Alarm",
     "AWS::CloudWatch::Dashboard",
-    "AWS::SNS::Topic",
-    "AWS::SNS::Subscription",
+    "AWS::SNS::TopicPolicy",
     "AWS::SQS::QueuePolicy",
+    CONFIGURATION_SET,
+    "AWS::SES::ConfigurationSetEventDestination",
 ];
 
 /// Table properties read here, then those that change nothing locally (backups, encryption, capacity,
@@ -175,7 +184,7 @@ pub(super) fn used_resources<'a>(
                 continue;
             }
         }
-        if [TABLE, QUEUE, FUNCTION].contains(&resource_type) {
+        if [TABLE, QUEUE, FUNCTION, TOPIC, SUBSCRIPTION].contains(&resource_type) {
             check_intrinsics(&Json::Object(body.clone()), logical_id, "")?;
         } else if !SKIPPED_TYPES.contains(&resource_type) {
             return Err(TemplateError::UnsupportedResourceType {
@@ -192,7 +201,8 @@ pub(super) fn used_resources<'a>(
     Ok(used)
 }
 
-/// The physical names of tables and queues, which may use parameters but no other resource.
+/// The physical names of tables, queues, topics and configuration sets, which may use parameters but no
+/// other resource.
 pub(super) fn name_resources(
     symbols: &Symbols,
     used: &[Resource<'_>],
@@ -222,6 +232,10 @@ pub(super) fn name_resources(
             QUEUE => Kind::Queue {
                 name: name("QueueName")?,
             },
+            TOPIC => Kind::Topic {
+                name: name("TopicName")?,
+            },
+            CONFIGURATION_SET => Kind::Named { name: name("Name")? },
             other => Kind::Other {
                 resource_type: other.to_owned(),
             },
@@ -252,7 +266,11 @@ pub(super) fn predict(symbols: &Symbols) -> Provisioned {
                 provisioned.queue_urls.insert(id.clone(), url);
                 provisioned.queue_arns.insert(id.clone(), arn);
             }
-            Kind::Other { .. } => {}
+            Kind::Topic { name } => {
+                let arn = format!("arn:{partition}:sns:{region}:{account_id}:{name}");
+                provisioned.topic_arns.insert(id.clone(), arn);
+            }
+            Kind::Named { .. } | Kind::Other { .. } => {}
         }
     }
     provisioned
@@ -423,10 +441,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_real_template_has_a_queue_and_a_dlq_per_channel_each_redriving_to_its_own() {
+    fn the_real_template_has_a_queue_and_a_dlq_per_channel_and_for_feedback_each_redriving_to_its_own() {
         let queues = real().queues();
-        assert_eq!(queues.len(), 8);
-        for channel in ["Email", "Sms", "Slack", "Webhook"] {
+        assert_eq!(queues.len(), 10);
+        for channel in ["Email", "Sms", "Slack", "Webhook", "Feedback"] {
             let lower = channel.to_lowercase();
             let queue = queues
                 .iter()
@@ -436,7 +454,8 @@ mod tests {
             let dlq = queues.iter().find(|q| q.logical_id == dlq_id).unwrap();
             assert_eq!(queue.name, format!("{STACK}-{lower}"));
             assert_eq!(dlq.name, format!("{STACK}-{lower}-dlq"));
-            assert_eq!(queue.visibility_timeout, Some(180));
+            let visibility = if channel == "Feedback" { 60 } else { 180 };
+            assert_eq!(queue.visibility_timeout, Some(visibility));
             assert_eq!(dlq.message_retention_period, Some(1_209_600));
             assert_eq!(dlq.redrive, None);
             let redrive = queue.redrive.as_ref().unwrap();
