@@ -141,7 +141,7 @@ fn every_channel_function_shares_its_send_rate_among_the_invocations_that_can_ru
         .into_iter()
         .filter(|(id, _, _)| *id != "FeedbackFunction")
         .collect();
-    assert_eq!(channel_functions.len(), 3);
+    assert_eq!(channel_functions.len(), Channel::ALL.len());
     for (id, function, properties) in channel_functions {
         let variables = &function["Properties"]["Environment"]["Variables"];
         assert_eq!(
