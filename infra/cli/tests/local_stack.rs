@@ -12,6 +12,8 @@ mod dead_letters;
 mod observability;
 #[path = "local_stack/tenants.rs"]
 mod tenants;
+#[path = "local_stack/webhooks.rs"]
+mod webhooks;
 
 use dead_letters::a_dead_lettered_slack_is_redriven_once_by_herald_dlq;
 use observability::{
@@ -24,6 +26,7 @@ use std::time::Duration;
 use tenants::a_tenants_own_sms_countries_are_honoured;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use webhooks::a_registered_endpoint_receives_a_signed_post;
 
 const API_KEY: &str = "herald-dev-key";
 /// The first scenario's `X-Correlation-Id`, looked for in the logs at the end.
@@ -534,6 +537,7 @@ async fn local_stack_delivers_replays_retries_redrives_reports_metrics_holds_a_s
     a_duplicate_is_replayed(&stack).await;
     a_failing_slack_is_retried_until_it_recovers(&stack).await;
     a_dead_lettered_slack_is_redriven_once_by_herald_dlq(&stack).await;
+    a_registered_endpoint_receives_a_signed_post(&stack).await;
     the_functions_write_their_metrics_as_emf(&stack).await;
     a_small_load_passes_the_benchmark_audit(&stack).await;
     the_logs_trace_requests_and_keep_recipients_secret(&stack);
