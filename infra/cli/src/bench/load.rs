@@ -13,6 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The benchmark's event type; its rules send every event to every channel.
 pub const EVENT_TYPE: &str = "bench_load";
+/// Notifications of each event: one per channel, every channel having a rule (and the webhook channel one
+/// endpoint, the sink).
+#[allow(clippy::cast_possible_truncation)] // four channels
+pub const CHANNELS: u32 = herald::domain::Channel::ALL.len() as u32;
 /// Attempts a client makes at one event before it gives up.
 const CLIENT_ATTEMPTS: usize = 5;
 /// How long the functions cache an event type and its rules in the local stack (`HERALD_CONFIG_CACHE_SECONDS`).
@@ -60,7 +64,7 @@ pub struct Outcome {
 pub async fn run(stack: &Stack, options: LoadOptions) -> Result<Outcome, BenchError> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     eprintln!(
-        "herald bench: run {run}: {} events x 3 channels at concurrency {}",
+        "herald bench: run {run}: {} events x {CHANNELS} channels at concurrency {}",
         options.events, options.concurrency
     );
     let memory_before = stack.emulator_memory();

@@ -4,7 +4,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 use super::cost::PerEvent;
-use super::load::Outcome;
+use super::load::{CHANNELS, Outcome};
 use super::power::{self, FunctionCpu};
 use super::probe::{OperationCost, RequestCount};
 use herald::domain::Channel;
@@ -148,7 +148,7 @@ impl fmt::Display for Report<'_> {
 
         writeln!(
             f,
-            "\nHerald load benchmark: run {}, {} events × 3 channels at concurrency {}",
+            "\nHerald load benchmark: run {}, {} events × {CHANNELS} channels at concurrency {}",
             o.run, o.options.events, o.options.concurrency
         )?;
         writeln!(f, "\nIngest (POST /v1/events, first attempts)")?;
@@ -247,7 +247,7 @@ impl Report<'_> {
         let events = o.posted.len();
         let http_requests: usize = o.posted.iter().map(|p| p.statuses.len()).sum();
         let measured = PerEvent::measured(requests, events, http_requests);
-        let floor = PerEvent::floor(3);
+        let floor = PerEvent::floor(CHANNELS);
         let per_event = |count: u64| count as f64 / events.max(1) as f64;
         writeln!(
             f,
@@ -264,7 +264,7 @@ impl Report<'_> {
         )?;
         writeln!(
             f,
-            "  cost per million events × 3 channels at list prices (DynamoDB, SQS, API Gateway; Lambda and \
+            "  cost per million events × {CHANNELS} channels at list prices (DynamoDB, SQS, API Gateway; Lambda and \
              provider fees apart): ${:.2}, the floor ${:.2} ({:.2}×)",
             measured.dollars_per_million(),
             floor.dollars_per_million(),
