@@ -72,6 +72,11 @@ impl Stack {
 
     /// An SES sender talking to `endpoint`, from a sender identity created for this test.
     pub async fn email_sender(&self, endpoint: &str) -> SesSender {
+        self.email_sender_through(endpoint, None).await
+    }
+
+    /// As [`Self::email_sender`], sending through `configuration_set`.
+    pub async fn email_sender_through(&self, endpoint: &str, configuration_set: Option<String>) -> SesSender {
         let config = aws_sdk_sesv2::config::Builder::from(&provider_config(
             &emulator_config().await,
             PROVIDER_TIMEOUT,
@@ -86,7 +91,7 @@ impl Stack {
             .send()
             .await
             .expect("create the sender identity");
-        SesSender::new(client, from, None)
+        SesSender::new(client, from, configuration_set)
     }
 
     /// An SNS sender talking to `endpoint`.

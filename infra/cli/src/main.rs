@@ -11,7 +11,12 @@ const USAGE: &str = "usage:
   herald local up [--release [--no-build]]  run the whole stack locally (emulator, functions, API on :3000);
                                             --release runs the functions' release build, as Lambda does;
                                             --no-build takes target/release as it is
-  herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack, webhook, sweeper)
+  herald local feedback bounce|complaint|delivery NOTIFICATION_ID [--tenant TENANT] [--transient]
+                                            publish what SES would say about an email the local stack
+                                            sent to its feedback topic (a bounce is permanent unless
+                                            --transient; TENANT defaults to local)
+  herald invoke FUNCTION --event FILE       invoke one function once (ingest, api, email, sms, slack,
+                                            webhook, sweeper, feedback)
   herald keys create TENANT [--name NAME] [--scope ingest|full] [--key KEY] [--local]
                                             create an API key for TENANT, printed once (a new random key
                                             unless --key gives one of 32+ characters); scope ingest may
@@ -80,6 +85,7 @@ async fn run(args: &[&str]) -> Result<(), CliError> {
         ["local", "up", "--release", "--no-build"] => {
             local::up::run(local::up::Build::ReleaseAsBuilt).await?;
         }
+        ["local", "feedback", rest @ ..] => local::feedback::run(rest).await?,
         ["invoke", rest @ ..] => local::invoke::run(rest).await?,
         ["keys", rest @ ..] => keys::run(rest).await?,
         ["tenant", "create", rest @ ..] => tenant::create(rest).await?,

@@ -3,11 +3,13 @@
 //! emulator and the Slack sink — nothing in this test reaches inside the stack.
 //!
 //! The stack is started once and the scenarios run in order against it, because starting it (building
-//! the six functions, starting the emulator) is the expensive part; each scenario uses its own recipient.
+//! the seven functions, starting the emulator) is the expensive part; each scenario uses its own recipient.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 #[path = "local_stack/dead_letters.rs"]
 mod dead_letters;
+#[path = "local_stack/feedback.rs"]
+mod feedback;
 #[path = "local_stack/observability.rs"]
 mod observability;
 #[path = "local_stack/tenants.rs"]
@@ -16,6 +18,7 @@ mod tenants;
 mod webhooks;
 
 use dead_letters::a_dead_lettered_slack_is_redriven_once_by_herald_dlq;
+use feedback::ses_feedback_from_herald_local_feedback_is_recorded_and_suppresses;
 use observability::{
     the_functions_write_their_metrics_as_emf, the_logs_trace_requests_and_keep_recipients_secret,
 };
@@ -529,7 +532,7 @@ async fn sigterm_stops_everything(mut stack: RunningStack) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn local_stack_delivers_replays_retries_redrives_reports_metrics_holds_a_small_load_and_stops_on_sigterm()
+async fn local_stack_delivers_replays_retries_redrives_takes_ses_feedback_reports_metrics_holds_a_small_load_and_stops_on_sigterm()
  {
     let stack = RunningStack::start().await;
     a_tenants_own_sms_countries_are_honoured(&stack).await;
@@ -538,6 +541,7 @@ async fn local_stack_delivers_replays_retries_redrives_reports_metrics_holds_a_s
     a_failing_slack_is_retried_until_it_recovers(&stack).await;
     a_dead_lettered_slack_is_redriven_once_by_herald_dlq(&stack).await;
     a_registered_endpoint_receives_a_signed_post(&stack).await;
+    ses_feedback_from_herald_local_feedback_is_recorded_and_suppresses(&stack).await;
     the_functions_write_their_metrics_as_emf(&stack).await;
     a_small_load_passes_the_benchmark_audit(&stack).await;
     the_logs_trace_requests_and_keep_recipients_secret(&stack);

@@ -1,13 +1,16 @@
-//! `herald dlq …`: the dead-letter queues of a deployed stack or of the local one. `list` shows how deep
-//! each is, `show` what is in one (each message's notification, masked address, last error, attempts),
-//! `redrive` moves messages back to their channel's queue (all, one channel, or chosen notifications, at a
-//! chosen rate), `purge` empties one after asking. A redriven notification that was `sent` meanwhile is
-//! acknowledged without sending: the delivery loop claims before it sends.
+//! `herald dlq …`: the dead-letter queues of a deployed stack or of the local one: those of the template's
+//! queues, each channel's and the SES feedback queue's. `list` shows how deep each is, `show` what is in one
+//! (each message's notification, masked address, and its last error or what SES said), `redrive` moves
+//! messages back to their queue (all, one queue, or chosen notifications, at a chosen rate), `purge`
+//! empties one after asking. A redriven notification that was `sent` meanwhile is acknowledged without
+//! sending: the delivery loop claims before it sends; redriven feedback is recorded once: the feedback
+//! function's writes are conditional.
 
 mod redrive;
 
 use crate::local::LocalError;
 use crate::local::emulator;
+use crate::local::template::StackTemplate;
 use crate::local::up::{Ports, STACK_NAME, local_template};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
@@ -15,29 +18,34 @@ use herald::adapters::dynamodb::DynamoActivityStore;
 use herald::adapters::load_aws_config;
 use herald::config::{AwsSettings, ConfigError, Env};
 use herald::domain::notification::Envelope;
-use herald::domain::{Channel, Timestamp};
+use herald::domain::provider_feedback::parse_ses_event;
+use herald::domain::{NotificationId, TenantId, Timestamp};
 use herald::ports::{BackendError, DeliveryLedger};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
 const USAGE: &str = "usage:
   herald dlq list    [--local | --stack NAME]
-  herald dlq show    CHANNEL [--limit N] [--local | --stack NAME] [--activity-table TABLE]
-  herald dlq redrive [CHANNEL] [--ids ntf_1,ntf_2] [--rate PER_SECOND] [--local | --stack NAME]
-  herald dlq purge   CHANNEL [--yes] [--local | --stack NAME]
+  herald dlq show    QUEUE [--limit N] [--local | --stack NAME] [--activity-table TABLE]
+  herald dlq redrive [QUEUE] [--ids ntf_1,ntf_2] [--rate PER_SECOND] [--local | --stack NAME]
+  herald dlq purge   QUEUE [--yes] [--local | --stack NAME]
 
-CHANNEL is email, sms or slack. --local: the stack `herald local up` runs; otherwise the deployed stack NAME
+QUEUE is email, sms, slack or feedback (SES's bounces, complaints and deliveries): every queue of
+template.yaml with a DLQ. --local: the stack `herald local up` runs; otherwise the deployed stack NAME
 (default herald, as in samconfig.toml) in the account and region of the usual AWS environment. Queues are
-<stack>-<channel> and <stack>-<channel>-dlq; `show` reads the activity table (the stack's ActivityTableName
+<stack>-<queue> and <stack>-<queue>-dlq; `show` reads the activity table (the stack's ActivityTableName
 output, or HERALD_ACTIVITY_TABLE).";
+
+/// The template a deployed stack was made from, as this herald was built: where its queue names come from.
+const TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"));
 
 /// Why `herald dlq …` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
     #[error("{USAGE}")]
     Usage,
-    #[error("{0:?} is not a channel (email, sms or slack)")]
-    UnknownChannel(String),
+    #[error("{name:?} is no queue with a DLQ; the stack's are {}", known.join(", "))]
+    UnknownQueue { name: String, known: Vec<String> },
     #[error("{flag} needs a number, got {value:?}")]
     NotANumber { flag: &'static str, value: String },
     #[error("set --activity-table or HERALD_ACTIVITY_TABLE to the stack's ActivityTableName output")]
@@ -66,7 +74,8 @@ impl DlqError {
 /// What the command line asked for.
 #[derive(Debug, Default, PartialEq)]
 struct Options {
-    channels: Vec<Channel>,
+    /// The queues named (`email`, `feedback`): none for all.
+    queues: Vec<String>,
     local: bool,
     stack: Option<String>,
     activity_table: Option<String>,
@@ -109,11 +118,7 @@ fn parse(args: &[&str]) -> Result<Options, DlqError> {
             "--rate" => options.rate = Some(number("--rate", rest.next())?),
             "--limit" => options.limit = Some(number("--limit", rest.next())?),
             flag if flag.starts_with("--") => return Err(DlqError::Usage),
-            channel => options.channels.push(
-                channel
-                    .parse()
-                    .map_err(|_| DlqError::UnknownChannel(channel.to_owned()))?,
-            ),
+            queue => options.queues.push(queue.to_owned()),
         }
     }
     if options.local && options.stack.is_some() {
@@ -122,13 +127,46 @@ fn parse(args: &[&str]) -> Result<Options, DlqError> {
     Ok(options)
 }
 
+/// A queue of the template and the DLQ its redrive policy moves messages to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeadLettered {
+    /// The queue's name without the stack's: `email`, `feedback`.
+    name: String,
+    queue: String,
+    dlq: String,
+}
+
+impl DeadLettered {
+    /// Every queue of `template` that redrives to a DLQ, by name.
+    fn of(template: &StackTemplate, stack: &str) -> Vec<Self> {
+        let queues = template.queues();
+        let prefix = format!("{stack}-");
+        let mut found: Vec<Self> = queues
+            .iter()
+            .filter_map(|queue| {
+                let redrive = queue.redrive.as_ref()?;
+                let dlq = queues
+                    .iter()
+                    .find(|q| q.logical_id == redrive.dead_letter_queue)?;
+                Some(Self {
+                    name: queue.name.strip_prefix(&prefix).unwrap_or(&queue.name).to_owned(),
+                    queue: queue.name.clone(),
+                    dlq: dlq.name.clone(),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+    }
+}
+
 /// The queues and table of one stack, and clients for them.
 #[derive(Debug)]
 struct Target {
     sqs: aws_sdk_sqs::Client,
     dynamodb: aws_sdk_dynamodb::Client,
-    stack: String,
     activity_table: Option<String>,
+    queues: Vec<DeadLettered>,
 }
 
 impl Target {
@@ -137,7 +175,8 @@ impl Target {
             let ports = Ports::from_env()?;
             let aws = emulator::sdk_config(&ports.endpoints()).await;
             let root = emulator::project_root().map_err(LocalError::from)?;
-            let activity_table = local_template(&root)?
+            let template = local_template(&root)?;
+            let activity_table = template
                 .tables()
                 .into_iter()
                 .find(|table| table.logical_id == "ActivityTable")
@@ -145,28 +184,57 @@ impl Target {
             return Ok(Self {
                 sqs: aws_sdk_sqs::Client::new(&aws),
                 dynamodb: aws_sdk_dynamodb::Client::new(&aws),
-                stack: STACK_NAME.to_owned(),
                 activity_table,
+                queues: DeadLettered::of(&template, STACK_NAME),
             });
         }
         let aws = load_aws_config(&AwsSettings::from_env(&Env::process())?).await;
+        let stack = options.stack.clone().unwrap_or_else(|| "herald".to_owned());
+        let template = StackTemplate::from_source(
+            TEMPLATE,
+            "template.yaml",
+            &stack,
+            &std::collections::BTreeMap::new(),
+        )
+        .map_err(LocalError::from)?;
         Ok(Self {
             sqs: aws_sdk_sqs::Client::new(&aws),
             dynamodb: aws_sdk_dynamodb::Client::new(&aws),
-            stack: options.stack.clone().unwrap_or_else(|| "herald".to_owned()),
             activity_table: options
                 .activity_table
                 .clone()
                 .or_else(|| std::env::var("HERALD_ACTIVITY_TABLE").ok()),
+            queues: DeadLettered::of(&template, &stack),
         })
     }
 
-    fn queue_name(&self, channel: Channel) -> String {
-        format!("{}-{channel}", self.stack)
+    /// The queues `options` names, or all of them.
+    fn chosen(&self, options: &Options) -> Result<Vec<DeadLettered>, DlqError> {
+        if options.queues.is_empty() {
+            return Ok(self.queues.clone());
+        }
+        options
+            .queues
+            .iter()
+            .map(|name| {
+                self.queues
+                    .iter()
+                    .find(|queue| queue.name == *name)
+                    .cloned()
+                    .ok_or_else(|| DlqError::UnknownQueue {
+                        name: name.clone(),
+                        known: self.queues.iter().map(|queue| queue.name.clone()).collect(),
+                    })
+            })
+            .collect()
     }
 
-    fn dlq_name(&self, channel: Channel) -> String {
-        format!("{}-{channel}-dlq", self.stack)
+    /// The one queue `options` names.
+    fn one(&self, options: &Options) -> Result<DeadLettered, DlqError> {
+        match options.queues.as_slice() {
+            [_] => Ok(self.chosen(options)?.remove(0)),
+            _ => Err(DlqError::Usage),
+        }
     }
 
     async fn url(&self, name: &str) -> Result<String, DlqError> {
@@ -222,19 +290,14 @@ impl Target {
     }
 }
 
-fn channels_or_all(options: &Options) -> Vec<Channel> {
-    if options.channels.is_empty() {
-        Channel::ALL.to_vec()
-    } else {
-        options.channels.clone()
+/// The tenant and notification a dead-lettered message is about: a channel queue's envelope, or SES's
+/// feedback event (with what SES said).
+fn about(body: &str) -> Option<(TenantId, NotificationId, Option<String>)> {
+    if let Ok(envelope) = serde_json::from_str::<Envelope>(body) {
+        return Some((envelope.tenant, envelope.notification_id, None));
     }
-}
-
-fn one_channel(options: &Options) -> Result<Channel, DlqError> {
-    match options.channels.as_slice() {
-        [channel] => Ok(*channel),
-        _ => Err(DlqError::Usage),
-    }
+    let feedback = parse_ses_event(body).ok().flatten()?;
+    Some((feedback.tenant, feedback.notification_id, Some(feedback.detail)))
 }
 
 /// `herald dlq …`.
@@ -259,8 +322,8 @@ async fn list(target: &Target, options: &Options) -> Result<(), DlqError> {
         "{:<28} {:>8} {:>9}  oldest seen",
         "dead-letter queue", "messages", "in flight"
     );
-    for channel in channels_or_all(options) {
-        let name = target.dlq_name(channel);
+    for queue in target.chosen(options)? {
+        let name = queue.dlq;
         let url = target.url(&name).await?;
         let (ready, in_flight) = target.depth(&url).await?;
         let oldest = target
@@ -293,10 +356,10 @@ fn age(millis: i64) -> String {
 }
 
 async fn show(target: &Target, options: &Options) -> Result<(), DlqError> {
-    let channel = one_channel(options)?;
+    let queue = target.one(options)?;
     let table = target.activity_table.clone().ok_or(DlqError::NoActivityTable)?;
     let ledger = DynamoActivityStore::new(target.dynamodb.clone(), table);
-    let url = target.url(&target.dlq_name(channel)).await?;
+    let url = target.url(&queue.dlq).await?;
     let limit = options.limit.unwrap_or(10);
     let mut shown = 0;
     let mut seen = std::collections::HashSet::new();
@@ -314,25 +377,26 @@ async fn show(target: &Target, options: &Options) -> Result<(), DlqError> {
             .take(usize::try_from(limit - shown).unwrap_or(usize::MAX))
         {
             shown += 1;
-            let Ok(envelope) = serde_json::from_str::<Envelope>(message.body().unwrap_or_default()) else {
+            let Some((tenant, id, ses_said)) = about(message.body().unwrap_or_default()) else {
                 println!(
-                    "{}  unreadable message (not a Herald envelope)",
+                    "{}  unreadable message (neither a Herald envelope nor SES feedback)",
                     message.message_id().unwrap_or("?")
                 );
                 continue;
             };
-            match ledger
-                .notification_with_attempts(&envelope.tenant, &envelope.notification_id)
-                .await?
-            {
+            match ledger.notification_with_attempts(&tenant, &id).await? {
                 Some((notification, attempts)) => {
                     let last_error = attempts
                         .iter()
                         .rev()
                         .find_map(|attempt| attempt.error.clone())
                         .unwrap_or_else(|| "-".to_owned());
+                    let said = ses_said.map_or_else(
+                        || format!("last error: {last_error}"),
+                        |detail| format!("SES said: {detail}"),
+                    );
                     println!(
-                        "{}  tenant {}  event {}  to {}  status {}  attempts {}\n    last error: {last_error}",
+                        "{}  tenant {}  event {}  to {}  status {}  attempts {}\n    {said}",
                         notification.id,
                         notification.tenant,
                         notification.event_id,
@@ -341,22 +405,18 @@ async fn show(target: &Target, options: &Options) -> Result<(), DlqError> {
                         attempts.len(),
                     );
                 }
-                None => println!(
-                    "{}  tenant {}  (no such notification: expired or never written)",
-                    envelope.notification_id, envelope.tenant
-                ),
+                None => println!("{id}  tenant {tenant}  (no such notification: expired or never written)"),
             }
         }
     }
     if shown == 0 {
-        println!("{} is empty", target.dlq_name(channel));
+        println!("{} is empty", queue.dlq);
     }
     Ok(())
 }
 
 async fn purge(target: &Target, options: &Options) -> Result<(), DlqError> {
-    let channel = one_channel(options)?;
-    let name = target.dlq_name(channel);
+    let name = target.one(options)?.dlq;
     let url = target.url(&name).await?;
     let (ready, in_flight) = target.depth(&url).await?;
     if !options.yes {
@@ -404,14 +464,13 @@ mod tests {
         assert_eq!(
             options,
             Options {
-                channels: vec![Channel::Slack],
+                queues: vec!["slack".into()],
                 local: true,
                 ids: vec!["ntf_1".into(), "ntf_2".into()],
                 rate: Some(5),
                 ..Options::default()
             }
         );
-        assert!(matches!(parse(&["fax"]), Err(DlqError::UnknownChannel(_))));
         assert!(matches!(
             parse(&["--rate", "0"]),
             Err(DlqError::NotANumber { .. })
@@ -422,6 +481,69 @@ mod tests {
             Err(DlqError::Usage)
         ));
         assert!(matches!(parse(&["--force"]), Err(DlqError::Usage)));
+    }
+
+    #[test]
+    fn every_queue_of_the_template_with_a_dlq_is_named_after_it_and_no_other() {
+        let template = StackTemplate::from_source(
+            TEMPLATE,
+            "template.yaml",
+            "acme",
+            &std::collections::BTreeMap::new(),
+        )
+        .unwrap();
+        let target = Target {
+            sqs: aws_smithy_mocks::mock_client!(aws_sdk_sqs, aws_smithy_mocks::RuleMode::MatchAny, &[]),
+            dynamodb: aws_smithy_mocks::mock_client!(
+                aws_sdk_dynamodb,
+                aws_smithy_mocks::RuleMode::MatchAny,
+                &[]
+            ),
+            activity_table: None,
+            queues: DeadLettered::of(&template, "acme"),
+        };
+        let names: Vec<&str> = target.queues.iter().map(|queue| queue.name.as_str()).collect();
+        assert_eq!(names, ["email", "feedback", "slack", "sms"]);
+        let feedback = target.one(&parse(&["feedback"]).unwrap()).unwrap();
+        assert_eq!(
+            (feedback.queue.as_str(), feedback.dlq.as_str()),
+            ("acme-feedback", "acme-feedback-dlq")
+        );
+        assert_eq!(target.chosen(&parse(&[]).unwrap()).unwrap().len(), 4);
+        assert!(matches!(
+            target.chosen(&parse(&["fax"]).unwrap()),
+            Err(DlqError::UnknownQueue { name, .. }) if name == "fax"
+        ));
+        assert!(matches!(
+            target.one(&parse(&["sms", "slack"]).unwrap()),
+            Err(DlqError::Usage)
+        ));
+    }
+
+    #[test]
+    fn a_message_names_its_notification_as_an_envelope_or_as_ses_feedback() {
+        let envelope = r#"{"v": 1, "tenant": "local", "notification_id": "ntf_019a9c0b6a4b7d1e8f2a3b4c5d6e7f81", "correlation_id": "c"}"#;
+        let (tenant, id, said) = about(envelope).unwrap();
+        assert_eq!(
+            (tenant.as_str(), id.as_str(), said),
+            ("local", "ntf_019a9c0b6a4b7d1e8f2a3b4c5d6e7f81", None)
+        );
+        let bounce = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/feedback-sqs-batch.json"
+        ))
+        .unwrap();
+        let batch: serde_json::Value = serde_json::from_str(&bounce).unwrap();
+        let (tenant, id, said) = about(batch["Records"][0]["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (tenant.as_str(), id.as_str()),
+            ("local", "ntf_019a9c0b6a4b7d1e8f2a3b4c5d6e7f81")
+        );
+        assert_eq!(
+            said.as_deref(),
+            Some("Permanent: General: smtp; 550 5.1.1 user unknown")
+        );
+        assert_eq!(about("{not json"), None);
     }
 
     #[test]

@@ -1,15 +1,13 @@
-//! `herald dlq redrive`: dead-lettered messages back to their channel's queue. Whole queues go by SQS's own
+//! `herald dlq redrive`: dead-lettered messages back to their queue. Whole queues go by SQS's own
 //! `StartMessageMoveTask` where the endpoint has it; chosen notifications, and endpoints without it (the
 //! local emulator), by receive → send → delete, in that order, so a crash between the two leaves a copy in
 //! both queues (harmless: the delivery loop claims before it sends) and never loses one.
 
-use super::{DlqError, Options, Target, channels_or_all, pace};
+use super::{DeadLettered, DlqError, Options, Target, about, pace};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
-use herald::domain::Channel;
-use herald::domain::notification::Envelope;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -21,10 +19,10 @@ const HOLD_SECONDS: i32 = 60;
 pub(super) async fn run(target: &Target, options: &Options) -> Result<(), DlqError> {
     let rate = options.rate.unwrap_or(DEFAULT_RATE);
     let mut total = 0;
-    for channel in channels_or_all(options) {
-        let dlq = target.dlq_name(channel);
-        let dlq_url = target.url(&dlq).await?;
-        let queue_url = target.url(&target.queue_name(channel)).await?;
+    for queue in target.chosen(options)? {
+        let dlq = &queue.dlq;
+        let dlq_url = target.url(dlq).await?;
+        let queue_url = target.url(&queue.queue).await?;
         let moved = if options.ids.is_empty() {
             match move_task(target, &dlq_url, &queue_url, rate).await {
                 Ok(moved) => moved,
@@ -32,14 +30,14 @@ pub(super) async fn run(target: &Target, options: &Options) -> Result<(), DlqErr
                     eprintln!(
                         "{dlq}: StartMessageMoveTask is not available here ({why}); moving messages one by one"
                     );
-                    one_by_one(target, channel, &dlq_url, &queue_url, rate, None).await?
+                    one_by_one(target, &queue, &dlq_url, &queue_url, rate, None).await?
                 }
             }
         } else {
             let ids: HashSet<&str> = options.ids.iter().map(String::as_str).collect();
-            one_by_one(target, channel, &dlq_url, &queue_url, rate, Some(&ids)).await?
+            one_by_one(target, &queue, &dlq_url, &queue_url, rate, Some(&ids)).await?
         };
-        println!("{dlq}: {moved} message(s) back on {}", target.queue_name(channel));
+        println!("{dlq}: {moved} message(s) back on {}", queue.queue);
         total += moved;
     }
     println!("redriven: {total}");
@@ -120,7 +118,7 @@ async fn move_task(target: &Target, dlq_url: &str, queue_url: &str, rate: u32) -
 /// notifications (the others are made visible again at once).
 async fn one_by_one(
     target: &Target,
-    channel: Channel,
+    queue: &DeadLettered,
     dlq_url: &str,
     queue_url: &str,
     rate: u32,
@@ -156,7 +154,7 @@ async fn one_by_one(
             .partition(|message| only.is_none_or(|ids| ids.contains(notification_id(message).as_str())));
         passed_over.extend(others);
         moved += move_batch(target, dlq_url, queue_url, &wanted).await?;
-        eprint!("\r  {channel}: {moved} moved");
+        eprint!("\r  {}: {moved} moved", queue.name);
         pace(started, moved, rate).await;
     }
     if moved > 0 {
@@ -167,12 +165,12 @@ async fn one_by_one(
 }
 
 fn notification_id(message: &Message) -> String {
-    serde_json::from_str::<Envelope>(message.body().unwrap_or_default())
-        .map(|envelope| envelope.notification_id.to_string())
+    about(message.body().unwrap_or_default())
+        .map(|(_, id, _)| id.to_string())
         .unwrap_or_default()
 }
 
-/// Sends `messages` to the channel's queue, then deletes from the DLQ those that were sent.
+/// Sends `messages` to their queue, then deletes from the DLQ those that were sent.
 async fn move_batch(
     target: &Target,
     dlq_url: &str,
@@ -339,11 +337,15 @@ mod tests {
         let target = Target {
             sqs,
             dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
-            stack: "herald".to_owned(),
             activity_table: None,
+            queues: vec![DeadLettered {
+                name: "slack".to_owned(),
+                queue: "herald-slack".to_owned(),
+                dlq: "herald-slack-dlq".to_owned(),
+            }],
         };
         let options = Options {
-            channels: vec![Channel::Slack],
+            queues: vec!["slack".to_owned()],
             rate: Some(4),
             ..Options::default()
         };

@@ -1,6 +1,7 @@
-//! Why `herald local up` or `herald invoke` failed.
+//! Why `herald local up`, `herald local feedback` or `herald invoke` failed.
 
 use super::emulator::EmulatorError;
+use super::feedback::FeedbackCommandError;
 use super::runtime::{InvokeError, RuntimeError};
 use super::seed::SeedError;
 use super::template::TemplateError;
@@ -17,6 +18,8 @@ pub enum LocalError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Seed(#[from] SeedError),
+    #[error(transparent)]
+    Feedback(#[from] FeedbackCommandError),
     #[error("{variable}={value:?} is not a port number")]
     PortNotANumber { variable: &'static str, value: String },
     #[error("HERALD_SCHEDULE_SECONDS={0:?} is not a whole number of seconds, at least 1")]
@@ -55,7 +58,8 @@ pub enum LocalError {
     #[error("{url} did not answer within 20 s")]
     NotHealthy { url: String },
     #[error(
-        "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack, webhook, sweeper)"
+        "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack, webhook, \
+         sweeper, feedback)"
     )]
     InvokeUsage,
     #[error("{path}: {source}")]

@@ -13,7 +13,7 @@ mod table;
 use super::BenchError;
 use crate::local::emulator;
 use crate::local::runtime::lambda_environment;
-use crate::local::template::StackTemplate;
+use crate::local::template::{FunctionSpec, StackTemplate};
 use crate::local::up::{cargo_command, local_template, target_dir};
 use hyper::body::Bytes;
 use serde_json::{Value, json};
@@ -172,7 +172,7 @@ fn subjects(root: &Path, template: &StackTemplate, binaries: &Path) -> Result<Ve
         environment.insert("HERALD_AWS_MAX_ATTEMPTS".into(), "1".into());
         environment.extend(lambda_variables(&spec.binary, spec.memory_mb));
         subjects.push(Subject {
-            event: event_for(root, &spec.binary)?,
+            event: event_for(root, &spec)?,
             binary: existing(binaries, &spec.binary)?,
             name: spec.binary,
             environment,
@@ -209,20 +209,20 @@ fn existing(binaries: &Path, name: &str) -> Result<PathBuf, BenchError> {
     }
 }
 
-/// A first invocation each function answers without AWS: the API's health check; an event posted
-/// without an API key to ingest (401 before any lookup); an empty SQS batch to the delivery functions;
-/// the sweeper its schedule's event.
-fn event_for(root: &Path, function: &str) -> Result<Bytes, BenchError> {
+/// A first invocation each function answers without AWS: an empty SQS batch to every function a queue
+/// feeds (the channels', the feedback function); the API's health check; an event posted without an API key
+/// to ingest (401 before any lookup); the sweeper its schedule's event.
+fn event_for(root: &Path, function: &FunctionSpec) -> Result<Bytes, BenchError> {
     let sample = |file: &str| -> Result<Value, BenchError> {
         let path = root.join("events").join(file);
         let text = std::fs::read_to_string(&path)
             .map_err(|error| setup(&format!("reading {}", path.display()), error))?;
         serde_json::from_str(&text).map_err(|error| setup(&format!("parsing {}", path.display()), error))
     };
-    let event = match function {
+    let event = match function.binary.as_str() {
+        _ if !function.sqs_events.is_empty() => json!({ "Records": [] }),
         "api" => sample("api-health.json")?,
         "ingest" => unauthenticated(sample("ingest-post-event.json")?),
-        "email" | "sms" | "slack" | "webhook" => json!({ "Records": [] }),
         "sweeper" => sample("sweeper-schedule.json")?,
         other => {
             return Err(BenchError::Setup {
@@ -293,10 +293,23 @@ mod tests {
     #[test]
     fn every_function_of_the_template_has_an_event() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        for function in ["api", "ingest", "email", "sms", "slack", "webhook", "sweeper"] {
+        let template = local_template(&root).unwrap();
+        let functions = template.functions();
+        assert_eq!(functions.len(), herald::telemetry::Function::ALL.len());
+        for function in &functions {
             let event: Value = serde_json::from_slice(&event_for(&root, function).unwrap()).unwrap();
-            assert!(event.is_object(), "{function}");
+            assert!(event.is_object(), "{}", function.binary);
         }
-        assert!(event_for(&root, "fax").is_err());
+        let feedback = functions.iter().find(|f| f.binary == "feedback").unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&event_for(&root, feedback).unwrap()).unwrap(),
+            json!({ "Records": [] })
+        );
+        let stranger = FunctionSpec {
+            binary: "fax".into(),
+            sqs_events: Vec::new(),
+            ..feedback.clone()
+        };
+        assert!(event_for(&root, &stranger).is_err());
     }
 }

@@ -188,17 +188,17 @@ impl StackTemplate {
             path: path.to_owned(),
             source,
         })?;
-        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
-            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-        Self::parse(
-            &source,
-            &path.display().to_string(),
-            stack_name,
-            parameters,
-            &region,
-        )
+        Self::from_source(&source, &path.display().to_string(), stack_name, parameters)
+    }
+
+    /// As [`load`](Self::load), from the template's text; `origin` names it in errors.
+    pub fn from_source(
+        source: &str,
+        origin: &str,
+        stack_name: &str,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<Self, TemplateError> {
+        Self::parse(source, origin, stack_name, parameters, &region())
     }
 
     /// The `AWS::DynamoDB::Table` resources.
@@ -349,6 +349,14 @@ impl StackTemplate {
         }
         Ok(template)
     }
+}
+
+/// The region of the pseudo parameters: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else us-east-1.
+fn region() -> String {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| DEFAULT_REGION.to_owned())
 }
 
 /// A [`TemplateError::Invalid`]: what is wrong at `path` of `resource`.
