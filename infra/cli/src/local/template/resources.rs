@@ -18,10 +18,10 @@ pub(super) const CONFIGURATION_SET: &str = "AWS::SES::ConfigurationSet";
 /// Resource types with nothing to create or run locally (the local stack routes HTTP itself; the
 /// operations resources watch CloudWatch, which the emulator does not feed: locally the metrics are in the
 /// log; the emulator enforces no policy). SES configuration sets and their event destinations are left out
-/// because moto 5.2.5 has neither in its SES v2 and publishes no events: its SendEmail takes a configuration
-/// set's name and ignores it, and sends no bounce, complaint or delivery anywhere. Locally `herald local
-/// feedback` publishes to the feedback topic what the event destination would. Any type neither here nor
-/// above fails the load.
+/// because moto 5.2.5 publishes no SES events through them: its SES v2 has no event destinations, and its
+/// SendEmail takes a configuration set's name, ignores it and reports no bounce, complaint or delivery
+/// anywhere, so a configuration set there would change nothing. Locally `herald local feedback` publishes to
+/// the feedback topic what the event destination would. Any type neither here nor above fails the load.
 const SKIPPED_TYPES: [&str; 14] = [
     "AWS::Logs::LogGroup",
     "AWS::Logs::QueryDefinition",
