@@ -509,7 +509,7 @@ mod tests {
             (feedback.queue.as_str(), feedback.dlq.as_str()),
             ("acme-feedback", "acme-feedback-dlq")
         );
-        assert_eq!(target.chosen(&parse(&[]).unwrap()).unwrap().len(), 4);
+        assert_eq!(target.chosen(&parse(&[]).unwrap()).unwrap().len(), names.len());
         assert!(matches!(
             target.chosen(&parse(&["fax"]).unwrap()),
             Err(DlqError::UnknownQueue { name, .. }) if name == "fax"
