@@ -5,28 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::Api;
+use super::testing::{ACME_KEY, Answer, GLOBEX_KEY, INGEST_KEY, MemoryApi, acme, call_as, new_api};
 use crate::adapters::memory::Fault;
-use crate::adapters::memory::api_keys::MemoryApiKeyStore;
-use crate::adapters::memory::config::MemoryConfigStore;
-use crate::config::{Env, HttpSettings};
-use crate::domain::api_key::{KeyScope, NewApiKey};
 use crate::domain::suppression::{Suppression, SuppressionReason};
 use crate::domain::{NotificationId, TenantId, Timestamp};
-use crate::ports::{ApiKeyStore, SuppressionList};
-use lambda_http::http::HeaderMap;
+use crate::ports::SuppressionList;
 use serde_json::{Value, json};
 
-type MemoryApi = Api<MemoryApiKeyStore, MemoryConfigStore>;
-
-const KEY: &str = "acme-key";
-const OTHER_KEY: &str = "globex-key";
-const INGEST_KEY: &str = "acme-ingest-key";
+const KEY: &str = ACME_KEY;
+const OTHER_KEY: &str = GLOBEX_KEY;
 const NOTIFICATION: &str = "ntf_0193a5b27c4e7d108a2b3c4d5e6f7a8b";
-
-fn acme() -> TenantId {
-    TenantId::new("acme")
-}
 
 fn globex() -> TenantId {
     TenantId::new("globex")
@@ -42,82 +30,25 @@ fn entry(address: &str, reason: SuppressionReason) -> Suppression {
     }
 }
 
-/// Tenant `acme` (a full key and an ingest key) and tenant `globex`, each with suppressed addresses.
+/// The API's tenants (`acme` with a full key and an ingest key, `globex`), each with suppressed addresses.
 async fn api() -> MemoryApi {
-    let keys = MemoryApiKeyStore::default();
-    let now = Timestamp::now();
-    for (tenant, key, scope) in [
-        (acme(), KEY, KeyScope::Full),
-        (acme(), INGEST_KEY, KeyScope::Ingest),
-        (globex(), OTHER_KEY, KeyScope::Full),
-    ] {
-        keys.create_api_key(&NewApiKey::new(&tenant, key, None, scope, now))
-            .await
-            .unwrap();
-    }
-    let store = MemoryConfigStore::default();
+    let api = new_api().await;
     for address in ["ada@example.com", "bob@example.com", "cy+news@example.com"] {
-        store
+        api.store
             .suppress(&acme(), &entry(address, SuppressionReason::Bounce))
             .await
             .unwrap();
     }
-    store
+    api.store
         .suppress(&globex(), &entry("dee@example.com", SuppressionReason::Complaint))
         .await
         .unwrap();
-    // No cache, so a failpoint set between two requests is met by the second.
-    let env = Env::from_fn(|name| (name == "HERALD_CONFIG_CACHE_SECONDS").then(|| "0".to_owned()));
-    Api::new(keys, store, HttpSettings::from_env(&env).unwrap())
-}
-
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    fn problem_code(&self) -> &str {
-        self.body["type"]
-            .as_str()
-            .and_then(|t| t.rsplit('/').next())
-            .unwrap_or("")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
+    api
 }
 
 /// `method path?query` with `key`, as API Gateway (HTTP API, payload v2) hands it on.
 async fn call_with(api: &MemoryApi, key: &str, method: &str, path_and_query: &str) -> Answer {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
-        "headers": {"authorization": format!("Bearer {key}")},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": "tests"},
-            "requestId": "req", "routeKey": "$default", "stage": "$default",
-            "time": "22/Nov/2026:04:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
-        },
-        "isBase64Encoded": false
-    });
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let response = api.handle(request).await.unwrap();
-    let bytes: &[u8] = response.body().as_ref();
-    Answer {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body: if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(bytes).unwrap()
-        },
-    }
+    call_as(api, key, method, path_and_query, None).await
 }
 
 async fn call(api: &MemoryApi, method: &str, path_and_query: &str) -> Answer {

@@ -1,6 +1,7 @@
 //! The ingest function's HTTP side: `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`,
 //! `GET /v1/notifications/{id}` (and the list, in [`super::notification_log`]).
 
+use super::IngestConfig;
 use super::{Accepted, Ingest};
 use crate::domain::api_key::KeyScope;
 use crate::domain::validation::Violations;
@@ -10,9 +11,8 @@ use crate::http::{
     json_response, method_not_allowed, not_found_route, path_segments, problem_response,
 };
 use crate::ports::{
-    ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
-    NotificationLog, NotificationQueue, RuleStore, SuppressionList, TemplateStore, TenantSettingsStore,
-    UserStore, WebhookEndpointStore,
+    ActivityStore, ApiKeyStore, CursorKeyStore, DeliveryLedger, IngestBudgets, NotificationLog,
+    NotificationQueue,
 };
 use crate::telemetry::catalogue::EventOutcome;
 use crate::telemetry::record;
@@ -29,13 +29,7 @@ const BATCH_CONCURRENCY: usize = 8;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore
-        + RuleStore
-        + TemplateStore
-        + TenantSettingsStore
-        + UserStore
-        + SuppressionList
-        + WebhookEndpointStore,
+    C: IngestConfig,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {
@@ -165,13 +159,7 @@ where
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore
-        + RuleStore
-        + TemplateStore
-        + TenantSettingsStore
-        + UserStore
-        + SuppressionList
-        + WebhookEndpointStore,
+    C: IngestConfig,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {

@@ -28,6 +28,30 @@ use crate::telemetry::record;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// What ingest reads of the config table: event types with their rules and templates, tenants' settings,
+/// users, suppression lists and webhook endpoints (the DynamoDB adapter is one type for all of them).
+pub trait IngestConfig:
+    EventTypeStore
+    + RuleStore
+    + TemplateStore
+    + TenantSettingsStore
+    + UserStore
+    + SuppressionList
+    + WebhookEndpointStore
+{
+}
+
+impl<T> IngestConfig for T where
+    T: EventTypeStore
+        + RuleStore
+        + TemplateStore
+        + TenantSettingsStore
+        + UserStore
+        + SuppressionList
+        + WebhookEndpointStore
+{
+}
+
 /// Idempotency keys are remembered this long (the contract promises at least 24 h).
 const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 3600;
 
@@ -53,13 +77,7 @@ pub struct Ingest<K, C, A, Q> {
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore,
-    C: EventTypeStore
-        + RuleStore
-        + TemplateStore
-        + TenantSettingsStore
-        + UserStore
-        + SuppressionList
-        + WebhookEndpointStore,
+    C: IngestConfig,
     A: ActivityStore + IngestBudgets,
     Q: NotificationQueue,
 {

@@ -6,6 +6,7 @@
 //! notifications, or none, and still have a `next_cursor`: one request reads at most [`MAX_EXAMINED`].
 
 use super::Ingest;
+use super::IngestConfig;
 use crate::domain::api_key::KeyScope;
 use crate::domain::delivery::Attempt;
 use crate::domain::log_query::{LogPosition, LogQuery, page_after};
@@ -13,9 +14,8 @@ use crate::domain::notification::Notification;
 use crate::domain::{EventId, NotificationId, Problem, TenantId};
 use crate::http::{HttpResponse, backend_failure, json_response, query_parameters};
 use crate::ports::{
-    ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, EventTypeStore, IngestBudgets,
-    NotificationLog, NotificationQueue, Page, RuleStore, SuppressionList, TemplateStore, TenantSettingsStore,
-    UserStore, WebhookEndpointStore,
+    ActivityStore, ApiKeyStore, BackendError, CursorKeyStore, DeliveryLedger, IngestBudgets, NotificationLog,
+    NotificationQueue, Page,
 };
 use futures::StreamExt;
 use lambda_http::Request;
@@ -29,13 +29,7 @@ const ATTEMPT_READS: usize = 16;
 impl<K, C, A, Q> Ingest<K, C, A, Q>
 where
     K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore
-        + RuleStore
-        + TemplateStore
-        + TenantSettingsStore
-        + UserStore
-        + SuppressionList
-        + WebhookEndpointStore,
+    C: IngestConfig,
     A: ActivityStore + DeliveryLedger + IngestBudgets + NotificationLog,
     Q: NotificationQueue,
 {
