@@ -8,6 +8,7 @@ pub mod rate_limit;
 pub mod ses;
 pub mod slack;
 pub mod sns;
+pub mod sns_push;
 pub mod sqs;
 pub mod suppression_checked;
 pub mod webhook;

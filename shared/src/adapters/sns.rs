@@ -35,7 +35,7 @@ fn string_attribute(value: &str) -> Result<MessageAttributeValue, SendError> {
 
 /// SNS's own error codes (as it sends them, and as the SDK names them); throttling, 5xx and unknown codes
 /// are left to [`send_error`].
-fn classify(code: &str) -> Option<FailureKind> {
+pub(crate) fn classify(code: &str) -> Option<FailureKind> {
     match code {
         // The number, or the message for it: sending it again will not change SNS's mind.
         "InvalidParameter"

@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod channel;
 pub mod circuit;
 pub mod delivery;
+pub mod device;
 pub mod event;
 pub mod event_type;
 pub mod ids;

@@ -14,9 +14,11 @@ use crate::domain::{Channel, EventId, FieldError, NotificationId, TenantId, Time
 use std::future::Future;
 use std::time::Duration;
 
+mod devices;
 mod feedback;
 mod suppressions;
 mod webhooks;
+pub use devices::DeviceStore;
 pub use feedback::FeedbackLedger;
 pub use suppressions::SuppressionList;
 pub use webhooks::WebhookEndpointStore;

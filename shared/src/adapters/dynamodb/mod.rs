@@ -11,6 +11,7 @@
 //! | config | template version | `TENANT#<t>` | `TPLV#<name>#<locale>#<version, 10 digits>` |
 //! | config | rule | `TENANT#<t>` | `RULE#<id>` (GSI `by_event`: `TENANT#<t>#EVENT#<event>`, `RULE#<id>`) |
 //! | config | rules per event type | `TENANT#<t>` | `RULECOUNT#<event>` |
+//! | config | a user's device (mobile push) | `TENANT#<t>` | `DEVICE#<user>#<sha256 of the token>` |
 //! | config | tenant settings | `TENANT#<t>` | `SETTINGS` |
 //! | config | the secret that signs list cursors | `HERALD` | `CURSOR_KEY` |
 //! | activity | idempotency record | `T#<t>#IDEM#<key>` | `IDEM` |
@@ -26,6 +27,7 @@ mod api_keys;
 mod circuit;
 mod config_store;
 mod cursor_key;
+mod devices;
 mod event_type_store;
 mod feedback;
 mod ingest_budget;

@@ -16,6 +16,7 @@ use std::time::Duration;
 pub mod api_keys;
 mod audit;
 mod circuit;
+pub mod devices;
 pub mod config;
 pub mod event_types;
 pub mod ledger;
