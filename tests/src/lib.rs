@@ -400,6 +400,15 @@ impl Stack {
         answer(&ingest.handle(request.build()).await.expect("handler never errs"))
     }
 
+    /// `method path` on the management API with this stack's key, the body (if any) as JSON.
+    pub async fn api_call(&self, api: &TestApi, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let mut request = ApiRequest::new(method, path).key(&self.api_key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.call_api(api, &request).await
+    }
+
     pub async fn call_api(&self, api: &TestApi, request: &ApiRequest) -> Answer {
         answer(&api.handle(request.build()).await.expect("handler never errs"))
     }

@@ -1,22 +1,11 @@
-//! The management API against the emulator: event types, templates, rules, webhook endpoints, paging,
-//! tenant isolation, the suppression list.
+//! The management API against the emulator: event types, templates, rules, paging, tenant isolation (webhook
+//! endpoints and the suppression list: `api_endpoints_and_suppressions.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is a failed test
 
-use herald::domain::suppression::{Suppression, SuppressionReason};
-use herald::domain::webhook::SigningSecret;
-use herald::domain::{TenantId, Timestamp};
-use herald::ports::{SuppressionList, WebhookEndpointStore};
-use herald_integration_tests::{Answer, ApiRequest, Stack, TestApi, unique};
+use herald::domain::TenantId;
+use herald_integration_tests::{Answer, ApiRequest, Stack, unique};
 use serde_json::{Value, json};
-
-async fn call(stack: &Stack, api: &TestApi, method: &str, path: &str, body: Option<Value>) -> Answer {
-    let mut request = ApiRequest::new(method, path).key(&stack.api_key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    stack.call_api(api, &request).await
-}
 
 #[tokio::test]
 async fn health_needs_no_key_and_unknown_routes_are_404_problems() {
@@ -38,7 +27,7 @@ async fn health_needs_no_key_and_unknown_routes_are_404_problems() {
     let unauthorized = stack.call_api(&api, &ApiRequest::get("/v1/rules")).await;
     assert_eq!(unauthorized.status, 401);
     assert_eq!(unauthorized.header("www-authenticate"), Some("Bearer"));
-    let wrong_method = call(&stack, &api, "POST", "/v1/rules", Some(json!({}))).await;
+    let wrong_method = stack.api_call(&api, "POST", "/v1/rules", Some(json!({}))).await;
     assert_eq!(wrong_method.status, 405);
     assert_eq!(
         wrong_method.header("allow"),
@@ -54,30 +43,29 @@ async fn event_types_are_created_replaced_read_listed_and_deleted() {
     let spec = json!({"description": "Signed up", "category": "accounts", "critical": true, "max_age_seconds": 600,
                       "schema": {"type": "object", "properties": {"plan": {"enum": ["free", "pro"]}}}});
 
-    let created = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/event-types/user_signup",
-        Some(spec.clone()),
-    )
-    .await;
+    let created = stack
+        .api_call(&api, "PUT", "/v1/event-types/user_signup", Some(spec.clone()))
+        .await;
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.body["critical"], true);
-    let read = call(&stack, &api, "GET", "/v1/event-types/user_signup", None).await;
+    let read = stack
+        .api_call(&api, "GET", "/v1/event-types/user_signup", None)
+        .await;
     assert_eq!(read.body["max_age_seconds"], 600, "{read:?}");
-    let replaced = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/event-types/user_signup",
-        Some(json!({"description": "v2"})),
-    )
-    .await;
+    let replaced = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/event-types/user_signup",
+            Some(json!({"description": "v2"})),
+        )
+        .await;
     assert_eq!(replaced.status, 200);
     assert_eq!(replaced.body["created_at"], created.body["created_at"]);
 
-    let read = call(&stack, &api, "GET", "/v1/event-types/user_signup", None).await;
+    let read = stack
+        .api_call(&api, "GET", "/v1/event-types/user_signup", None)
+        .await;
     assert_eq!(read.body["description"], "v2");
     assert_eq!(
         read.body["schema"],
@@ -86,24 +74,27 @@ async fn event_types_are_created_replaced_read_listed_and_deleted() {
     );
     assert_eq!(read.body["critical"], false);
     assert_eq!(read.body["max_age_seconds"], Value::Null);
-    let listed = call(&stack, &api, "GET", "/v1/event-types", None).await;
+    let listed = stack.api_call(&api, "GET", "/v1/event-types", None).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(listed.body["next_cursor"], Value::Null);
 
     assert_eq!(
-        call(&stack, &api, "DELETE", "/v1/event-types/user_signup", None)
+        stack
+            .api_call(&api, "DELETE", "/v1/event-types/user_signup", None)
             .await
             .status,
         204
     );
     assert_eq!(
-        call(&stack, &api, "GET", "/v1/event-types/user_signup", None)
+        stack
+            .api_call(&api, "GET", "/v1/event-types/user_signup", None)
             .await
             .status,
         404
     );
     assert_eq!(
-        call(&stack, &api, "DELETE", "/v1/event-types/user_signup", None)
+        stack
+            .api_call(&api, "DELETE", "/v1/event-types/user_signup", None)
             .await
             .status,
         404
@@ -120,14 +111,21 @@ async fn event_type_schemas_that_do_not_compile_or_reach_out_are_refused() {
         json!({"schema": {"$ref": "file:///etc/passwd"}}),
         json!({"schema": {}, "critcal": true}),
     ] {
-        let answer = call(&stack, &api, "PUT", "/v1/event-types/x", Some(body.clone())).await;
+        let answer = stack
+            .api_call(&api, "PUT", "/v1/event-types/x", Some(body.clone()))
+            .await;
         assert_eq!(answer.status, 422, "{body}: {answer:?}");
         assert_eq!(answer.problem_code(), "validation_failed");
     }
-    let bad_name = call(&stack, &api, "PUT", "/v1/event-types/Bad%20Name", Some(json!({}))).await;
+    let bad_name = stack
+        .api_call(&api, "PUT", "/v1/event-types/Bad%20Name", Some(json!({})))
+        .await;
     assert_eq!(bad_name.status, 422);
     assert_eq!(
-        call(&stack, &api, "GET", "/v1/event-types/x", None).await.status,
+        stack
+            .api_call(&api, "GET", "/v1/event-types/x", None)
+            .await
+            .status,
         404,
         "nothing was stored"
     );
@@ -139,14 +137,9 @@ async fn templates_are_versioned_per_locale_with_the_newest_live() {
     let api = stack.api();
     let email = |subject: &str, locale: &str| json!({"channel": "email", "locale": locale, "subject": subject, "text": "Hi {{ recipient.email }}"});
 
-    let v1 = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/templates/welcome",
-        Some(email("Welcome", "en")),
-    )
-    .await;
+    let v1 = stack
+        .api_call(&api, "PUT", "/v1/templates/welcome", Some(email("Welcome", "en")))
+        .await;
     assert_eq!(
         (v1.status, v1.body.clone()),
         (
@@ -154,29 +147,29 @@ async fn templates_are_versioned_per_locale_with_the_newest_live() {
             json!({"name": "welcome", "channel": "email", "locale": "en", "version": 1})
         )
     );
-    let v2 = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/templates/welcome",
-        Some(email("Welcome!", "en")),
-    )
-    .await;
+    let v2 = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/templates/welcome",
+            Some(email("Welcome!", "en")),
+        )
+        .await;
     assert_eq!(v2.body["version"], 2);
-    let de = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/templates/welcome",
-        Some(email("Willkommen", "de")),
-    )
-    .await;
+    let de = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/templates/welcome",
+            Some(email("Willkommen", "de")),
+        )
+        .await;
     assert_eq!(
         (de.body["locale"].clone(), de.body["version"].clone()),
         (json!("de"), json!(1))
     );
 
-    let live = call(&stack, &api, "GET", "/v1/templates/welcome", None).await;
+    let live = stack.api_call(&api, "GET", "/v1/templates/welcome", None).await;
     assert_eq!(live.status, 200);
     assert_eq!(
         (live.body["subject"].clone(), live.body["version"].clone()),
@@ -187,72 +180,72 @@ async fn templates_are_versioned_per_locale_with_the_newest_live() {
         "the first locale stored is the default"
     );
     assert_eq!(live.body["locales"], json!({"de": 1, "en": 2}));
-    let old = call(
-        &stack,
-        &api,
-        "GET",
-        "/v1/templates/welcome?version=1&locale=en",
-        None,
-    )
-    .await;
+    let old = stack
+        .api_call(&api, "GET", "/v1/templates/welcome?version=1&locale=en", None)
+        .await;
     assert_eq!(
         (old.body["subject"].clone(), old.body["live"].clone()),
         (json!("Welcome"), json!(false))
     );
-    let german = call(&stack, &api, "GET", "/v1/templates/welcome?locale=de", None).await;
+    let german = stack
+        .api_call(&api, "GET", "/v1/templates/welcome?locale=de", None)
+        .await;
     assert_eq!(german.body["subject"], "Willkommen");
     assert_eq!(
-        call(&stack, &api, "GET", "/v1/templates/welcome?version=9", None)
+        stack
+            .api_call(&api, "GET", "/v1/templates/welcome?version=9", None)
             .await
             .status,
         404
     );
 
-    let other_channel = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/templates/welcome",
-        Some(json!({"channel": "sms", "text": "hi"})),
-    )
-    .await;
+    let other_channel = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/templates/welcome",
+            Some(json!({"channel": "sms", "text": "hi"})),
+        )
+        .await;
     assert_eq!(
         (other_channel.status, other_channel.problem_code()),
         (409, "conflict")
     );
-    let broken = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/templates/welcome",
-        Some(email("{% if %}", "en")),
-    )
-    .await;
+    let broken = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/templates/welcome",
+            Some(email("{% if %}", "en")),
+        )
+        .await;
     assert_eq!(broken.status, 422);
     assert_eq!(broken.body["errors"][0]["pointer"], "/subject");
 
-    let listed = call(&stack, &api, "GET", "/v1/templates", None).await;
+    let listed = stack.api_call(&api, "GET", "/v1/templates", None).await;
     assert_eq!(listed.body["items"][0]["locales"], json!({"de": 1, "en": 2}));
     assert_eq!(
-        call(&stack, &api, "DELETE", "/v1/templates/welcome", None)
+        stack
+            .api_call(&api, "DELETE", "/v1/templates/welcome", None)
             .await
             .status,
         204
     );
     assert_eq!(
-        call(&stack, &api, "GET", "/v1/templates/welcome", None)
+        stack
+            .api_call(&api, "GET", "/v1/templates/welcome", None)
             .await
             .status,
         404
     );
-    let fresh = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/templates/welcome",
-        Some(json!({"channel": "sms", "text": "hi"})),
-    )
-    .await;
+    let fresh = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/templates/welcome",
+            Some(json!({"channel": "sms", "text": "hi"})),
+        )
+        .await;
     assert_eq!(
         (fresh.status, fresh.body["version"].clone()),
         (201, json!(1)),
@@ -267,7 +260,7 @@ async fn concurrent_template_puts_get_distinct_versions() {
     let body = json!({"channel": "sms", "text": "hello"});
 
     let answers = futures::future::join_all(
-        (0..4).map(|_| call(&stack, &api, "PUT", "/v1/templates/race", Some(body.clone()))),
+        (0..4).map(|_| stack.api_call(&api, "PUT", "/v1/templates/race", Some(body.clone()))),
     )
     .await;
 
@@ -289,14 +282,14 @@ async fn rules_must_name_an_existing_event_type_and_a_template_of_their_channel(
     let api = stack.api();
     let rule = |event: &str, channel: &str, template: &str| json!({"event": event, "channel": channel, "template": template});
 
-    let missing = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/rules/r1",
-        Some(rule("order_shipped", "sms", "nope")),
-    )
-    .await;
+    let missing = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/rules/r1",
+            Some(rule("order_shipped", "sms", "nope")),
+        )
+        .await;
     assert_eq!(missing.status, 422);
     let pointers: Vec<_> = missing.body["errors"]
         .as_array()
@@ -305,18 +298,16 @@ async fn rules_must_name_an_existing_event_type_and_a_template_of_their_channel(
         .map(|e| e["pointer"].clone())
         .collect();
     assert_eq!(pointers, [json!("/event"), json!("/template")]);
-    let wrong_channel = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/rules/r1",
-        Some(rule("order_created", "sms", "order-email")),
-    )
-    .await;
+    let wrong_channel = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/rules/r1",
+            Some(rule("order_created", "sms", "order-email")),
+        )
+        .await;
     assert_eq!(wrong_channel.status, 422);
-    let bad_condition = call(
-        &stack,
-        &api,
+    let bad_condition = stack.api_call(&api,
         "PUT",
         "/v1/rules/r1",
         Some(json!({"event": "order_created", "channel": "sms", "template": "order-sms", "condition": {"total": [1]}})),
@@ -330,19 +321,17 @@ async fn rules_must_name_an_existing_event_type_and_a_template_of_their_channel(
         (422, json!("/condition"))
     );
 
-    let created = call(
-        &stack,
-        &api,
-        "PUT",
-        "/v1/rules/r1",
-        Some(rule("order_created", "sms", "order-sms")),
-    )
-    .await;
+    let created = stack
+        .api_call(
+            &api,
+            "PUT",
+            "/v1/rules/r1",
+            Some(rule("order_created", "sms", "order-sms")),
+        )
+        .await;
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.body["enabled"], true);
-    let replaced = call(
-        &stack,
-        &api,
+    let replaced = stack.api_call(&api,
         "PUT",
         "/v1/rules/r1",
         Some(json!({"event": "order_created", "channel": "sms", "template": "order-sms", "enabled": false})),
@@ -352,19 +341,26 @@ async fn rules_must_name_an_existing_event_type_and_a_template_of_their_channel(
         (replaced.status, replaced.body["enabled"].clone()),
         (200, json!(false))
     );
-    let by_event = call(&stack, &api, "GET", "/v1/rules?event=order_created", None).await;
+    let by_event = stack
+        .api_call(&api, "GET", "/v1/rules?event=order_created", None)
+        .await;
     assert_eq!(
         by_event.body["items"].as_array().unwrap().len(),
         4,
         "three seeded rules and r1"
     );
-    let none = call(&stack, &api, "GET", "/v1/rules?event=order_shipped", None).await;
+    let none = stack
+        .api_call(&api, "GET", "/v1/rules?event=order_shipped", None)
+        .await;
     assert_eq!(none.body["items"], json!([]));
     assert_eq!(
-        call(&stack, &api, "DELETE", "/v1/rules/r1", None).await.status,
+        stack.api_call(&api, "DELETE", "/v1/rules/r1", None).await.status,
         204
     );
-    assert_eq!(call(&stack, &api, "GET", "/v1/rules/r1", None).await.status, 404);
+    assert_eq!(
+        stack.api_call(&api, "GET", "/v1/rules/r1", None).await.status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -374,28 +370,32 @@ async fn an_event_type_takes_at_most_fifty_rules() {
     let api = stack.api();
     let rule = json!({"event": "order_created", "channel": "sms", "template": "order-sms"});
     for index in 0..47 {
-        let answer = call(
-            &stack,
-            &api,
-            "PUT",
-            &format!("/v1/rules/extra-{index}"),
-            Some(rule.clone()),
-        )
-        .await;
+        let answer = stack
+            .api_call(
+                &api,
+                "PUT",
+                &format!("/v1/rules/extra-{index}"),
+                Some(rule.clone()),
+            )
+            .await;
         assert_eq!(answer.status, 201, "rule {index}: {answer:?}");
     }
 
-    let over = call(&stack, &api, "PUT", "/v1/rules/one-too-many", Some(rule.clone())).await;
+    let over = stack
+        .api_call(&api, "PUT", "/v1/rules/one-too-many", Some(rule.clone()))
+        .await;
     assert_eq!(over.status, 422, "{over:?}");
     assert_eq!(over.body["errors"][0]["pointer"], "/event");
     assert_eq!(
-        call(&stack, &api, "DELETE", "/v1/rules/extra-0", None)
+        stack
+            .api_call(&api, "DELETE", "/v1/rules/extra-0", None)
             .await
             .status,
         204
     );
     assert_eq!(
-        call(&stack, &api, "PUT", "/v1/rules/one-too-many", Some(rule))
+        stack
+            .api_call(&api, "PUT", "/v1/rules/one-too-many", Some(rule))
             .await
             .status,
         201,
@@ -409,20 +409,15 @@ async fn lists_page_with_a_cursor_bound_to_the_tenant_and_the_list() {
     let api = stack.api();
     for name in ["a", "b", "c"] {
         assert_eq!(
-            call(
-                &stack,
-                &api,
-                "PUT",
-                &format!("/v1/event-types/{name}"),
-                Some(json!({}))
-            )
-            .await
-            .status,
+            stack
+                .api_call(&api, "PUT", &format!("/v1/event-types/{name}"), Some(json!({})))
+                .await
+                .status,
             201
         );
     }
 
-    let first = call(&stack, &api, "GET", "/v1/event-types?limit=2", None).await;
+    let first = stack.api_call(&api, "GET", "/v1/event-types?limit=2", None).await;
     let names = |answer: &Answer| -> Vec<String> {
         answer.body["items"]
             .as_array()
@@ -433,37 +428,29 @@ async fn lists_page_with_a_cursor_bound_to_the_tenant_and_the_list() {
     };
     assert_eq!(names(&first), ["a", "b"]);
     let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
-    let second = call(
-        &stack,
-        &api,
-        "GET",
-        &format!("/v1/event-types?limit=2&cursor={cursor}"),
-        None,
-    )
-    .await;
-    assert_eq!(names(&second), ["c"]);
-
-    for limit in ["0", "101", "ten"] {
-        let answer = call(
-            &stack,
+    let second = stack
+        .api_call(
             &api,
             "GET",
-            &format!("/v1/event-types?limit={limit}"),
+            &format!("/v1/event-types?limit=2&cursor={cursor}"),
             None,
         )
         .await;
+    assert_eq!(names(&second), ["c"]);
+
+    for limit in ["0", "101", "ten"] {
+        let answer = stack
+            .api_call(&api, "GET", &format!("/v1/event-types?limit={limit}"), None)
+            .await;
         assert_eq!(answer.status, 422, "limit={limit}");
     }
-    let garbage = call(&stack, &api, "GET", "/v1/event-types?cursor=garbage", None).await;
+    let garbage = stack
+        .api_call(&api, "GET", "/v1/event-types?cursor=garbage", None)
+        .await;
     assert_eq!((garbage.status, garbage.problem_code()), (400, "invalid_cursor"));
-    let other_list = call(
-        &stack,
-        &api,
-        "GET",
-        &format!("/v1/templates?cursor={cursor}"),
-        None,
-    )
-    .await;
+    let other_list = stack
+        .api_call(&api, "GET", &format!("/v1/templates?cursor={cursor}"), None)
+        .await;
     assert_eq!(other_list.status, 400);
     stack
         .add_tenant(&TenantId::new(unique("tenant-b")), "key-b")
@@ -518,110 +505,11 @@ async fn a_tenant_never_sees_another_tenants_configuration() {
         "B cannot point a rule at A's type and template"
     );
     assert_eq!(
-        call(&stack, &api, "GET", "/v1/rules/order-email", None)
+        stack
+            .api_call(&api, "GET", "/v1/rules/order-email", None)
             .await
             .status,
         200,
         "A's rule is intact"
-    );
-}
-
-/// The webhook routes over the config table: the secret of the PUT that creates an endpoint is the one the
-/// table keeps, a replacement and a read show none, and a rotation keeps the old secret signing.
-#[tokio::test]
-async fn a_webhook_endpoint_shows_its_secret_when_created_and_rotated_only() {
-    let stack = Stack::new().await;
-    let api = stack.api();
-    let store = stack.config_store();
-    let tenant = &stack.tenant;
-    let url = "https://hooks.example.com/herald";
-    let put = || {
-        call(
-            &stack,
-            &api,
-            "PUT",
-            "/v1/webhooks/billing",
-            Some(json!({"url": url})),
-        )
-    };
-
-    let created = put().await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    let secret = SigningSecret::parse(created.body["secret"].as_str().unwrap()).unwrap();
-    let replaced = put().await;
-    assert_eq!(replaced.status, 200);
-    let read = call(&stack, &api, "GET", "/v1/webhooks/billing", None).await;
-    for body in [&replaced.body, &read.body] {
-        assert!(!body.to_string().contains("whsec_"), "{body}");
-    }
-    let stored = store.endpoint(tenant, "billing").await.unwrap().unwrap();
-    assert_eq!(stored.secret, secret);
-
-    let rotated = call(
-        &stack,
-        &api,
-        "POST",
-        "/v1/webhooks/billing/rotate-secret",
-        Some(json!({"overlap_seconds": 3600})),
-    )
-    .await;
-    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
-    let new = SigningSecret::parse(rotated.body["secret"].as_str().unwrap()).unwrap();
-    let stored = store.endpoint(tenant, "billing").await.unwrap().unwrap();
-    assert_eq!(stored.signing_secrets(Timestamp::now()), vec![&new, &secret]);
-
-    let listed = call(&stack, &api, "GET", "/v1/webhooks", None).await;
-    assert_eq!(listed.body["items"][0]["id"], "billing");
-    let deleted = call(&stack, &api, "DELETE", "/v1/webhooks/billing", None).await;
-    assert_eq!(deleted.status, 204);
-    assert!(store.endpoint(tenant, "billing").await.unwrap().is_none());
-}
-
-#[tokio::test]
-async fn a_suppressed_address_is_read_by_its_encoded_path_and_removed_by_its_own_tenant_alone() {
-    let stack = Stack::new().await;
-    let api = stack.api();
-    let other = TenantId::new(unique("tenant-b"));
-    stack.add_tenant(&other, "key-of-b").await;
-    let entry = |address: &str| Suppression {
-        address: address.to_owned(),
-        reason: SuppressionReason::Complaint,
-        detail: "abuse".into(),
-        notification_id: None,
-        created_at: Timestamp::now(),
-    };
-    let store = stack.config_store();
-    store
-        .suppress(&stack.tenant, &entry("Ada@Example.com"))
-        .await
-        .unwrap();
-    store.suppress(&other, &entry("bob@example.com")).await.unwrap();
-
-    let read = call(&stack, &api, "GET", "/v1/suppressions/ADA%40example.com", None).await;
-    assert_eq!(read.status, 200, "{read:?}");
-    assert_eq!(
-        (read.body["address"].clone(), read.body["reason"].clone()),
-        (json!("ada@example.com"), json!("complaint"))
-    );
-    let listed = call(&stack, &api, "GET", "/v1/suppressions", None).await;
-    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1, "{listed:?}");
-    let theirs = call(&stack, &api, "DELETE", "/v1/suppressions/bob@example.com", None).await;
-    assert_eq!(theirs.status, 404, "another tenant's entry is not ours to remove");
-    assert!(
-        store
-            .suppression(&other, "bob@example.com")
-            .await
-            .unwrap()
-            .is_some()
-    );
-
-    let removed = call(&stack, &api, "DELETE", "/v1/suppressions/ada@example.com", None).await;
-    assert_eq!(removed.status, 204, "{removed:?}");
-    let gone = call(&stack, &api, "GET", "/v1/suppressions/ada@example.com", None).await;
-    assert_eq!((gone.status, gone.problem_code()), (404, "not_found"));
-    let invalid = call(&stack, &api, "GET", "/v1/suppressions/not-an-address", None).await;
-    assert_eq!(
-        (invalid.status, invalid.problem_code()),
-        (422, "validation_failed")
     );
 }
