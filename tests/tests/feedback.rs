@@ -159,7 +159,10 @@ async fn a_permanent_bounce_marks_its_notification_bounced_suppresses_the_addres
     feed(&stack, &bounce).await;
 
     let bounced = recorded(&stack, &sent.id).await;
-    assert_eq!(bounced.status, NotificationStatus::Bounced);
+    assert_eq!(
+        (bounced.status, bounced.reason.as_deref()),
+        (NotificationStatus::Bounced, Some("permanent_bounce"))
+    );
     assert_eq!(
         bounced.detail.as_deref(),
         Some("Permanent: General: smtp; 550 5.1.1 user unknown")
@@ -215,5 +218,6 @@ async fn a_delivery_marks_its_notification_delivered_and_suppresses_nothing() {
         (delivered.status, delivered.detail.as_deref()),
         (NotificationStatus::Delivered, Some("250 2.6.0 Message received"))
     );
+    assert_eq!(delivered.reason, None, "a delivery has no reason");
     assert_eq!(suppression(&stack, sent.to.as_deref().unwrap()).await, None);
 }

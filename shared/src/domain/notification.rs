@@ -114,9 +114,16 @@ pub mod reason {
     pub const THROTTLED: &str = "throttled";
     /// The address is on the tenant's suppression list (it bounced, or its owner complained).
     pub const ADDRESS_SUPPRESSED: &str = "address_suppressed";
+    /// `bounced`: the recipient's server refused the message for good (no such mailbox); the address is now
+    /// suppressed.
+    pub const PERMANENT_BOUNCE: &str = "permanent_bounce";
+    /// `bounced`: the recipient's server refused the message for now (a full mailbox) and SES gave up.
+    pub const TRANSIENT_BOUNCE: &str = "transient_bounce";
+    /// `complained`: the recipient marked the message as spam; the address is now suppressed.
+    pub const COMPLAINT: &str = "complaint";
 
     /// Every code: the values of the metrics' `Reason` dimension (telemetry::catalogue).
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 19] = [
         NO_ADDRESS,
         OPTED_OUT,
         RATE_LIMITED,
@@ -133,6 +140,9 @@ pub mod reason {
         MAX_AGE_EXCEEDED,
         THROTTLED,
         ADDRESS_SUPPRESSED,
+        PERMANENT_BOUNCE,
+        TRANSIENT_BOUNCE,
+        COMPLAINT,
     ];
 }
 

@@ -6,7 +6,7 @@
 
 use crate::domain::Channel;
 use crate::domain::Timestamp;
-use crate::domain::notification::NotificationStatus;
+use crate::domain::notification::{NotificationStatus, reason};
 use crate::domain::provider_feedback::{FeedbackKind, ProviderFeedback, parse_ses_event};
 use crate::domain::suppression::Suppression;
 use crate::ports::{BackendError, FeedbackLedger, SuppressionList};
@@ -80,10 +80,27 @@ impl<L: SuppressionList, N: FeedbackLedger> FeedbackHandler<L, N> {
     /// The notification's new status. A redelivered message, or one arriving after worse news, changes
     /// nothing and counts nothing.
     async fn record(&self, feedback: &ProviderFeedback) -> Result<(), BackendError> {
-        let (status, outcome) = match feedback.kind {
-            FeedbackKind::Delivery => (NotificationStatus::Delivered, NotificationOutcome::Delivered),
-            FeedbackKind::Bounce { .. } => (NotificationStatus::Bounced, NotificationOutcome::Bounced),
-            FeedbackKind::Complaint => (NotificationStatus::Complained, NotificationOutcome::Complained),
+        let (status, outcome, reason) = match feedback.kind {
+            FeedbackKind::Delivery => (
+                NotificationStatus::Delivered,
+                NotificationOutcome::Delivered,
+                None,
+            ),
+            FeedbackKind::Bounce { permanent: true } => (
+                NotificationStatus::Bounced,
+                NotificationOutcome::Bounced,
+                Some(reason::PERMANENT_BOUNCE),
+            ),
+            FeedbackKind::Bounce { permanent: false } => (
+                NotificationStatus::Bounced,
+                NotificationOutcome::Bounced,
+                Some(reason::TRANSIENT_BOUNCE),
+            ),
+            FeedbackKind::Complaint => (
+                NotificationStatus::Complained,
+                NotificationOutcome::Complained,
+                Some(reason::COMPLAINT),
+            ),
         };
         let recorded = self
             .notifications
@@ -91,13 +108,14 @@ impl<L: SuppressionList, N: FeedbackLedger> FeedbackHandler<L, N> {
                 &feedback.tenant,
                 &feedback.notification_id,
                 status,
+                reason,
                 &feedback.detail,
                 Timestamp::now(),
             )
             .await?;
         if recorded {
             // SES is the only provider that reports back, and it sends email only.
-            record::notification(Channel::Email, outcome, None);
+            record::notification(Channel::Email, outcome, reason);
             tracing::info!(
                 tenant = %feedback.tenant,
                 notification_id = %feedback.notification_id,

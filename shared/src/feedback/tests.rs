@@ -210,6 +210,20 @@ async fn status_of(
     (notification.status, notification.detail)
 }
 
+async fn reason_of(
+    handler: &FeedbackHandler<MemorySuppressionList, MemoryActivityStore>,
+    id: &str,
+) -> Option<String> {
+    let id = NotificationId::parse(id).unwrap();
+    let (notification, _) = handler
+        .notifications
+        .notification_with_attempts(&TenantId::new("acme"), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    notification.reason
+}
+
 fn delivered(id: &str, notification: &str) -> SqsMessage {
     message_about(
         notification,
@@ -250,6 +264,10 @@ async fn feedback_moves_a_sent_notification_forward_only_and_once() {
         status_of(&handler, &id).await,
         (NotificationStatus::Bounced, bounce_detail.clone())
     );
+    assert_eq!(
+        reason_of(&handler, &id).await.as_deref(),
+        Some("permanent_bounce")
+    );
 
     // SQS redelivers, and SES's events arrive out of order: neither moves it back.
     for late in [bounced("m2", &id), delivered("m1", &id)] {
@@ -280,6 +298,7 @@ async fn a_complaint_after_a_delivery_is_recorded_and_feedback_before_the_send_i
         status_of(&handler, &id).await,
         (NotificationStatus::Complained, Some("complaint: abuse".into()))
     );
+    assert_eq!(reason_of(&handler, &id).await.as_deref(), Some("complaint"));
 
     let (handler, id) = with_notification(false).await;
     handler.handle(batch(vec![bounced("m1", &id)])).await.unwrap();

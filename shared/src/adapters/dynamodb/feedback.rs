@@ -14,6 +14,7 @@ impl FeedbackLedger for DynamoActivityStore {
         tenant: &TenantId,
         id: &NotificationId,
         status: NotificationStatus,
+        reason: Option<&str>,
         detail: &str,
         now: Timestamp,
     ) -> Result<bool, BackendError> {
@@ -26,8 +27,11 @@ impl FeedbackLedger for DynamoActivityStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(notification_key(tenant, id)))
-            // A reason belongs to the statuses before `sent`; the provider's words are the detail now.
-            .update_expression("SET #status = :status, #detail = :detail, #updated_at = :now REMOVE #reason")
+            // The reason the provider's word gives, or none (a delivery); whatever came before is replaced.
+            .update_expression(match reason {
+                Some(_) => "SET #status = :status, #reason = :reason, #detail = :detail, #updated_at = :now",
+                None => "SET #status = :status, #detail = :detail, #updated_at = :now REMOVE #reason",
+            })
             .condition_expression(format!(
                 "attribute_exists(pk) AND #status IN ({})",
                 placeholders.join(", ")
@@ -39,6 +43,9 @@ impl FeedbackLedger for DynamoActivityStore {
             .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":detail", s(detail))
             .expression_attribute_values(":now", n(now.millis()));
+        if let Some(reason) = reason {
+            update = update.expression_attribute_values(":reason", s(reason));
+        }
         for (placeholder, from) in placeholders.iter().zip(from) {
             update = update.expression_attribute_values(placeholder, s(from.as_str()));
         }

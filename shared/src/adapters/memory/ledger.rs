@@ -161,6 +161,7 @@ impl FeedbackLedger for MemoryActivityStore {
         tenant: &TenantId,
         id: &NotificationId,
         status: NotificationStatus,
+        reason: Option<&str>,
         detail: &str,
         now: Timestamp,
     ) -> Result<bool, BackendError> {
@@ -173,7 +174,7 @@ impl FeedbackLedger for MemoryActivityStore {
                     let notification = &mut entry.notification;
                     notification.status = status;
                     notification.detail = Some(detail.to_owned());
-                    notification.reason = None;
+                    notification.reason = reason.map(str::to_owned);
                     notification.updated_at = now;
                     true
                 }
