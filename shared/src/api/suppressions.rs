@@ -81,32 +81,12 @@ fn path_address(segment: &str) -> Result<String, Problem> {
             format!("{segment:?} is not an email address in the path: {why}"),
         )
     };
-    let decoded = percent_decode(segment).ok_or_else(|| invalid("its percent-encoding is not UTF-8"))?;
+    // RFC 3986 decoding: a `%` without two hex digits stays (it may be in an address's local part), and `+`
+    // stays `+` (form encoding's space, but an ordinary character of a path and of `ada+news@example.com`).
+    let decoded = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| invalid("its percent-encoding is not UTF-8"))?;
     let address = suppression_key(&decoded);
     check_email(&address).map_err(invalid)?;
     Ok(address)
-}
-
-/// RFC 3986 percent-decoding. A `%` not followed by two hex digits is kept as it is (`%` is an ordinary
-/// character of an address's local part); `+` stays `+`, which is form encoding's space but an ordinary
-/// character in a path and in an address (`ada+news@example.com`). `None` when the result is not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while let Some(&byte) = bytes.get(at) {
-        let escaped = bytes
-            .get(at + 1..at + 3)
-            .filter(|hex| byte == b'%' && hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(value) = escaped {
-            decoded.push(value);
-            at += 3;
-        } else {
-            decoded.push(byte);
-            at += 1;
-        }
-    }
-    String::from_utf8(decoded).ok()
 }

@@ -196,10 +196,11 @@ async fn with_notification(
     )
 }
 
-async fn status_of(
+/// The handler's one notification as the activity table has it now.
+async fn stored(
     handler: &FeedbackHandler<MemorySuppressionList, MemoryActivityStore>,
     id: &str,
-) -> (NotificationStatus, Option<String>) {
+) -> crate::domain::notification::Notification {
     let id = NotificationId::parse(id).unwrap();
     let (notification, _) = handler
         .notifications
@@ -207,6 +208,14 @@ async fn status_of(
         .await
         .unwrap()
         .unwrap();
+    notification
+}
+
+async fn status_of(
+    handler: &FeedbackHandler<MemorySuppressionList, MemoryActivityStore>,
+    id: &str,
+) -> (NotificationStatus, Option<String>) {
+    let notification = stored(handler, id).await;
     (notification.status, notification.detail)
 }
 
@@ -214,14 +223,7 @@ async fn reason_of(
     handler: &FeedbackHandler<MemorySuppressionList, MemoryActivityStore>,
     id: &str,
 ) -> Option<String> {
-    let id = NotificationId::parse(id).unwrap();
-    let (notification, _) = handler
-        .notifications
-        .notification_with_attempts(&TenantId::new("acme"), &id)
-        .await
-        .unwrap()
-        .unwrap();
-    notification.reason
+    stored(handler, id).await.reason
 }
 
 fn delivered(id: &str, notification: &str) -> SqsMessage {
