@@ -19,6 +19,7 @@ impl<S: Sender> SendTo for S {
         self.send(&Outgoing {
             tenant: &tenant,
             notification_id: &notification_id,
+            user_id: None,
             to,
             message,
         })

@@ -1,6 +1,9 @@
-//! The management API: health, event types, templates, rules, users, webhook endpoints and the suppression
-//! list, each tenant's alone.
+//! The management API: health, event types, templates, rules, users and their devices, webhook endpoints and
+//! the suppression list, each tenant's alone.
 
+mod devices;
+#[cfg(test)]
+mod devices_tests;
 mod suppressions;
 #[cfg(test)]
 mod suppressions_tests;
@@ -25,8 +28,9 @@ use crate::http::{
     problem_response, query_parameter,
 };
 use crate::ports::{
-    ApiKeyStore, BackendError, CursorKeyStore, EventTypeStore, Page, PageRequest, RuleStore, Saved,
-    SuppressionList, TemplateStore, UserStore, WebhookEndpointStore, WriteError,
+    ApiKeyStore, BackendError, CursorKeyStore, DeviceStore, EventTypeStore, NoPushEndpoints, Page,
+    PageRequest, PushEndpoints, RuleStore, Saved, SuppressionList, TemplateStore, UserStore,
+    WebhookEndpointStore, WriteError,
 };
 use lambda_http::Request;
 use lambda_http::http::Method;
@@ -38,10 +42,12 @@ const MAX_RULE_PAGES: usize = 20;
 
 /// Everything the API function holds between invocations.
 #[derive(Debug)]
-pub struct Api<K, C> {
+pub struct Api<K, C, P = NoPushEndpoints> {
     auth: Authenticator<K>,
     cursors: Cursors,
     store: C,
+    /// Where a registered device gets its platform endpoint; push is off until [`Api::with_push`].
+    push: P,
     settings: HttpSettings,
     /// Where a tenant's endpoints may point: any public host, and loopback only where the deployment
     /// allows it for every webhook (`HERALD_ALLOW_LOOPBACK_WEBHOOKS`: the local stack).
@@ -92,21 +98,43 @@ fn list_response<T>(
     )
 }
 
-impl<K, C> Api<K, C>
-where
-    K: ApiKeyStore + CursorKeyStore,
-    C: EventTypeStore + TemplateStore + RuleStore + UserStore + WebhookEndpointStore + SuppressionList,
-{
+impl<K: ApiKeyStore, C> Api<K, C> {
     pub fn new(keys: K, store: C, settings: HttpSettings) -> Self {
         Self {
             auth: Authenticator::new(keys, settings.cache_ttl),
             cursors: Cursors::default(),
             store,
+            push: NoPushEndpoints,
             endpoint_policy: WebhookPolicy::any_public_host(settings.webhook_policy.allows_loopback()),
             settings,
         }
     }
 
+    /// The API registering devices with `push`'s platform endpoints.
+    pub fn with_push<P: PushEndpoints>(self, push: P) -> Api<K, C, P> {
+        Api {
+            auth: self.auth,
+            cursors: self.cursors,
+            store: self.store,
+            push,
+            settings: self.settings,
+            endpoint_policy: self.endpoint_policy,
+        }
+    }
+}
+
+impl<K, C, P> Api<K, C, P>
+where
+    K: ApiKeyStore + CursorKeyStore,
+    C: EventTypeStore
+        + TemplateStore
+        + RuleStore
+        + UserStore
+        + WebhookEndpointStore
+        + SuppressionList
+        + DeviceStore,
+    P: PushEndpoints,
+{
     /// The Lambda handler: every outcome, problems included, is an HTTP answer.
     pub async fn handle(&self, request: Request) -> Result<HttpResponse, lambda_http::Error> {
         let correlation_id = correlation::correlation_id(&request);
@@ -129,7 +157,8 @@ where
             || matches!(
                 segments.as_slice(),
                 ["v1", "users", _]
-                    | ["v1", "users", _, "preferences"]
+                    | ["v1", "users", _, "preferences" | "devices"]
+                    | ["v1", "users", _, "devices", _]
                     | ["v1", "webhooks", _, "rotate-secret"]
             );
         if !known {
@@ -168,7 +197,15 @@ where
             (Method::POST, ["v1", "webhooks", id, "rotate-secret"]) => {
                 self.rotate_webhook_secret(request, &tenant, id).await
             }
+            (Method::GET, ["v1", "users", id, "devices"]) => self.list_devices(&tenant, id).await,
+            (Method::PUT, ["v1", "users", id, "devices", token]) => {
+                self.put_device(request, &tenant, id, token).await
+            }
+            (Method::DELETE, ["v1", "users", id, "devices", token]) => {
+                self.delete_device(&tenant, id, token).await
+            }
             (_, [_, _, _, "preferences"]) => Err(method_not_allowed(request, "GET, PUT")),
+            (_, [_, _, _, "devices", _]) => Err(method_not_allowed(request, "PUT, DELETE")),
             (_, [_, _, _, "rotate-secret"]) => Err(method_not_allowed(request, "POST")),
             (Method::GET, ["v1", "suppressions"]) => self.list_suppressions(request, &tenant).await,
             (Method::GET, ["v1", "suppressions", address]) => self.get_suppression(&tenant, address).await,
@@ -178,7 +215,7 @@ where
             // Entries are added by the provider's feedback alone.
             (_, ["v1", "suppressions", _]) => Err(method_not_allowed(request, "GET, DELETE")),
             // A collection is listed; its items are read, replaced and deleted.
-            (_, [_, _]) => Err(method_not_allowed(request, "GET")),
+            (_, [_, _] | [_, _, _, "devices"]) => Err(method_not_allowed(request, "GET")),
             _ => Err(method_not_allowed(request, "GET, PUT, DELETE")),
         }
     }

@@ -13,7 +13,7 @@ use lambda_http::Request;
 /// The name cursors of this list are bound to.
 const LIST: &str = "suppressions";
 
-impl<K: ApiKeyStore + CursorKeyStore, C: SuppressionList> Api<K, C> {
+impl<K: ApiKeyStore + CursorKeyStore, C: SuppressionList, P> Api<K, C, P> {
     pub(super) async fn list_suppressions(
         &self,
         request: &Request,

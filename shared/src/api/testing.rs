@@ -7,6 +7,7 @@
 use super::Api;
 use crate::adapters::memory::api_keys::MemoryApiKeyStore;
 use crate::adapters::memory::config::MemoryConfigStore;
+use crate::adapters::memory::push::MemoryPushEndpoints;
 use crate::config::{Env, HttpSettings};
 use crate::domain::api_key::{KeyScope, NewApiKey};
 use crate::domain::webhook::SigningSecret;
@@ -15,7 +16,7 @@ use crate::ports::ApiKeyStore;
 use lambda_http::http::HeaderMap;
 use serde_json::{Value, json};
 
-pub(super) type MemoryApi = Api<MemoryApiKeyStore, MemoryConfigStore>;
+pub(super) type MemoryApi = Api<MemoryApiKeyStore, MemoryConfigStore, MemoryPushEndpoints>;
 
 pub(super) const ACME_KEY: &str = "acme-key";
 pub(super) const GLOBEX_KEY: &str = "globex-key";
@@ -47,6 +48,7 @@ pub(super) async fn api_with(allow_loopback: bool) -> MemoryApi {
         MemoryConfigStore::default(),
         HttpSettings::from_env(&env).unwrap(),
     )
+    .with_push(MemoryPushEndpoints::default())
 }
 
 pub(super) async fn new_api() -> MemoryApi {

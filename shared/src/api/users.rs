@@ -8,7 +8,7 @@ use crate::http::{HttpResponse, MAX_BODY_BYTES, empty_response, json_body, json_
 use crate::ports::{ApiKeyStore, UserStore};
 use lambda_http::Request;
 
-impl<K: ApiKeyStore, C: UserStore> Api<K, C> {
+impl<K: ApiKeyStore, C: UserStore, P> Api<K, C, P> {
     pub(super) async fn put_user(
         &self,
         request: &Request,

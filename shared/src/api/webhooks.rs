@@ -76,7 +76,7 @@ fn overlap(request: &Request) -> Result<Duration, Problem> {
         .map_err(Problem::validation)
 }
 
-impl<K, C> Api<K, C>
+impl<K, C, P> Api<K, C, P>
 where
     K: ApiKeyStore + CursorKeyStore,
     C: WebhookEndpointStore,

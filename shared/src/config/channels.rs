@@ -1,5 +1,5 @@
 //! Each channel function's own settings: the email sender, SMS countries, Slack's and webhooks' HTTP limits,
-//! and the send rate every channel function shares out among its invocations.
+//! push's platform applications, and the send rate every channel function shares out among its invocations.
 
 use super::{ConfigError, Env, webhook_policy};
 use crate::domain::address::{CountryAllowList, WebhookPolicy};
@@ -91,6 +91,42 @@ impl WebhookSettings {
             disable_after: Duration::from_secs(
                 env.number("HERALD_WEBHOOK_DISABLE_AFTER_HOURS", 120)? * 3_600,
             ),
+        })
+    }
+}
+
+/// Mobile push: the deployment's SNS platform applications, one per platform (`HERALD_PUSH_APNS_APPLICATION_ARN`,
+/// `HERALD_PUSH_FCM_APPLICATION_ARN`, from the template's `ApnsPlatformApplicationArn` and
+/// `FcmPlatformApplicationArn`). A platform without one registers no devices; neither is push turned off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushSettings {
+    pub apns_application_arn: Option<String>,
+    pub fcm_application_arn: Option<String>,
+}
+
+impl PushSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        // An application's ARN names its platform (`…:app/APNS/<name>`, `…:app/GCM/<name>`): one given for
+        // the wrong platform would register every device where it can never receive a push.
+        let application = |name: &'static str, platforms: &[&str]| {
+            env.optional(name)
+                .map(|arn| {
+                    let platform = arn.split(":app/").nth(1).and_then(|rest| rest.split('/').next());
+                    if arn.starts_with("arn:") && platform.is_some_and(|p| platforms.contains(&p)) {
+                        Ok(arn)
+                    } else {
+                        Err(ConfigError::Invalid {
+                            name,
+                            value: arn,
+                            reason: "must be the ARN of an SNS platform application of that platform (arn:…:app/APNS/… or app/APNS_SANDBOX/… for APNs, app/GCM/… for FCM)",
+                        })
+                    }
+                })
+                .transpose()
+        };
+        Ok(Self {
+            apns_application_arn: application("HERALD_PUSH_APNS_APPLICATION_ARN", &["APNS", "APNS_SANDBOX"])?,
+            fcm_application_arn: application("HERALD_PUSH_FCM_APPLICATION_ARN", &["GCM"])?,
         })
     }
 }

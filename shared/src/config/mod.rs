@@ -2,7 +2,9 @@
 
 mod channels;
 
-pub use channels::{EmailSettings, SendRateSettings, SlackSettings, SmsSettings, WebhookSettings};
+pub use channels::{
+    EmailSettings, PushSettings, SendRateSettings, SlackSettings, SmsSettings, WebhookSettings,
+};
 
 use crate::delivery::breaker::BreakerSettings;
 use crate::domain::Channel;
@@ -131,6 +133,7 @@ impl QueueUrls {
             (Channel::Sms, env.required("HERALD_SMS_QUEUE_URL")?),
             (Channel::Slack, env.required("HERALD_SLACK_QUEUE_URL")?),
             (Channel::Webhook, env.required("HERALD_WEBHOOK_QUEUE_URL")?),
+            (Channel::Push, env.required("HERALD_PUSH_QUEUE_URL")?),
         ]))
     }
 
@@ -141,6 +144,7 @@ impl QueueUrls {
             (Channel::Sms, env.required("HERALD_SMS_DLQ_URL")?),
             (Channel::Slack, env.required("HERALD_SLACK_DLQ_URL")?),
             (Channel::Webhook, env.required("HERALD_WEBHOOK_DLQ_URL")?),
+            (Channel::Push, env.required("HERALD_PUSH_DLQ_URL")?),
         ]))
     }
 
@@ -387,6 +391,7 @@ pub struct ApiConfig {
     pub aws: AwsSettings,
     pub tables: Tables,
     pub http: HttpSettings,
+    pub push: PushSettings,
 }
 
 impl ApiConfig {
@@ -395,6 +400,7 @@ impl ApiConfig {
             aws: AwsSettings::from_env(env)?,
             tables: Tables::from_env(env)?,
             http: HttpSettings::from_env(env)?,
+            push: PushSettings::from_env(env)?,
         })
     }
 }
@@ -423,6 +429,7 @@ mod tests {
             ("HERALD_SMS_QUEUE_URL", "http://q/sms"),
             ("HERALD_SLACK_QUEUE_URL", "http://q/slack"),
             ("HERALD_WEBHOOK_QUEUE_URL", "http://q/webhook"),
+            ("HERALD_PUSH_QUEUE_URL", "http://q/push"),
         ]))
         .unwrap();
         assert_eq!(config.queues.get(Channel::Sms), Some("http://q/sms"));
@@ -435,6 +442,45 @@ mod tests {
                 .is_ok()
         );
         assert!(config.http.webhook_policy.check("http://127.0.0.1:9/x").is_err());
+    }
+
+    #[test]
+    fn push_applications_are_optional_and_each_must_be_its_platforms() {
+        assert_eq!(
+            PushSettings::from_env(&env(&[])).unwrap(),
+            PushSettings::default()
+        );
+        let both = PushSettings::from_env(&env(&[
+            (
+                "HERALD_PUSH_APNS_APPLICATION_ARN",
+                "arn:aws:sns:us-east-1:1:app/APNS_SANDBOX/herald",
+            ),
+            (
+                "HERALD_PUSH_FCM_APPLICATION_ARN",
+                "arn:aws:sns:us-east-1:1:app/GCM/herald",
+            ),
+        ]))
+        .unwrap();
+        assert!(both.apns_application_arn.is_some() && both.fcm_application_arn.is_some());
+        for pairs in [
+            &[(
+                "HERALD_PUSH_APNS_APPLICATION_ARN",
+                "arn:aws:sns:us-east-1:1:app/GCM/herald",
+            )][..],
+            &[(
+                "HERALD_PUSH_FCM_APPLICATION_ARN",
+                "arn:aws:sns:us-east-1:1:app/APNS/herald",
+            )][..],
+            &[("HERALD_PUSH_FCM_APPLICATION_ARN", "herald")][..],
+        ] {
+            assert!(
+                matches!(
+                    PushSettings::from_env(&env(pairs)),
+                    Err(ConfigError::Invalid { .. })
+                ),
+                "{pairs:?}"
+            );
+        }
     }
 
     #[test]

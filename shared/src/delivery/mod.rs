@@ -258,6 +258,7 @@ where
         let outgoing = Outgoing {
             tenant: &notification.tenant,
             notification_id: &notification.id,
+            user_id: notification.user_id.as_deref(),
             to,
             message: &rendered,
         };

@@ -13,10 +13,18 @@ pub enum Channel {
     Slack,
     /// A POST to each of the tenant's own endpoints that receives the event (`/v1/webhooks`), signed.
     Webhook,
+    /// A mobile push to each device the user registered (`/v1/users/{id}/devices`), through SNS.
+    Push,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Sms, Channel::Slack, Channel::Webhook];
+    pub const ALL: [Channel; 5] = [
+        Channel::Email,
+        Channel::Sms,
+        Channel::Slack,
+        Channel::Webhook,
+        Channel::Push,
+    ];
 
     /// Whether it reaches a person (the recipient), whose opt-outs and rate limit then apply; a webhook
     /// reaches the tenant's own systems.
@@ -30,6 +38,7 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Slack => "slack",
             Channel::Webhook => "webhook",
+            Channel::Push => "push",
         }
     }
 }
@@ -41,7 +50,7 @@ impl fmt::Display for Channel {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown channel {0:?}; known channels are email, sms, slack and webhook")]
+#[error("unknown channel {0:?}; known channels are email, sms, slack, webhook and push")]
 pub struct UnknownChannel(pub String);
 
 impl FromStr for Channel {

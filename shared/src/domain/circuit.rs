@@ -36,6 +36,8 @@ pub fn provider_key(tenant: &TenantId, channel: Channel, address: Option<&str>) 
                 .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
             host.map_or_else(|| "slack".to_owned(), |host| format!("slack:{host}"))
         }
+        // Every device is reached through SNS's platform endpoints: one provider, one circuit.
+        Channel::Push => "sns-push".to_owned(),
         Channel::Webhook => address.map_or_else(
             || "webhook".to_owned(),
             |endpoint| format!("webhook:{tenant}:{endpoint}"),

@@ -6,11 +6,14 @@ use std::fmt;
 use std::time::Duration;
 
 /// One send as the delivery loop hands it to a channel: the address and the rendered message, and whose
-/// notification it is, for a sender that signs each message (`webhook-id`) or reads what the tenant registered.
+/// notification it is, for a sender that signs each message (`webhook-id`) or reads what the tenant (or the
+/// user, a device) registered.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
     pub tenant: &'a TenantId,
     pub notification_id: &'a NotificationId,
+    /// The recipient's user id, when the event named one: a push's device is the user's.
+    pub user_id: Option<&'a str>,
     pub to: &'a str,
     pub message: &'a RenderedMessage,
 }
@@ -23,6 +26,10 @@ pub struct RenderedMessage {
     pub html: Option<String>,
     /// Slack Block Kit blocks, every string field rendered.
     pub blocks: Option<Value>,
+    /// A push's title.
+    pub title: Option<String>,
+    /// A push's data, every value a rendered string.
+    pub data: Option<Value>,
 }
 
 /// What a provider said when it accepted a message.

@@ -142,9 +142,25 @@ pub struct DeviceRegistration {
     pub updated_at: Timestamp,
 }
 
+/// A user's devices at most: each is a notification of every push an event makes, and an event's
+/// notifications are written in one transaction.
+pub const MAX_DEVICES_PER_USER: usize = 10;
+
 impl DeviceRegistration {
     pub fn platform(&self) -> Platform {
         self.token.platform()
+    }
+
+    /// The API's form: the token is the tenant's own to see (it is in the path that registered it).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "user_id": self.user_id,
+            "token": self.token.expose(),
+            "platform": self.platform().as_str(),
+            "endpoint_arn": self.endpoint_arn,
+            "created_at": self.created_at.to_rfc3339(),
+            "updated_at": self.updated_at.to_rfc3339(),
+        })
     }
 }
 
@@ -153,7 +169,7 @@ pub const MAX_PUSH_PAYLOAD_BYTES: usize = 4096;
 
 /// Data keys a platform keeps for itself: `aps` is APNs' own dictionary (the data sits beside it), and FCM
 /// refuses `from`, `notification`, `message_type` and the `google.`/`gcm.` prefixes in `data`.
-fn is_reserved_data_key(key: &str) -> bool {
+pub(crate) fn is_reserved_data_key(key: &str) -> bool {
     matches!(key, "aps" | "from" | "notification" | "message_type")
         || key.starts_with("google")
         || key.starts_with("gcm")

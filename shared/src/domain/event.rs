@@ -36,8 +36,9 @@ impl Recipient {
             Channel::Email => self.email.as_deref(),
             Channel::Sms => self.phone.as_deref(),
             Channel::Slack => self.slack_webhook_url.as_deref(),
-            // The tenant's own endpoints, not the recipient's: ingest sends to each that receives the event.
-            Channel::Webhook => None,
+            // The tenant's own endpoints, not the recipient's, and the user's registered devices: ingest
+            // sends to each endpoint that receives the event, and to each device.
+            Channel::Webhook | Channel::Push => None,
         }
     }
 

@@ -192,8 +192,9 @@ impl Notification {
             Channel::Email => mask_email(to),
             Channel::Sms => mask_phone(to),
             Channel::Slack => mask_webhook(to),
-            // An endpoint's id, chosen by the tenant: nothing secret in it.
-            Channel::Webhook => to.to_owned(),
+            // An endpoint's id, chosen by the tenant, and a device token's SHA-256 (never the token
+            // itself): nothing secret in either.
+            Channel::Webhook | Channel::Push => to.to_owned(),
         })
     }
 

@@ -6,7 +6,7 @@ use super::event::Recipient;
 use super::notification::{Notification, NotificationStatus};
 use super::{Channel, NotificationId, TenantId, Timestamp};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The seeds' figure: five notifications a minute per recipient and channel.
 pub const DEFAULT_PER_MINUTE: u32 = 5;
@@ -64,6 +64,8 @@ pub fn counters(
     };
     let (minute, expires_at) = window(now);
     let mut by_key: BTreeMap<(String, Channel), RateCounter> = BTreeMap::new();
+    // A push to each of a person's phones is one notification to that person: a rule counts once.
+    let mut counted: BTreeSet<(String, Channel, &str)> = BTreeSet::new();
     // A limit protects a person from a flood; a webhook goes to the tenant's own systems.
     for notification in notifications
         .iter()
@@ -73,7 +75,7 @@ pub fn counters(
             continue;
         };
         let channel = notification.channel;
-        let counter = by_key
+        let rate_counter = by_key
             .entry((subject.clone(), channel))
             .or_insert_with(|| RateCounter {
                 key: format!("T#{tenant}#RATE#{subject}#{channel}#{minute}"),
@@ -82,8 +84,10 @@ pub fn counters(
                 expires_at,
                 notification_ids: Vec::new(),
             });
-        counter.increment += 1;
-        counter.notification_ids.push(notification.id.clone());
+        if counted.insert((subject, channel, notification.rule_id.as_str())) {
+            rate_counter.increment += 1;
+        }
+        rate_counter.notification_ids.push(notification.id.clone());
     }
     by_key.into_values().collect()
 }
@@ -231,10 +235,27 @@ mod tests {
     }
 
     #[test]
+    fn a_push_to_each_of_a_users_devices_counts_once() {
+        let mut notifications = queued(&[Channel::Push]);
+        let mut second_device = notifications[0].clone();
+        second_device.id = NotificationId::parse("ntf_0000000000000000000000000000000c").unwrap();
+        notifications.push(second_device);
+        let recipient = Recipient {
+            user_id: Some("u-1".into()),
+            ..Recipient::default()
+        };
+        let counted = counters_at(&recipient, &notifications, 1_800_000_000_000);
+        assert_eq!(counted.len(), 1);
+        assert_eq!(counted[0].increment, 1, "one rule, one push to the person");
+        assert_eq!(counted[0].notification_ids.len(), 2, "both limited together");
+    }
+
+    #[test]
     fn two_rules_on_one_channel_share_a_counter() {
         let mut notifications = queued(&[Channel::Email]);
         let mut second = notifications[0].clone();
         second.id = NotificationId::parse("ntf_0000000000000000000000000000000b").unwrap();
+        "second-rule".clone_into(&mut second.rule_id);
         notifications.push(second);
         let counted = counters_at(&Recipient::default(), &notifications, 1_800_000_000_000);
         assert_eq!(counted.len(), 1);

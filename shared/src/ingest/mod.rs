@@ -7,7 +7,7 @@ mod notification_log;
 mod resolve;
 
 pub use catalog::{Catalog, CompiledEventType};
-use resolve::{Accepting, resolve_notifications};
+use resolve::{Accepting, Targets, resolve_notifications};
 
 use crate::config::HttpSettings;
 use crate::domain::api_key::KeyGrant;
@@ -20,8 +20,8 @@ use crate::domain::{Channel, EventId, NotificationId, Problem, ProblemCode, Tena
 use crate::http::{Authenticator, backend_failure};
 use crate::outbox::{FANOUT_LEASE, Finish, Outbox};
 use crate::ports::{
-    ActivityStore, ApiKeyStore, EventTypeStore, IngestBudgets, NotificationQueue, Recorded, RuleStore,
-    SuppressionList, TemplateStore, TenantSettingsStore, UserStore, WebhookEndpointStore,
+    ActivityStore, ApiKeyStore, DeviceStore, EventTypeStore, IngestBudgets, NotificationQueue, Recorded,
+    RuleStore, SuppressionList, TemplateStore, TenantSettingsStore, UserStore, WebhookEndpointStore,
 };
 use crate::telemetry::catalogue::NotificationOutcome;
 use crate::telemetry::record;
@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// What ingest reads of the config table: event types with their rules and templates, tenants' settings,
-/// users, suppression lists and webhook endpoints (the DynamoDB adapter is one type for all of them).
+/// users, suppression lists, webhook endpoints and users' devices (the DynamoDB adapter is one type for all).
 pub trait IngestConfig:
     EventTypeStore
     + RuleStore
@@ -38,6 +38,7 @@ pub trait IngestConfig:
     + UserStore
     + SuppressionList
     + WebhookEndpointStore
+    + DeviceStore
 {
 }
 
@@ -49,6 +50,7 @@ impl<T> IngestConfig for T where
         + UserStore
         + SuppressionList
         + WebhookEndpointStore
+        + DeviceStore
 {
 }
 
@@ -180,7 +182,8 @@ where
             correlation_id,
             now,
         };
-        let endpoints = if compiled.rules.uses(Channel::Webhook) && submission.wants(Channel::Webhook) {
+        let uses = |channel| compiled.rules.uses(channel) && submission.wants(channel);
+        let endpoints = if uses(Channel::Webhook) {
             self.catalog
                 .active_endpoints(tenant)
                 .await
@@ -188,13 +191,22 @@ where
         } else {
             Arc::default()
         };
-        let mut notifications = resolve_notifications(
-            &accepted,
-            &submission,
-            &compiled,
-            preferences.as_ref(),
-            &endpoints,
-        );
+        // Not cached: a device registered a moment ago is to get this event's push.
+        let devices = match submission.recipient.user_id.as_deref() {
+            Some(user_id) if uses(Channel::Push) => self
+                .catalog
+                .store()
+                .devices_of(tenant, user_id)
+                .await
+                .map_err(|error| backend_failure(&error))?,
+            _ => Vec::new(),
+        };
+        let targets = Targets {
+            endpoints: &endpoints,
+            devices: &devices,
+        };
+        let mut notifications =
+            resolve_notifications(&accepted, &submission, &compiled, preferences.as_ref(), &targets);
         self.hold_back_suppressed(tenant, &mut notifications).await?;
         let tenant_settings = self
             .catalog

@@ -1,7 +1,8 @@
 //! Which notifications an accepted event makes: one per rule that applies (one per receiving endpoint for a
-//! webhook rule), each with the status it starts in.
+//! webhook rule, one per registered device for a push rule), each with the status it starts in.
 
 use super::CompiledEventType;
+use crate::domain::device::DeviceRegistration;
 use crate::domain::event::EventSubmission;
 use crate::domain::notification::{Notification, NotificationStatus, PinnedTemplate, reason};
 use crate::domain::rule::Rule;
@@ -17,15 +18,21 @@ pub(super) struct Accepting<'a> {
     pub(super) now: Timestamp,
 }
 
+/// Where the channels that fan out send: the tenant's active webhook endpoints, the recipient's devices.
+pub(super) struct Targets<'a> {
+    pub(super) endpoints: &'a [WebhookEndpoint],
+    pub(super) devices: &'a [DeviceRegistration],
+}
+
 /// One notification per rule that applies and whose channel the submission allows (for a webhook rule, one
-/// per endpoint of the tenant that receives the event); `suppressed` where the user opted out (unless the
-/// event type is critical), never queued.
+/// per endpoint of the tenant that receives the event; for a push rule, one per device of the user);
+/// `suppressed` where the user opted out (unless the event type is critical), never queued.
 pub(super) fn resolve_notifications(
     accepting: &Accepting<'_>,
     submission: &EventSubmission,
     compiled: &CompiledEventType,
     preferences: Option<&Preferences>,
-    endpoints: &[WebhookEndpoint],
+    targets: &Targets<'_>,
 ) -> Vec<Notification> {
     let recipient = serde_json::to_value(&submission.recipient).unwrap_or_default();
     compiled
@@ -34,19 +41,28 @@ pub(super) fn resolve_notifications(
         .into_iter()
         .filter(|rule| submission.wants(rule.spec.channel))
         .flat_map(|rule| {
-            let targets: Vec<(String, Option<String>)> = if rule.spec.channel == Channel::Webhook {
-                // Each endpoint is its own notification, with an id of its own: retried, recorded and
-                // dead-lettered apart, so one failing endpoint holds back no other.
-                endpoints
+            // Each endpoint and each device is its own notification, with an id of its own: retried,
+            // recorded and dead-lettered apart, so one failing endpoint or phone holds back no other.
+            let per_target = |target: String| (format!("{}#{target}", rule.id), Some(target));
+            let addressed: Vec<(String, Option<String>)> = match rule.spec.channel {
+                Channel::Webhook => targets
+                    .endpoints
                     .iter()
                     .filter(|endpoint| endpoint.spec.receives(&submission.event))
-                    .map(|endpoint| (format!("{}#{}", rule.id, endpoint.id), Some(endpoint.id.clone())))
-                    .collect()
-            } else {
-                let to = submission.recipient.address(rule.spec.channel).map(str::to_owned);
-                vec![(rule.id.clone(), to)]
+                    .map(|endpoint| per_target(endpoint.id.clone()))
+                    .collect(),
+                // A device is addressed by its token's key: the token itself stays in the device's item.
+                Channel::Push if !targets.devices.is_empty() => targets
+                    .devices
+                    .iter()
+                    .map(|device| per_target(device.token.key()))
+                    .collect(),
+                channel => vec![(
+                    rule.id.clone(),
+                    submission.recipient.address(channel).map(str::to_owned),
+                )],
             };
-            targets
+            addressed
                 .into_iter()
                 .map(|(key, to)| resolve_one(accepting, submission, compiled, preferences, rule, &key, to))
                 .collect::<Vec<_>>()
@@ -107,7 +123,11 @@ fn resolve_one(
         (Some(_), None) => (
             NotificationStatus::Skipped,
             Some(reason::NO_ADDRESS),
-            Some(format!("the recipient has no {channel} address")),
+            Some(if channel == Channel::Push {
+                "the recipient has no registered device (or no user_id to find one by)".to_owned()
+            } else {
+                format!("the recipient has no {channel} address")
+            }),
             None,
         ),
         (Some(head), Some(_)) => {

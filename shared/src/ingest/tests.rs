@@ -27,6 +27,7 @@ use std::time::Duration;
 
 mod backend_faults;
 mod notification_log;
+mod push;
 mod rate_limits;
 mod suppressions;
 mod users;
@@ -41,7 +42,8 @@ fn acme() -> TenantId {
 }
 
 /// The contract's example, in memory: tenant `acme` with an API key, event type `order_created` with a
-/// schema, and one template and rule per channel (`order-email`, `order-sms`, `order-slack`).
+/// schema, and one template and rule per channel (`order-email`, `order-sms`, `order-slack`, and a webhook
+/// rule without endpoints, which makes no notification). Push rules need a registered device: `tests/push.rs`.
 async fn ingest() -> MemoryIngest {
     ingest_with_event_type(json!({})).await
 }
@@ -64,7 +66,10 @@ async fn ingest_with_event_type(extra: Value) -> MemoryIngest {
         .put_event_type(&acme(), "order_created", &spec, now)
         .await
         .unwrap();
-    for channel in Channel::ALL {
+    for channel in Channel::ALL
+        .into_iter()
+        .filter(|channel| *channel != Channel::Push)
+    {
         let name = format!("order-{channel}");
         let content = match channel {
             Channel::Email => json!({"channel": "email", "locale": "en",

@@ -18,7 +18,7 @@ mod devices;
 mod feedback;
 mod suppressions;
 mod webhooks;
-pub use devices::DeviceStore;
+pub use devices::{DeviceStore, EndpointError, NoPushEndpoints, PushEndpoints};
 pub use feedback::FeedbackLedger;
 pub use suppressions::SuppressionList;
 pub use webhooks::WebhookEndpointStore;

@@ -182,10 +182,11 @@ pub enum Function {
     Sweeper,
     Feedback,
     Webhook,
+    Push,
 }
 
 impl Function {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Ingest,
         Self::Api,
         Self::Email,
@@ -194,6 +195,7 @@ impl Function {
         Self::Sweeper,
         Self::Feedback,
         Self::Webhook,
+        Self::Push,
     ];
 
     /// The function's binary, as `template.yaml` names it (`BuildProperties.Binary`).
@@ -207,6 +209,7 @@ impl Function {
             Self::Sweeper => "sweeper",
             Self::Feedback => "feedback",
             Self::Webhook => "webhook",
+            Self::Push => "push",
         }
     }
 }

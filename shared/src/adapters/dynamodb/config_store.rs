@@ -139,6 +139,8 @@ fn template_version_from(item: &Item) -> Result<TemplateVersion, BackendError> {
             text: text("text"),
             html: text("html"),
             blocks: parts.get("blocks").filter(|b| !b.is_null()).cloned(),
+            title: text("title"),
+            data: parts.get("data").filter(|d| !d.is_null()).cloned(),
         },
         created_at: Timestamp::from_millis(item.int("created_at")?),
     })

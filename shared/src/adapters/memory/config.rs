@@ -1,6 +1,8 @@
 //! The config table in memory, as ingest and the API take it: one value for event types, rules,
-//! templates, users, tenants' settings and suppression lists (the DynamoDB adapter is one type for all of them). Each part keeps its own failpoints.
+//! templates, users, tenants' settings, suppression lists, webhook endpoints and devices (the DynamoDB adapter
+//! is one type for all of them). Each part keeps its own failpoints.
 
+use super::devices::MemoryDeviceStore;
 use super::event_types::MemoryEventTypeStore;
 use super::rules::MemoryRuleStore;
 use super::suppressions::MemorySuppressionList;
@@ -9,6 +11,7 @@ use super::tenants::MemoryTenantSettingsStore;
 use super::users::MemoryUserStore;
 use super::webhooks::MemoryWebhookEndpoints;
 use crate::domain::address::CountryAllowList;
+use crate::domain::device::{DeviceRegistration, DeviceToken};
 use crate::domain::event_type::{EventType, EventTypeSpec};
 use crate::domain::rule::{Rule, RuleSpec};
 use crate::domain::suppression::Suppression;
@@ -18,8 +21,8 @@ use crate::domain::user::{Preferences, User, UserProfile};
 use crate::domain::webhook::{DisabledBy, EndpointSpec, SigningSecret, WebhookEndpoint};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::{
-    BackendError, EventTypeStore, Page, PageRequest, RuleStore, Saved, SuppressionList, TemplateStore,
-    TenantSettingsStore, UserStore, WebhookEndpointStore, WriteError,
+    BackendError, DeviceStore, EventTypeStore, Page, PageRequest, RuleStore, Saved, SuppressionList,
+    TemplateStore, TenantSettingsStore, UserStore, WebhookEndpointStore, WriteError,
 };
 
 #[derive(Debug, Default)]
@@ -31,6 +34,46 @@ pub struct MemoryConfigStore {
     pub tenants: MemoryTenantSettingsStore,
     pub suppressions: MemorySuppressionList,
     pub webhooks: MemoryWebhookEndpoints,
+    pub devices: MemoryDeviceStore,
+}
+
+impl DeviceStore for MemoryConfigStore {
+    async fn put_device(
+        &self,
+        tenant: &TenantId,
+        registration: &DeviceRegistration,
+    ) -> Result<Saved, WriteError> {
+        self.devices.put_device(tenant, registration).await
+    }
+
+    async fn devices_of(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Vec<DeviceRegistration>, BackendError> {
+        self.devices.devices_of(tenant, user_id).await
+    }
+
+    async fn delete_device(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        token: &DeviceToken,
+    ) -> Result<bool, BackendError> {
+        self.devices.delete_device(tenant, user_id, token).await
+    }
+
+    async fn forget_endpoint(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        token: &DeviceToken,
+        endpoint_arn: &str,
+    ) -> Result<bool, BackendError> {
+        self.devices
+            .forget_endpoint(tenant, user_id, token, endpoint_arn)
+            .await
+    }
 }
 
 impl WebhookEndpointStore for MemoryConfigStore {

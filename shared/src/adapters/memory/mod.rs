@@ -21,6 +21,7 @@ pub mod devices;
 pub mod event_types;
 pub mod ledger;
 mod notification_log;
+pub mod push;
 pub mod rules;
 pub mod sender;
 pub mod suppressions;

@@ -38,7 +38,7 @@ fn message() -> RenderedMessage {
         subject: Some("Order #444 shipped".into()),
         text: Some("Your order is on its way.".into()),
         html: Some("<p>Your order is on its way.</p>".into()),
-        blocks: None,
+        ..RenderedMessage::default()
     }
 }
 

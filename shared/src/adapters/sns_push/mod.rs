@@ -4,7 +4,7 @@
 use crate::adapters::{backend_error, send_error, sns};
 use crate::domain::delivery::{FailureKind, SendError, SendReceipt};
 use crate::domain::device::{DeviceToken, MAX_PUSH_PAYLOAD_BYTES, Platform, PushMessage};
-use crate::ports::BackendError;
+use crate::ports::{BackendError, EndpointError, PushEndpoints};
 use aws_sdk_sns::Client;
 use aws_sdk_sns::operation::create_platform_endpoint::CreatePlatformEndpointError;
 use aws_sdk_sns::operation::get_endpoint_attributes::GetEndpointAttributesError;
@@ -12,8 +12,11 @@ use aws_sdk_sns::operation::set_endpoint_attributes::SetEndpointAttributesError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{Map, Value, json};
 
+mod delivery;
 #[cfg(test)]
 mod tests;
+
+pub use delivery::{PushDelivery, push_message};
 
 /// The code a send to a device that is no more ends with: the notification fails, the device is forgotten.
 pub const DEVICE_GONE: &str = "device_gone";
@@ -21,16 +24,6 @@ pub const DEVICE_GONE: &str = "device_gone";
 const ENABLED: &str = "Enabled";
 const TOKEN: &str = "Token";
 const CUSTOM_USER_DATA: &str = "CustomUserData";
-
-/// Why a device could not be given an endpoint.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum EndpointError {
-    /// SNS refused the token (or the user data): the registration is wrong, not SNS.
-    #[error("SNS refused the device: {0}")]
-    Refused(String),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-}
 
 /// Platform endpoints: what a device registration needs from SNS.
 #[derive(Debug, Clone)]
@@ -173,6 +166,36 @@ fn existing_endpoint(message: &str) -> Option<String> {
     let (_, after) = message.split_once("Endpoint ")?;
     let (arn, rest) = after.split_once(' ')?;
     (arn.starts_with("arn:") && rest.starts_with("already exists")).then(|| arn.to_owned())
+}
+
+/// The deployment's platform applications, one per platform it pushes to (`ApnsPlatformApplicationArn`,
+/// `FcmPlatformApplicationArn`), and the endpoints of devices in them.
+#[derive(Debug, Clone)]
+pub struct PushApplications {
+    platform: PushPlatform,
+    apns: Option<String>,
+    fcm: Option<String>,
+}
+
+impl PushApplications {
+    pub fn new(client: Client, apns: Option<String>, fcm: Option<String>) -> Self {
+        Self {
+            platform: PushPlatform::new(client),
+            apns,
+            fcm,
+        }
+    }
+}
+
+impl PushEndpoints for PushApplications {
+    async fn ensure_endpoint(&self, token: &DeviceToken, user_data: &str) -> Result<String, EndpointError> {
+        let application = match token.platform() {
+            Platform::Apns => self.apns.as_deref(),
+            Platform::Fcm => self.fcm.as_deref(),
+        };
+        let application = application.ok_or(EndpointError::NotConfigured(token.platform()))?;
+        self.platform.ensure_endpoint(application, token, user_data).await
+    }
 }
 
 /// Publishes rendered pushes to platform endpoints.

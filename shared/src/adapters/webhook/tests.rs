@@ -253,6 +253,7 @@ async fn deliver(
     let outgoing = Outgoing {
         tenant: &tenant,
         notification_id: &notification_id,
+        user_id: None,
         to: "billing",
         message: &message,
     };

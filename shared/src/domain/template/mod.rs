@@ -31,6 +31,10 @@ pub struct TemplateContent {
     pub html: Option<String>,
     /// Slack Block Kit blocks; every string inside is a template.
     pub blocks: Option<Value>,
+    /// A push's title (its body is `text`).
+    pub title: Option<String>,
+    /// A push's data: an object whose every value is a template of a string the app receives.
+    pub data: Option<Value>,
 }
 
 /// A name's channel, default locale and the live (newest) version of each locale.
@@ -55,7 +59,9 @@ pub struct TemplateVersion {
 }
 
 impl TemplateContent {
-    const FIELDS: [&'static str; 6] = ["channel", "locale", "subject", "text", "html", "blocks"];
+    const FIELDS: [&'static str; 8] = [
+        "channel", "locale", "subject", "text", "html", "blocks", "title", "data",
+    ];
 
     /// Validates a PUT body for its channel and compiles every part, so a template with a syntax error
     /// is refused at PUT rather than failing every notification later.
@@ -81,6 +87,8 @@ impl TemplateContent {
         let text = violations.string(object, "", "text", false).map(str::to_owned);
         let html = violations.string(object, "", "html", false).map(str::to_owned);
         let blocks = object.get("blocks").filter(|blocks| !blocks.is_null()).cloned();
+        let title = violations.string(object, "", "title", false).map(str::to_owned);
+        let data = object.get("data").filter(|data| !data.is_null()).cloned();
         let Some(channel) = channel else {
             return Err(violations.into_errors());
         };
@@ -91,6 +99,8 @@ impl TemplateContent {
             text,
             html,
             blocks,
+            title,
+            data,
         };
         content.check_parts(&mut violations);
         content.compile(&mut violations);
@@ -116,6 +126,14 @@ impl TemplateContent {
                 }
                 forbid(violations, "blocks", self.blocks.is_some());
             }
+            Channel::Push => {
+                if self.text.is_none() {
+                    violations.add("/text", "is required for push templates (the body)");
+                }
+                forbid(violations, "subject", self.subject.is_some());
+                forbid(violations, "html", self.html.is_some());
+                forbid(violations, "blocks", self.blocks.is_some());
+            }
             Channel::Sms | Channel::Slack | Channel::Webhook => {
                 if self.text.is_none() {
                     violations.add("/text", format!("is required for {} templates", self.channel));
@@ -124,6 +142,30 @@ impl TemplateContent {
                 forbid(violations, "html", self.html.is_some());
                 if matches!(self.channel, Channel::Sms | Channel::Webhook) {
                     forbid(violations, "blocks", self.blocks.is_some());
+                }
+            }
+        }
+        if self.channel != Channel::Push {
+            forbid(violations, "title", self.title.is_some());
+            forbid(violations, "data", self.data.is_some());
+        }
+        if let Some(data) = &self.data {
+            match data.as_object() {
+                None => violations.add("/data", format!("must be an object, not {}", type_name(data))),
+                Some(object) => {
+                    for (key, value) in object {
+                        if super::device::is_reserved_data_key(key) {
+                            violations.add(
+                                child("/data", key),
+                                "is a key the push platforms keep for themselves",
+                            );
+                        } else if !value.is_string() {
+                            violations.add(
+                                child("/data", key),
+                                format!("must be a string template, not {}", type_name(value)),
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -159,6 +201,7 @@ impl TemplateContent {
             ("subject", "subject.txt", &self.subject),
             ("text", "text.txt", &self.text),
             ("html", "body.html", &self.html),
+            ("title", "title.txt", &self.title),
         ] {
             if let Some(source) = source {
                 parts.push((child("", field), name, source.as_str()));
@@ -169,12 +212,24 @@ impl TemplateContent {
                 parts.push((pointer, "block.txt", source));
             });
         }
+        if let Some(data) = &self.data {
+            for_each_string(data, "/data", &mut |pointer, source| {
+                parts.push((pointer, "data.txt", source));
+            });
+        }
         parts
     }
 
     /// The stored form of the content (channel and locale live on the item's keys).
     pub fn parts_json(&self) -> Value {
-        json!({"subject": self.subject, "text": self.text, "html": self.html, "blocks": self.blocks})
+        json!({
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "blocks": self.blocks,
+            "title": self.title,
+            "data": self.data,
+        })
     }
 }
 
@@ -420,11 +475,23 @@ impl TemplateContent {
             .as_ref()
             .map(|blocks| render_strings(blocks, "/blocks", &render))
             .transpose()?;
+        let title = self
+            .title
+            .as_deref()
+            .map(|source| render("title", "title.txt", source))
+            .transpose()?;
+        let data = self
+            .data
+            .as_ref()
+            .map(|data| render_strings(data, "/data", &render))
+            .transpose()?;
         Ok(RenderedMessage {
             subject,
             text,
             html,
             blocks,
+            title,
+            data,
         })
     }
 }

@@ -155,3 +155,63 @@ fn a_webhook_body_that_is_not_json_fails_to_render_and_other_parts_are_refused()
     let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
     assert_eq!(pointers, ["/subject", "/blocks"]);
 }
+
+#[test]
+fn a_push_has_a_body_and_may_have_a_title_and_string_data_each_rendered() {
+    let content = TemplateContent::from_json(&json!({
+        "channel": "push", "title": "Order {{ payload.order_id }}", "text": "Hi {{ payload.name }}",
+        "data": {"order_id": "{{ payload.order_id }}", "link": "app://orders/{{ payload.order_id }}"}
+    }))
+    .unwrap();
+    let rendered = content.render(&context()).unwrap();
+    assert_eq!(rendered.title.as_deref(), Some("Order 444"));
+    assert_eq!(
+        rendered.text.as_deref(),
+        Some("Hi <!channel> & <https://evil|click>"),
+        "a push is plain text: nothing to escape for"
+    );
+    assert_eq!(
+        rendered.data,
+        Some(json!({"order_id": "444", "link": "app://orders/444"}))
+    );
+    let stored = TemplateVersion {
+        name: "p".into(),
+        version: 1,
+        content,
+        created_at: Timestamp::from_millis(0),
+    };
+    assert_eq!(stored.to_json()["data"]["order_id"], "{{ payload.order_id }}");
+
+    let cases = [
+        (json!({"channel": "push", "title": "t"}), vec!["/text"]),
+        (
+            json!({"channel": "push", "text": "b", "subject": "s", "blocks": []}),
+            vec!["/subject", "/blocks"],
+        ),
+        (
+            json!({"channel": "push", "text": "b", "data": ["x"]}),
+            vec!["/data"],
+        ),
+        (
+            json!({"channel": "push", "text": "b", "data": {"n": 1, "ok": "{{ x }}"}}),
+            vec!["/data/n"],
+        ),
+        (
+            json!({"channel": "push", "text": "b", "data": {"bad": "{{ oops"}}),
+            vec!["/data/bad"],
+        ),
+        (
+            json!({"channel": "push", "text": "b", "data": {"aps": "x"}}),
+            vec!["/data/aps"],
+        ),
+        (
+            json!({"channel": "sms", "text": "b", "title": "t", "data": {}}),
+            vec!["/title", "/data"],
+        ),
+    ];
+    for (body, pointers) in cases {
+        let errors = TemplateContent::from_json(&body).unwrap_err();
+        let found: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(found, pointers, "{body}");
+    }
+}

@@ -94,6 +94,8 @@ fn email_template(locale: &str) -> TemplateContent {
         text: Some("Hello {{ name }}".into()),
         html: None,
         blocks: None,
+        title: None,
+        data: None,
     }
 }
 
