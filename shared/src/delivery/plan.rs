@@ -62,7 +62,7 @@ impl Policy<'_> {
         match error.kind {
             FailureKind::Recipient => Next::Final(final_settlement(
                 NotificationStatus::Failed,
-                reason::REJECTED_BY_PROVIDER,
+                reason::of_refusal(&error.code),
                 &error.to_string(),
             )),
             FailureKind::Throttled => {
@@ -265,6 +265,19 @@ mod tests {
             panic!("final")
         };
         assert_eq!(settlement.status, NotificationStatus::Failed);
+        assert_eq!(settlement.reason.as_deref(), Some(reason::REJECTED_BY_PROVIDER));
+
+        let gone = SendError::new(FailureKind::Recipient, reason::DEVICE_GONE, "EndpointDisabled");
+        let Next::Final(settlement) =
+            policy(&schedule, Duration::from_secs(3600)).after_send_failure(&gone, 0)
+        else {
+            panic!("final")
+        };
+        assert_eq!(
+            settlement.reason.as_deref(),
+            Some(reason::DEVICE_GONE),
+            "a reason of its own"
+        );
     }
 
     #[test]

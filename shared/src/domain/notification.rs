@@ -121,9 +121,22 @@ pub mod reason {
     pub const TRANSIENT_BOUNCE: &str = "transient_bounce";
     /// `complained`: the recipient marked the message as spam; the address is now suppressed.
     pub const COMPLAINT: &str = "complaint";
+    /// `failed`: the push platform says the device is no more (its endpoint disabled or deleted), or the
+    /// user removed it after the event; the device is forgotten.
+    pub const DEVICE_GONE: &str = "device_gone";
+
+    /// Why a notification failed when its channel refused the recipient for good with `code`: the code when
+    /// it is a reason of its own ([`DEVICE_GONE`]), else [`REJECTED_BY_PROVIDER`].
+    pub fn of_refusal(code: &str) -> &'static str {
+        if code == DEVICE_GONE {
+            DEVICE_GONE
+        } else {
+            REJECTED_BY_PROVIDER
+        }
+    }
 
     /// Every code: the values of the metrics' `Reason` dimension (telemetry::catalogue).
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         NO_ADDRESS,
         OPTED_OUT,
         RATE_LIMITED,
@@ -143,6 +156,7 @@ pub mod reason {
         PERMANENT_BOUNCE,
         TRANSIENT_BOUNCE,
         COMPLAINT,
+        DEVICE_GONE,
     ];
 }
 

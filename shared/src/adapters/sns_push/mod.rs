@@ -19,7 +19,7 @@ mod tests;
 pub use delivery::{PushDelivery, push_message};
 
 /// The code a send to a device that is no more ends with: the notification fails, the device is forgotten.
-pub const DEVICE_GONE: &str = "device_gone";
+pub const DEVICE_GONE: &str = crate::domain::notification::reason::DEVICE_GONE;
 
 const ENABLED: &str = "Enabled";
 const TOKEN: &str = "Token";
