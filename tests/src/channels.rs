@@ -1,4 +1,4 @@
-//! The three channels wired as their functions wire them, with the provider endpoint chosen by the test
+//! The channels wired as their functions wire them, with the provider endpoint chosen by the test
 //! (the emulator itself, or a fault proxy in front of it).
 
 use crate::{BREAKER, RETRY_SCHEDULE, Stack, emulator_config, unique};
@@ -6,6 +6,7 @@ use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
 use herald::adapters::ses::SesSender;
 use herald::adapters::slack::SlackSender;
 use herald::adapters::sns::SnsSender;
+use herald::adapters::sns_push::{PushDelivery, PushSender};
 use herald::adapters::sqs::SqsChannelQueue;
 use herald::config::{DeliverySettings, SlackSettings};
 use herald::delivery::{Delivery, provider_config};
@@ -101,6 +102,17 @@ impl Stack {
                 .endpoint_url(endpoint)
                 .build();
         SnsSender::new(aws_sdk_sns::Client::from_conf(config), None)
+    }
+
+    /// The push channel as its function wires it, publishing through the SNS at `endpoint`, reading and
+    /// forgetting devices in this stack's config table.
+    pub async fn push_delivery(&self, endpoint: &str) -> PushDelivery<DynamoConfigStore> {
+        let config =
+            aws_sdk_sns::config::Builder::from(&provider_config(&emulator_config().await, PROVIDER_TIMEOUT))
+                .endpoint_url(endpoint)
+                .build();
+        let sender = PushSender::new(aws_sdk_sns::Client::from_conf(config));
+        PushDelivery::new(sender, self.config_store())
     }
 
     /// A Slack sender with this stack's webhook policy and short timeouts.

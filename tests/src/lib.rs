@@ -18,6 +18,7 @@ pub mod webhook_verifier;
 
 use base64::Engine;
 use herald::adapters::dynamodb::{DynamoActivityStore, DynamoConfigStore};
+use herald::adapters::sns_push::PushApplications;
 use herald::adapters::sqs::SqsNotificationQueue;
 use herald::api::Api;
 use herald::config::{AwsSettings, Env, HttpSettings, QueueUrls, Tables};
@@ -34,7 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub type TestIngest = Ingest<DynamoConfigStore, DynamoConfigStore, DynamoActivityStore, SqsNotificationQueue>;
-pub type TestApi = Api<DynamoConfigStore, DynamoConfigStore>;
+pub type TestApi = Api<DynamoConfigStore, DynamoConfigStore, PushApplications>;
 
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
@@ -60,6 +61,10 @@ pub async fn emulator_config() -> aws_config::SdkConfig {
 pub struct Stack {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    /// This stack's own SNS platform applications, APNs and FCM, as `ApnsPlatformApplicationArn` and
+    /// `FcmPlatformApplicationArn` name them in a deployment.
+    pub push_applications: [String; 2],
     pub tables: Tables,
     pub queues: QueueUrls,
     pub dead_letter_queues: QueueUrls,
@@ -74,6 +79,20 @@ pub struct Stack {
     /// Notifications a minute per recipient and channel; 0 (no limit) unless a test asks for one, so the
     /// tests of other features may send one recipient as many as they need.
     pub rate_limit_per_minute: u32,
+}
+
+/// A platform application of `platform` (`APNS`, `GCM`) of a name no other test uses; its ARN.
+pub async fn platform_application(sns: &aws_sdk_sns::Client, platform: &str) -> String {
+    sns.create_platform_application()
+        .name(unique("herald"))
+        .platform(platform)
+        .attributes("PlatformCredential", "test-credential")
+        .attributes("PlatformPrincipal", "test-principal")
+        .send()
+        .await
+        .expect("create the platform application")
+        .platform_application_arn
+        .expect("the application's ARN")
 }
 
 /// The template `herald local up` and `sam deploy` use.
@@ -130,9 +149,15 @@ impl Stack {
             let queue = queues.get(channel).expect("a queue per channel");
             (channel, dead_letter_queue(&template, &provisioned, queue))
         }));
+        let push_applications = [
+            platform_application(&sns, "APNS").await,
+            platform_application(&sns, "GCM").await,
+        ];
         let stack = Self {
             dynamodb,
             sqs,
+            sns,
+            push_applications,
             tables,
             queues,
             dead_letter_queues,
@@ -217,8 +242,11 @@ impl Stack {
         )
     }
 
+    /// The management API, registering devices in this stack's platform applications.
     pub fn api(&self) -> TestApi {
-        Api::new(self.config_store(), self.config_store(), self.settings())
+        let [apns, fcm] = self.push_applications.clone();
+        let push = PushApplications::new(self.sns.clone(), Some(apns), Some(fcm));
+        Api::new(self.config_store(), self.config_store(), self.settings()).with_push(push)
     }
 
     /// Every item in the activity table.

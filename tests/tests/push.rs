@@ -9,27 +9,12 @@ use herald::adapters::sns_push::{DEVICE_GONE, PushPlatform, PushSender};
 use herald::domain::delivery::FailureKind;
 use herald::domain::device::{DeviceToken, Platform, PushMessage};
 use herald_integration_tests::poller::emulator_data;
-use herald_integration_tests::{emulator_config, unique};
+use herald_integration_tests::{emulator_config, platform_application};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 async fn client() -> Client {
     Client::new(&emulator_config().await)
-}
-
-/// A platform application of its own for this test.
-async fn application(client: &Client, platform: &str) -> String {
-    client
-        .create_platform_application()
-        .name(unique("herald"))
-        .platform(platform)
-        .attributes("PlatformCredential", "test-credential")
-        .attributes("PlatformPrincipal", "test-principal")
-        .send()
-        .await
-        .expect("create the platform application")
-        .platform_application_arn
-        .expect("application ARN")
 }
 
 /// A token no other test uses: the emulator finds endpoints by token across applications.
@@ -88,7 +73,7 @@ async fn assert_gone(sender: &PushSender, endpoint: &str) {
 #[tokio::test]
 async fn an_apns_device_gets_one_endpoint_its_payload_and_is_gone_once_disabled() {
     let client = client().await;
-    let application = application(&client, "APNS").await;
+    let application = platform_application(&client, "APNS").await;
     let platform = PushPlatform::new(client.clone());
     let sender = PushSender::new(client.clone());
     let token = unique_token(Platform::Apns);
@@ -161,7 +146,7 @@ async fn an_apns_device_gets_one_endpoint_its_payload_and_is_gone_once_disabled(
 #[tokio::test]
 async fn an_fcm_device_gets_an_fcm_v1_message() {
     let client = client().await;
-    let application = application(&client, "GCM").await;
+    let application = platform_application(&client, "GCM").await;
     let token = unique_token(Platform::Fcm);
 
     let endpoint = PushPlatform::new(client.clone())
@@ -188,7 +173,7 @@ async fn an_fcm_device_gets_an_fcm_v1_message() {
 #[tokio::test]
 async fn a_deleted_endpoint_is_a_gone_device() {
     let client = client().await;
-    let application = application(&client, "APNS").await;
+    let application = platform_application(&client, "APNS").await;
     let endpoint = PushPlatform::new(client.clone())
         .ensure_endpoint(&application, &unique_token(Platform::Apns), "tenant-a/u-1")
         .await

@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 pub const REGION: &str = "us-east-1";
+/// The account the emulator answers for (moto's default).
+pub const ACCOUNT: &str = "123456789012";
 
 /// Why the emulator (or the checkout it lives in) is not there to use.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,8 @@ pub enum LocalError {
         sender: &'static str,
         source: Box<SdkError<CreateEmailIdentityError>>,
     },
+    #[error("could not make the {platform} platform application in the emulator's SNS: {reason}")]
+    PlatformApplication { platform: &'static str, reason: String },
     #[error("HERALD_PARAMETERS: {0:?} is not Name=Value")]
     BadParameterOverride(String),
     #[error("template.yaml has no {0}")]

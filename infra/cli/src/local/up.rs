@@ -22,6 +22,22 @@ use tokio::net::TcpListener;
 pub const STACK_NAME: &str = "herald-local";
 /// The sender identity the local stack verifies in the emulator's SES.
 pub const SENDER: &str = "notifications@herald.local";
+/// The platform applications the local stack makes in the emulator's SNS, one per push platform, named so
+/// their ARNs are known before they exist (the emulator's ARN is `…:app/<platform>/<name>`), and given to
+/// the template as `ApnsPlatformApplicationArn` and `FcmPlatformApplicationArn`.
+const PLATFORM_APPLICATIONS: [(&str, &str); 2] = [
+    ("ApnsPlatformApplicationArn", "APNS"),
+    ("FcmPlatformApplicationArn", "GCM"),
+];
+
+/// The ARN of the local stack's platform application of `platform` (`APNS` or `GCM`).
+pub fn local_platform_application(platform: &str) -> String {
+    format!(
+        "arn:aws:sns:{}:{}:app/{platform}/{STACK_NAME}",
+        emulator::REGION,
+        emulator::ACCOUNT
+    )
+}
 /// Function processes per function, so concurrency is real: Lambda runs as many as there are concurrent
 /// requests; four keep sixteen concurrent clients from queueing in front of two.
 const PROCESSES: usize = 4;
@@ -106,6 +122,9 @@ pub fn local_template(root: &Path) -> Result<StackTemplate, LocalError> {
         // emulator itself can take.
         ("EmailSendRate".to_owned(), "100".to_owned()),
     ]);
+    for (parameter, platform) in PLATFORM_APPLICATIONS {
+        parameters.insert(parameter.to_owned(), local_platform_application(platform));
+    }
     // `HERALD_PARAMETERS="DeliveryConcurrency=5 MaxReceiveCount=10"`: as `sam deploy --parameter-overrides`.
     let overrides = std::env::var("HERALD_PARAMETERS").unwrap_or_default();
     for pair in overrides.split_whitespace() {
@@ -193,6 +212,7 @@ pub async fn start(ports: Ports, build: Build) -> Result<LocalStack, LocalError>
             sender: SENDER,
             source: Box::new(source),
         })?;
+    create_platform_applications(&aws_sdk_sns::Client::new(&aws)).await?;
     let config_table = provisioned
         .table_names
         .get("ConfigTable")
@@ -211,6 +231,42 @@ pub async fn start(ports: Ports, build: Build) -> Result<LocalStack, LocalError>
         hosts,
         emulators,
     })
+}
+
+/// The platform applications whose ARNs `local_template` gave the template. The emulator takes any
+/// credential; on AWS a person makes them with the app's APNs key and FCM service account (README, Push).
+async fn create_platform_applications(sns: &aws_sdk_sns::Client) -> Result<(), LocalError> {
+    for (_, platform) in PLATFORM_APPLICATIONS {
+        let expected = local_platform_application(platform);
+        let created = sns
+            .create_platform_application()
+            .name(STACK_NAME)
+            .platform(platform)
+            .attributes("PlatformCredential", "local-credential")
+            .attributes("PlatformPrincipal", "local-principal")
+            .send()
+            .await
+            .map_err(|source| LocalError::PlatformApplication {
+                platform,
+                reason: aws_sdk_sns::error::DisplayErrorContext(source).to_string(),
+            })?;
+        if created.platform_application_arn.as_deref() != Some(expected.as_str()) {
+            return Err(LocalError::PlatformApplication {
+                platform,
+                reason: format!(
+                    "the emulator named it {:?}, not {expected}",
+                    created.platform_application_arn
+                ),
+            });
+        }
+    }
+    say(&format!(
+        "push platform applications: {}",
+        PLATFORM_APPLICATIONS
+            .map(|(_, platform)| local_platform_application(platform))
+            .join(", ")
+    ));
+    Ok(())
 }
 
 /// What invokes the functions besides a direct call: their HTTP routes (returned, for the front), a poller
