@@ -12,6 +12,8 @@ mod dead_letters;
 mod feedback;
 #[path = "local_stack/observability.rs"]
 mod observability;
+#[path = "local_stack/push.rs"]
+mod push;
 #[path = "local_stack/tenants.rs"]
 mod tenants;
 #[path = "local_stack/webhooks.rs"]
@@ -22,6 +24,7 @@ use feedback::ses_feedback_from_herald_local_feedback_is_recorded_and_suppresses
 use observability::{
     the_functions_write_their_metrics_as_emf, the_logs_trace_requests_and_keep_recipients_secret,
 };
+use push::a_registered_device_gets_the_push_in_the_emulator;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -275,6 +278,8 @@ fn order_event(stack: &RunningStack, scenario: &str, email: &str, phone: &str, k
         "recipient": {"email": email, "phone": phone, "slack_webhook_url": stack.webhook(scenario)},
         "payload": {"order_id": 444, "total": 99.99},
         "idempotency_key": key,
+        // The demo's push rule needs a user with a device: the push scenario has its own.
+        "channels": ["email", "sms", "slack", "webhook"],
     })
 }
 
@@ -532,7 +537,7 @@ async fn sigterm_stops_everything(mut stack: RunningStack) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn local_stack_delivers_replays_retries_redrives_takes_ses_feedback_reports_metrics_holds_a_small_load_and_stops_on_sigterm()
+async fn local_stack_delivers_replays_retries_redrives_pushes_takes_ses_feedback_reports_metrics_holds_a_small_load_and_stops_on_sigterm()
  {
     let stack = RunningStack::start().await;
     a_tenants_own_sms_countries_are_honoured(&stack).await;
@@ -541,6 +546,7 @@ async fn local_stack_delivers_replays_retries_redrives_takes_ses_feedback_report
     a_failing_slack_is_retried_until_it_recovers(&stack).await;
     a_dead_lettered_slack_is_redriven_once_by_herald_dlq(&stack).await;
     a_registered_endpoint_receives_a_signed_post(&stack).await;
+    a_registered_device_gets_the_push_in_the_emulator(&stack).await;
     ses_feedback_from_herald_local_feedback_is_recorded_and_suppresses(&stack).await;
     the_functions_write_their_metrics_as_emf(&stack).await;
     a_small_load_passes_the_benchmark_audit(&stack).await;

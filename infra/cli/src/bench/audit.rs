@@ -271,6 +271,16 @@ async fn provider_deliveries(
     for sms in data["sns"]["SMS"].as_array().into_iter().flatten() {
         count("sms", sms["message"].as_str().unwrap_or_default());
     }
+    // Each endpoint keeps what was published to it: the whole document, the title (and so the marker) in it.
+    for endpoint in data["sns"]["PlatformEndpoint"].as_array().into_iter().flatten() {
+        for published in endpoint["messages"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            count("push", published.as_str().unwrap_or_default());
+        }
+    }
     let sink_record = tokio::fs::read_to_string(&stack.sink_log)
         .await
         .map_err(|error| BenchError::Setup {

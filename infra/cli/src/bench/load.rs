@@ -194,6 +194,15 @@ async fn set_up(stack: &Stack) -> Result<(), BenchError> {
             "/v1/rules/bench-webhook".to_owned(),
             json!({"event": EVENT_TYPE, "channel": "webhook", "template": "bench-webhook"}),
         ),
+        (
+            "/v1/templates/bench-push".to_owned(),
+            json!({"channel": "push", "locale": "en", "title": text, "text": text,
+                   "data": {"run": "{{ payload.run }}", "seq": "{{ payload.seq }}"}}),
+        ),
+        (
+            "/v1/rules/bench-push".to_owned(),
+            json!({"event": EVENT_TYPE, "channel": "push", "template": "bench-push"}),
+        ),
         // The sink as the tenant's one endpoint, receiving only the benchmark's events.
         (
             "/v1/webhooks/bench".to_owned(),
@@ -236,11 +245,39 @@ async fn post_events(stack: &Stack, run: &str, options: LoadOptions) -> Vec<Post
     posted
 }
 
+/// The user of event `seq`, with one registered phone (an FCM token of its own), so the event's push has a
+/// device; a user with no device would only be `skipped`. Registered as an app would, before the event.
+async fn register_device(stack: &Stack, user: &str) -> Result<(), String> {
+    let path = format!("/v1/users/{user}/devices/{user}");
+    for attempt in 0..CLIENT_ATTEMPTS {
+        let response = stack
+            .http
+            .put(format!("{}{path}", stack.api))
+            .bearer_auth(API_KEY)
+            .json(&json!({"platform": "fcm"}))
+            .send()
+            .await;
+        match response.map(|response| response.status()) {
+            Ok(status) if status.is_success() => return Ok(()),
+            Ok(status) if status.is_client_error() && status.as_u16() != 429 => {
+                return Err(format!("PUT {path}: {status}"));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500 << attempt)).await,
+        }
+    }
+    Err(format!("PUT {path}: no success after {CLIENT_ATTEMPTS} attempts"))
+}
+
 /// One event, retried with the same idempotency key after a 5xx, a 429 or no answer at all.
 async fn post_event(stack: &Stack, run: &str, seq: usize) -> Posted {
+    let user = format!("bench-{run}-{seq}").to_ascii_lowercase();
+    if let Err(error) = register_device(stack, &user).await {
+        eprintln!("herald bench: {error}; the event's push will be skipped, and the audit says so");
+    }
     let body = json!({
         "event": EVENT_TYPE,
         "recipient": {
+            "user_id": user,
             "email": format!("bench-{seq}@example.com"),
             "phone": format!("+1555{:07}", seq % 10_000_000),
             "slack_webhook_url": format!("{}/services/TBENCH/{run}/{seq}", stack.sink),

@@ -503,7 +503,7 @@ mod tests {
             queues: DeadLettered::of(&template, "acme"),
         };
         let names: Vec<&str> = target.queues.iter().map(|queue| queue.name.as_str()).collect();
-        assert_eq!(names, ["email", "feedback", "slack", "sms", "webhook"]);
+        assert_eq!(names, ["email", "feedback", "push", "slack", "sms", "webhook"]);
         let feedback = target.one(&parse(&["feedback"]).unwrap()).unwrap();
         assert_eq!(
             (feedback.queue.as_str(), feedback.dlq.as_str()),

@@ -61,7 +61,7 @@ pub enum LocalError {
     NotHealthy { url: String },
     #[error(
         "usage: herald invoke FUNCTION --event FILE   (FUNCTION: ingest, api, email, sms, slack, webhook, \
-         sweeper, feedback)"
+         push, sweeper, feedback)"
     )]
     InvokeUsage,
     #[error("{path}: {source}")]

@@ -1,6 +1,7 @@
 //! The local stack's demo data: tenant `local` with key `herald-dev-key`, and the README's example
 //! (event type `order_created`, a template and a rule per channel), so the README's curl works at once. The
-//! webhook rule sends to every endpoint the tenant registers (none at first: the README registers the sink).
+//! webhook rule sends to every endpoint the tenant registers (none at first: the README registers the sink);
+//! the push rule to every device the event's user registered (none at first: the README registers one).
 
 use herald::adapters::dynamodb::DynamoConfigStore;
 use herald::domain::api_key::{KeyScope, NewApiKey, key_hash};
@@ -54,7 +55,7 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), SeedError> {
     store
         .put_event_type(&tenant, "order_created", &event_type, now)
         .await?;
-    let templates: [(&str, Value); 4] = [
+    let templates: [(&str, Value); 5] = [
         (
             "order-confirmation",
             json!({"channel": "email", "locale": "en",
@@ -78,6 +79,13 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), SeedError> {
             json!({"channel": "webhook", "locale": "en",
             "text": "{\"type\": {{ event.name }}, \"event_id\": {{ event.id }}, \"data\": {{ payload }}}"}),
         ),
+        (
+            "order-push",
+            json!({"channel": "push", "locale": "en",
+            "title": "Order #{{ payload.order_id }} confirmed",
+            "text": "Total: {{ payload.total }}. We will tell you when it ships.",
+            "data": {"order_id": "{{ payload.order_id }}"}}),
+        ),
     ];
     for (name, body) in templates {
         if store.template_head(&tenant, name).await?.is_none() {
@@ -90,6 +98,7 @@ pub async fn seed(store: &DynamoConfigStore) -> Result<(), SeedError> {
         ("order-sms", "sms", "order-sms"),
         ("order-slack", "slack", "order-slack"),
         ("order-webhook", "webhook", "order-webhook"),
+        ("order-push", "push", "order-push"),
     ] {
         let rule = spec(
             RuleSpec::from_json(&json!({"event": "order_created", "channel": channel, "template": template})),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 const PATH: &str = "/webhooks/e2e";
 
-async fn call(
+pub(super) async fn call(
     stack: &RunningStack,
     method: reqwest::Method,
     path: &str,

@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(
             binaries,
             [
-                "api", "email", "feedback", "ingest", "slack", "sms", "sweeper", "webhook"
+                "api", "email", "feedback", "ingest", "push", "slack", "sms", "sweeper", "webhook"
             ]
         );
         let ingest = function(&template, "ingest");
@@ -404,7 +404,7 @@ mod tests {
             method: "GET".into(),
             path: "/v1/health".into()
         }));
-        assert_eq!(api.http_routes.len(), 13);
+        assert_eq!(api.http_routes.len(), 15);
     }
 
     #[test]
@@ -415,6 +415,7 @@ mod tests {
             ("sms", "SmsQueue"),
             ("slack", "SlackQueue"),
             ("webhook", "WebhookQueue"),
+            ("push", "PushQueue"),
         ] {
             let spec = function(&template, binary);
             assert!(spec.http_routes.is_empty());

@@ -153,7 +153,7 @@ mod tests {
                 concurrency,
             )
         };
-        for binary in ["email", "sms", "slack", "webhook"] {
+        for binary in ["email", "sms", "slack", "webhook", "push"] {
             assert_eq!(
                 environment(&[], binary),
                 ("0".into(), "5".into(), "5".into()),

@@ -443,8 +443,8 @@ mod tests {
     #[test]
     fn the_real_template_has_a_queue_and_a_dlq_per_channel_and_for_feedback_each_redriving_to_its_own() {
         let queues = real().queues();
-        assert_eq!(queues.len(), 10);
-        for channel in ["Email", "Sms", "Slack", "Webhook", "Feedback"] {
+        assert_eq!(queues.len(), 12);
+        for channel in ["Email", "Sms", "Slack", "Webhook", "Push", "Feedback"] {
             let lower = channel.to_lowercase();
             let queue = queues
                 .iter()
